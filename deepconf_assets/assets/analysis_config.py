@@ -1,0 +1,43 @@
+
+from dagster import Config
+from pydantic import Field
+
+from deepconf_assets.core.analysis import AnalysisSettings, adaptive_name
+from deepconf_assets.core.confidence import TRACE_METRICS
+
+_DEFAULTS = AnalysisSettings()
+
+
+class AnalysisConfig(Config):
+    """Settings shared by the analysis assets; defaults documented in core.analysis.AnalysisSettings."""
+
+    confidence_metric: str = Field(
+        _DEFAULTS.confidence_metric,
+        description=f"Trace confidence behind thresholds and categories, one of {TRACE_METRICS}.",
+    )
+    category_percentile: float = Field(
+        _DEFAULTS.category_percentile, ge=0, le=100,
+        description="Confident = instance confidence >= this percentile of the partition's instances.",
+    )
+    warmup_traces: int = Field(_DEFAULTS.warmup_traces, ge=1, description="Adaptive policy warm-up traces.")
+    adaptive_percentile: float = Field(
+        _DEFAULTS.adaptive_percentile, ge=0, le=100,
+        description="Adaptive policy: threshold percentile of the warm-up traces' confidences.",
+    )
+    vote_rule: str = Field(_DEFAULTS.vote_rule, description="majority | confidence_weighted")
+
+    def settings(self) -> AnalysisSettings:
+        if self.confidence_metric not in TRACE_METRICS:
+            raise ValueError(f"confidence_metric must be one of {TRACE_METRICS}, got {self.confidence_metric!r}")
+        if self.vote_rule not in ("majority", "confidence_weighted"):
+            raise ValueError(f"vote_rule must be majority or confidence_weighted, got {self.vote_rule!r}")
+        return AnalysisSettings(
+            confidence_metric=self.confidence_metric,
+            category_percentile=self.category_percentile,
+            warmup_traces=self.warmup_traces,
+            adaptive_percentile=self.adaptive_percentile,
+            vote_rule=self.vote_rule,
+        )
+
+    def headline_policy(self) -> str:
+        return adaptive_name(self.adaptive_percentile)

@@ -1,0 +1,43 @@
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from deepconf_assets import metadata, paths
+from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
+from deepconf_assets.core.benchmarks import load_benchmark
+from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
+
+
+@asset(
+    partitions_def=experiment_partitions,
+    group_name="experiment",
+    io_manager_key="parquet_io_manager",
+    deps=raw_benchmark_files,
+    description=(
+        "One row per benchmark prompt in the shared data contract: instance_id, prompt, the gold "
+        "label prompt_harmful (nullable: unlabelled prompts stay unlabelled), category, adversarial "
+        "and any reference response. Read from data/<benchmark>/ (or the Hugging Face hub for "
+        "ToxicChat/WildGuardMix); `synthetic` is generated. Identical for every model partition."
+    ),
+)
+def benchmark_prompts(context: AssetExecutionContext) -> MaterializeResult:
+    benchmark, _ = benchmark_and_model(context.partition_key)
+    prompts, source = load_benchmark(benchmark, paths.data_dir())
+    context.log.info(f"{benchmark}: {len(prompts)} prompts from {source}")
+    by_category = (
+        prompts.groupby("category")["prompt_harmful"]
+        .agg(n="size", harmful=lambda s: int(s.sum()), unlabelled=lambda s: int(s.isna().sum()))
+        .reset_index()
+    )
+    return MaterializeResult(
+        value=prompts,
+        metadata={
+            "source": source,
+            "dagster/row_count": len(prompts),
+            "harmful": int(prompts["prompt_harmful"].sum()),
+            "benign": int((prompts["prompt_harmful"] == False).sum()),  # noqa: E712 (nullable)
+            "unlabelled": int(prompts["prompt_harmful"].isna().sum()),
+            "by_category": metadata.table(by_category),
+            "preview": metadata.table(prompts[["instance_id", "category", "prompt_harmful", "prompt"]].head(10)),
+        },
+    )

@@ -1,0 +1,70 @@
+"""Asset checks, per `benchmark|model` partition. They read the stored asset, so they also catch a
+file changed or corrupted after materialization."""
+
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
+
+from deepconf_assets.assets.benchmark_prompts import benchmark_prompts
+from deepconf_assets.assets.instance_predictions import instance_predictions
+from deepconf_assets.assets.traces import traces
+from deepconf_assets.core import metrics
+from deepconf_assets.core.confidence import TRACE_METRICS
+from deepconf_assets.partitions import experiment_partitions
+
+
+@asset_check(asset=benchmark_prompts, partitions_def=experiment_partitions, blocking=True,
+             description="instance_id is unique and every prompt has text.")
+def prompts_unique_and_nonempty(benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
+    duplicates = int(benchmark_prompts["instance_id"].duplicated().sum())
+    empty = int((benchmark_prompts["prompt"].fillna("").str.strip() == "").sum())
+    return AssetCheckResult(passed=duplicates == 0 and empty == 0,
+                            metadata={"duplicate_ids": duplicates, "empty_prompts": empty})
+
+
+@asset_check(asset=traces, partitions_def=experiment_partitions, blocking=True,
+             description="No trace confidence or token confidence is NaN or infinite.")
+def traces_confidence_finite(traces: pd.DataFrame) -> AssetCheckResult:
+    bad_metrics = int((~np.isfinite(traces[list(TRACE_METRICS) + ["mean_logprob"]].to_numpy(dtype=float))).sum())
+    bad_tokens = int(sum((~np.isfinite(np.asarray(v, dtype=float))).sum() for v in traces["token_confidence"]))
+    return AssetCheckResult(
+        passed=bad_metrics == 0 and bad_tokens == 0,
+        metadata={"nonfinite_trace_metrics": bad_metrics, "nonfinite_token_confidences": bad_tokens,
+                  "logprobs_clipped_upstream": int(traces["nonfinite_logprobs"].sum())},
+    )
+
+
+@asset_check(asset=traces, partitions_def=experiment_partitions,
+             additional_ins={"benchmark_prompts": AssetIn("benchmark_prompts")},
+             description="Every prompt has at least one trace (a run limited by max_prompts warns) "
+                         "and every trace has at least one token.")
+def traces_every_instance_has_a_trace(traces: pd.DataFrame, benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
+    per_instance = traces.groupby("instance_id").size()
+    without = int((~benchmark_prompts["instance_id"].isin(per_instance.index)).sum())
+    nonpositive = int((traces["n_tokens"] < 1).sum())
+    return AssetCheckResult(
+        passed=without == 0 and nonpositive == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"instances_with_traces": int(len(per_instance)), "prompts_without_traces": without,
+                  "min_traces": int(per_instance.min()) if len(per_instance) else 0,
+                  "traces_without_tokens": nonpositive},
+    )
+
+
+@asset_check(asset=instance_predictions, partitions_def=experiment_partitions,
+             description="Per policy, the four confidence categories add up to the instances with a prediction.")
+def categories_add_up(instance_predictions: pd.DataFrame) -> AssetCheckResult:
+    failures = []
+    for (labeler, policy), group in instance_predictions.groupby(["labeler", "policy"]):
+        counted = int(group["category"].isin(metrics.CATEGORIES).sum())
+        predicted = int(group["predicted_refusal"].notna().sum())
+        if counted != predicted:
+            failures.append(f"{labeler}/{policy}: {counted} categorised vs {predicted} predicted")
+    missing = [c for c in metrics.CATEGORIES if c not in set(instance_predictions["category"].dropna())]
+    return AssetCheckResult(
+        passed=not failures,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"mismatches": "; ".join(failures) or "none",
+                  "empty_categories": ", ".join(missing) or "none"},
+    )

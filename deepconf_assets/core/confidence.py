@@ -1,0 +1,108 @@
+"""DeepConf token and trace confidence (arXiv 2508.15260), vectorised over ragged traces.
+
+Sign convention, stated once and tested: token confidence
+
+    C_i = -(1/k) * sum_{j<=k} log P_i(j)        over the top-k candidates at generated position i
+
+is >= 0 and LARGER MEANS MORE CONFIDENT (a peaked distribution puts almost all mass on one token,
+so the other k-1 candidates have very negative log-probs). It is not the sampled token's
+negative log-likelihood, whose sign is the opposite (that is `mean_logprob`, larger = more likely).
+
+Group confidence is the mean of C over a sliding window of `window` tokens (stride 1). A trace
+shorter than the window has one group: its whole length, i.e. its plain mean.
+
+Trace metrics:
+    conf_mean          mean of C over all generated tokens
+    conf_lowest_group  minimum group confidence
+    conf_bottom10      mean of the lowest ceil(10%) of the group confidences (at least one group)
+    conf_tail          confidence of the last window
+Token counts include the final EOS token: it is generated from a distribution like any other.
+
+Non-finite log-probs (-inf from masked candidates, NaN) are clipped to LOGPROB_FLOOR and counted,
+so one bad value can never turn a confidence into inf/NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_TOPK = 20
+# 32 tokens is ~1/8 of a 256-token answer: long enough to smooth single-token spikes, short enough
+# that a 256-token answer has 225 groups. The paper's 2048 would collapse every such answer to its mean.
+DEFAULT_GROUP_WINDOW = 32
+PAPER_GROUP_WINDOW = 2048
+LOGPROB_FLOOR = -100.0  # below log(float32 min normal) ~ -87.3: no finite float32 log-prob reaches it
+
+TRACE_METRICS = ("conf_mean", "conf_lowest_group", "conf_bottom10", "conf_tail")
+
+
+def clip_logprobs(logprobs: np.ndarray) -> tuple[np.ndarray, int]:
+    """Replace non-finite log-probs by LOGPROB_FLOOR; return (clipped float64 array, count clipped)."""
+    lp = np.asarray(logprobs, dtype=np.float64)
+    bad = ~np.isfinite(lp)
+    return np.where(bad, LOGPROB_FLOOR, np.maximum(lp, LOGPROB_FLOOR)), int(bad.sum())
+
+
+def token_confidence(topk_logprobs: np.ndarray) -> tuple[np.ndarray, int]:
+    """C_i = -mean over the last axis of the top-k log-probs; returns (float32 C, count clipped)."""
+    lp, n_clipped = clip_logprobs(topk_logprobs)
+    return (-lp.mean(axis=-1)).astype(np.float32), n_clipped
+
+
+def _segment_sums(cumsum: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    return cumsum[stop] - cumsum[start]
+
+
+def trace_metrics(values: np.ndarray, lengths: np.ndarray, window: int = DEFAULT_GROUP_WINDOW) -> dict[str, np.ndarray]:
+    """Trace confidence metrics for traces concatenated in `values` with the given `lengths`.
+
+    No per-token Python loop: window sums come from one cumulative sum over all traces.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if window < 1:
+        raise ValueError(f"group window must be >= 1, got {window}")
+    if (lengths < 1).any():
+        raise ValueError("every trace needs at least one generated token")
+    if lengths.sum() != len(values):
+        raise ValueError(f"lengths sum to {lengths.sum()} but {len(values)} values were given")
+    n_traces = len(lengths)
+    if n_traces == 0:
+        return {name: np.zeros(0) for name in TRACE_METRICS}
+
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    cumsum = np.concatenate([[0.0], np.cumsum(values)])
+    width = np.minimum(window, lengths)  # shorter traces: one group over the whole trace
+
+    mean = _segment_sums(cumsum, offsets[:-1], offsets[1:]) / lengths
+    tail = _segment_sums(cumsum, offsets[1:] - width, offsets[1:]) / width
+
+    n_windows = lengths - width + 1
+    window_offsets = np.concatenate([[0], np.cumsum(n_windows)])
+    trace_of_window = np.repeat(np.arange(n_traces), n_windows)
+    local_start = np.arange(window_offsets[-1]) - window_offsets[:-1][trace_of_window]
+    start = offsets[:-1][trace_of_window] + local_start
+    group = _segment_sums(cumsum, start, start + width[trace_of_window]) / width[trace_of_window]
+
+    lowest = np.minimum.reduceat(group, window_offsets[:-1])
+
+    order = np.lexsort((group, trace_of_window))  # by trace, then ascending group confidence
+    rank = np.arange(len(group)) - window_offsets[:-1][trace_of_window]
+    n_bottom = np.maximum(1, np.ceil(0.1 * n_windows).astype(np.int64))
+    keep = rank < n_bottom[trace_of_window]
+    bottom10 = np.bincount(trace_of_window[keep], weights=group[order][keep], minlength=n_traces) / n_bottom
+
+    return {
+        "conf_mean": mean,
+        "conf_lowest_group": lowest,
+        "conf_bottom10": bottom10,
+        "conf_tail": tail,
+    }
+
+
+def segment_means(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Mean of each ragged segment (e.g. mean sampled-token log-prob per trace)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    cumsum = np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64))])
+    return _segment_sums(cumsum, offsets[:-1], offsets[1:]) / lengths

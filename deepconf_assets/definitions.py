@@ -1,0 +1,37 @@
+"""The code location: one Definitions object for the whole DeepConf Safety Platform."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor, load_asset_checks_from_modules
+
+from deepconf_assets import checks
+from deepconf_assets.assets import (
+    benchmark_prompts, figures, instance_predictions, percentile_sweep, raw_benchmarks, refusal_labels,
+    traces,
+)
+from resources.generation import GenerationResource
+from resources.io_managers import ParquetIOManagerFactory, PngIOManagerFactory
+
+defs = Definitions(
+    assets=[
+        *raw_benchmarks.raw_benchmark_files,
+        benchmark_prompts.benchmark_prompts,
+        traces.traces,
+        refusal_labels.refusal_labels_heuristic,
+        instance_predictions.instance_predictions,
+        percentile_sweep.percentile_sweep,
+        figures.confusion_matrix_figure,
+        figures.percentile_curves_figure,
+        figures.confidence_categories_figure,
+    ],
+    asset_checks=load_asset_checks_from_modules([checks]),
+    resources={
+        "generator": GenerationResource(),
+        "parquet_io_manager": ParquetIOManagerFactory(),
+        "png_io_manager": PngIOManagerFactory(),
+    },
+    # Steps of one run share the process, so a model is loaded once per run (the multiprocess
+    # executor would re-import torch and reload the model in every step). Parallelism comes from
+    # partitions, one run each.
+    executor=in_process_executor,
+)

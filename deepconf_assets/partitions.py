@@ -1,0 +1,26 @@
+"""Partitions: every per-partition asset shares `experiment_partitions` (keys `<benchmark>|<model>`),
+so one CLI run can materialize the whole `experiment` group for one key. Cross-model assets use
+`benchmark_partitions`."""
+
+from __future__ import annotations
+
+from dagster import MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
+
+from deepconf_assets.core.benchmarks import BENCHMARKS
+from resources.model_registry import MODEL_KEYS
+
+benchmark_partitions = StaticPartitionsDefinition(list(BENCHMARKS))
+model_partitions = StaticPartitionsDefinition(list(MODEL_KEYS))
+
+# Dimension names sort as benchmark < model, so keys and storage paths read <benchmark>|<model>.
+experiment_partitions = MultiPartitionsDefinition(
+    {"benchmark": benchmark_partitions, "model": model_partitions}
+)
+
+
+def benchmark_and_model(partition_key: str | MultiPartitionKey) -> tuple[str, str]:
+    key = partition_key if isinstance(partition_key, MultiPartitionKey) else None
+    if key is None:
+        benchmark, model = str(partition_key).split("|")
+        return benchmark, model
+    return key.keys_by_dimension["benchmark"], key.keys_by_dimension["model"]
