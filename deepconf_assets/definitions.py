@@ -12,8 +12,7 @@ from deepconf_assets.assets import (
 from resources.generation import GenerationResource
 from resources.io_managers import ParquetIOManagerFactory, PngIOManagerFactory
 
-defs = Definitions(
-    assets=[
+ASSETS = [
         *raw_benchmarks.raw_benchmark_files,
         benchmark_prompts.benchmark_prompts,
         traces.traces,
@@ -23,13 +22,18 @@ defs = Definitions(
         figures.confusion_matrix_figure,
         figures.percentile_curves_figure,
         figures.confidence_categories_figure,
-    ],
-    asset_checks=load_asset_checks_from_modules([checks]),
-    resources={
-        "generator": GenerationResource(),
-        "parquet_io_manager": ParquetIOManagerFactory(),
-        "png_io_manager": PngIOManagerFactory(),
-    },
+]
+ASSET_CHECKS = load_asset_checks_from_modules([checks])
+RESOURCES = {
+    "generator": GenerationResource(),
+    "parquet_io_manager": ParquetIOManagerFactory(),
+    "png_io_manager": PngIOManagerFactory(),
+}
+
+defs = Definitions(
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
+    resources=RESOURCES,
     # Steps of one run share the process, so a model is loaded once per run (the multiprocess
     # executor would re-import torch and reload the model in every step). Parallelism comes from
     # partitions, one run each.

@@ -56,6 +56,10 @@ def traces(
 ) -> MaterializeResult:
     _, model = benchmark_and_model(context.partition_key)
     prompts = benchmark_prompts if config.max_prompts is None else benchmark_prompts.head(config.max_prompts)
+    empty = prompts["prompt"].str.strip() == ""
+    if empty.any():
+        context.log.warning(f"{int(empty.sum())} empty prompts quarantined: not sent to the model")
+        prompts = prompts[~empty]
     sampling = config.sampling()
     n = config.traces_per_prompt
     requests = pd.DataFrame(
@@ -93,6 +97,7 @@ def traces(
         metadata={
             "dagster/row_count": len(table),
             "instances": int(table["instance_id"].nunique()),
+            "empty_prompts_quarantined": int(empty.sum()),
             "generated_tokens": int(table["n_tokens"].sum()),
             "tokens_per_second": metadata.number(stats.generated_tokens / max(stats.seconds, 1e-9)),
             "generation_seconds": metadata.number(stats.seconds),

@@ -82,15 +82,10 @@ def _require_columns(df: pd.DataFrame, columns: list[str], source: str) -> None:
         )
 
 
-def _require_text(df: pd.DataFrame, column: str, source: str, id_column: str | None = None) -> None:
-    bad = df[column].isna() | (df[column].astype(str).str.strip() == "")
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        ident = f" ({id_column}={df[id_column].iloc[row]!r})" if id_column else ""
-        raise BenchmarkFileError(
-            f"{source}: data row {row + 1}{ident}, field '{column}': empty or missing text "
-            f"({int(bad.sum())} such row(s))"
-        )
+def _text(series: pd.Series) -> pd.Series:
+    """Prompt text; an empty or missing prompt stays in the table as "" (counted by the
+    `benchmark_prompts` checks and kept away from the engine), never silently dropped."""
+    return series.fillna("").astype(str)
 
 
 def _map_labels(
@@ -145,7 +140,6 @@ def _finish(df: pd.DataFrame, benchmark: str, source_ids: pd.Series, extra: list
 def normalize_xstest(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     """XSTest: `id,prompt,type,label,focus,note`; label safe|unsafe; contrast_* types are unsafe."""
     _require_columns(raw, ["id", "prompt", "type", "label"], source)
-    _require_text(raw, "prompt", source, "id")
     _unique_ids(raw, "id", source)
     harmful = _map_labels(raw["label"], {"safe": False, "unsafe": True}, source, "label", nullable=False)
     by_type = raw["type"].astype(str).str.startswith("contrast_")
@@ -159,7 +153,7 @@ def normalize_xstest(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     df = pd.DataFrame(
         {
             "split": "test",
-            "prompt": raw["prompt"].astype(str),
+            "prompt": _text(raw["prompt"]),
             "prompt_harmful": harmful,
             "category": raw["type"].astype(str),
             "adversarial": False,
@@ -177,10 +171,9 @@ def normalize_harmbench(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     _require_columns(
         raw, ["Behavior", "FunctionalCategory", "SemanticCategory", "ContextString", "BehaviorID"], source
     )
-    _require_text(raw, "Behavior", source, "BehaviorID")
     _unique_ids(raw, "BehaviorID", source)
     context = raw["ContextString"].fillna("").astype(str).str.strip()
-    behavior = raw["Behavior"].astype(str)
+    behavior = _text(raw["Behavior"])
     prompt = behavior.where(context == "", context + "\n\n---\n\n" + behavior)
     df = pd.DataFrame(
         {
@@ -218,7 +211,6 @@ def normalize_toxicchat(raw: pd.DataFrame, source: str, split: str = "test") -> 
     _require_columns(
         raw, ["conv_id", "user_input", "toxicity", "jailbreaking", "openai_moderation"], source
     )
-    _require_text(raw, "user_input", source, "conv_id")
     _unique_ids(raw, "conv_id", source)
     flag = {0: False, 1: True, "0": False, "1": True}
     toxic = _map_labels(raw["toxicity"], flag, source, "toxicity", nullable=False)
@@ -232,7 +224,7 @@ def normalize_toxicchat(raw: pd.DataFrame, source: str, split: str = "test") -> 
     df = pd.DataFrame(
         {
             "split": split,
-            "prompt": raw["user_input"].astype(str),
+            "prompt": _text(raw["user_input"]),
             "prompt_harmful": toxic,
             "category": category,
             "adversarial": jailbreak,
@@ -254,12 +246,11 @@ def normalize_wildguardmix(raw: pd.DataFrame, source: str, split: str = "test") 
          "response_harm_label", "subcategory"],
         source,
     )
-    _require_text(raw, "prompt", source)
     harm = {"harmful": True, "unharmful": False}
     df = pd.DataFrame(
         {
             "split": split,
-            "prompt": raw["prompt"].astype(str),
+            "prompt": _text(raw["prompt"]),
             "prompt_harmful": _map_labels(raw["prompt_harm_label"], harm, source, "prompt_harm_label", True),
             "category": raw["subcategory"].fillna("unlabelled").astype(str),
             "adversarial": _map_labels(

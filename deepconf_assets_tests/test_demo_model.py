@@ -1,0 +1,64 @@
+"""The built-in demo model: real Qwen3 architecture and tokenizer, deterministic, safety-shaped."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3ForCausalLM
+
+from deepconf_assets.core.refusal import is_refusal
+from deepconf_assets.core.synthetic import synthetic_prompts
+from resources import demo_model
+from resources.generation import SamplingSettings
+
+
+def test_demo_model_is_a_real_qwen3(demo_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir)
+    assert isinstance(model, Qwen3ForCausalLM)
+    assert model.config.model_type == "qwen3"
+    assert model.config.head_dim == 64  # vLLM's CPU attention kernels reject 16
+    assert (demo_model_dir / "model.safetensors").exists()
+    assert demo_model.is_built(demo_model_dir)
+
+
+def test_chat_template_is_qwen_style(demo_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
+    messages = [{"role": "user", "content": "Hi"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    thinking = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    assert thinking == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    for token in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>"):
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
+def test_build_is_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setitem(demo_model.TRAINING, "steps", 3)
+    monkeypatch.setitem(demo_model.TRAINING, "n_pairs", 200)
+    demo_model.build_demo_model(tmp_path / "a")
+    demo_model.build_demo_model(tmp_path / "b")
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "a").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "b").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+def test_demo_refuses_harmful_more_than_benign(generator):
+    prompts = synthetic_prompts("test", 60)
+    results, _ = generator.generate("demo", prompts["prompt"].tolist(), list(range(60)), SamplingSettings())
+    refused = np.array([is_refusal(r.text) for r in results])
+    harmful = prompts["harmful"].to_numpy()
+    assert refused[harmful].mean() >= 0.8
+    assert refused[~harmful].mean() <= 0.4
+
+
+def test_stale_cache_is_rebuilt(tmp_path, monkeypatch):
+    target = tmp_path / "demo"
+    target.mkdir()
+    (target / demo_model.MANIFEST).write_text('{"recipe_version": "old"}')
+    monkeypatch.setitem(demo_model.TRAINING, "steps", 2)
+    monkeypatch.setitem(demo_model.TRAINING, "n_pairs", 100)
+    demo_model.ensure_demo_model(target)
+    assert demo_model.is_built(target)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".demo-build-")]

@@ -1,0 +1,131 @@
+"""The whole `experiment` lineage through real Dagster runs, and the code location's entry points."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetSelection, materialize
+
+from deepconf_assets.core.confidence import TRACE_METRICS
+from deepconf_assets.core.metrics import CATEGORIES
+from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
+from deepconf_assets.partitions import experiment_partitions
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT_ASSETS = [
+    "benchmark_prompts", "traces", "refusal_labels_heuristic", "instance_predictions", "percentile_sweep",
+    "confusion_matrix_figure", "percentile_curves_figure", "confidence_categories_figure",
+]
+
+
+@pytest.fixture(scope="module")
+def xstest_demo_run(demo_model_dir, isolated_storage):
+    result = materialize(
+        [*ASSETS, *ASSET_CHECKS], partition_key="xstest|demo", resources=RESOURCES,
+        selection=AssetSelection.groups("experiment"),
+    )
+    return result, isolated_storage / "assets"
+
+
+def test_whole_graph_for_xstest_demo(xstest_demo_run):
+    result, root = xstest_demo_run
+    assert result.success
+    for name in EXPERIMENT_ASSETS:
+        ext = "png" if name.endswith("_figure") else "parquet"
+        assert (root / name / "xstest" / f"demo.{ext}").exists(), name
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks if not c.passed]
+
+
+def test_traces_contract_and_confidence(xstest_demo_run):
+    _, root = xstest_demo_run
+    traces = pd.read_parquet(root / "traces" / "xstest" / "demo.parquet")
+    assert len(traces) == 450 * 10 and traces["instance_id"].nunique() == 450
+    assert np.isfinite(traces[list(TRACE_METRICS) + ["mean_logprob"]].to_numpy()).all()
+    assert all(np.isfinite(v).all() for v in traces["token_confidence"])
+    assert (traces["conf_lowest_group"] <= traces["conf_mean"] + 1e-9).all()
+    means = np.array([np.mean(v, dtype=np.float64) for v in traces["token_confidence"]])
+    np.testing.assert_allclose(traces["conf_mean"], means, rtol=1e-5)
+    assert (traces["n_tokens"] == traces["token_confidence"].map(len)).all()
+    # DeepConf confidence and the sampled tokens' log-likelihood move together
+    assert np.corrcoef(traces["conf_mean"], traces["mean_logprob"])[0, 1] > 0
+    assert traces.groupby("instance_id")["generation_key"].nunique().eq(1).all()
+
+
+def test_instance_predictions_hold_all_four_categories(xstest_demo_run):
+    _, root = xstest_demo_run
+    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    headline = predictions[predictions["policy"] == "adaptive@p50"]
+    assert len(headline) == 450
+    assert set(headline["category"]) == set(CATEGORIES)
+    assert {"fixed_n=1", "fixed_n=5", "fixed_n=all", "adaptive@p50"} == set(predictions["policy"])
+    assert (predictions["traces_used"] >= 1).all()
+    full = predictions[predictions["policy"] == "fixed_n=all"]
+    assert (full["traces_used"] == 10).all()
+
+
+def test_metadata_visible_in_the_ui(xstest_demo_run):
+    result, _ = xstest_demo_run
+    materializations = {
+        m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("instance_predictions")
+    }
+    meta = materializations["instance_predictions"]
+    assert 0 <= meta["accuracy"].value <= 1
+    assert "fixed_n=all" in meta["policies"].value
+    figure = result.asset_materializations_for_node("confusion_matrix_figure")[0].metadata["figure"].value
+    assert figure.startswith("![") and "data:image/png;base64," in figure
+
+
+def test_missing_qwen3_weights_fail_with_instructions(demo_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPCONF_MODEL_DIR", str(tmp_path))
+    result = materialize(
+        ASSETS, partition_key="xstest|qwen3-0.6b", resources=RESOURCES, raise_on_error=False,
+        selection=["benchmark_prompts", "traces"],
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
+    message += failure.step_failure_data.error.message
+    assert "hf download Qwen/Qwen3-0.6B" in message
+
+
+def test_partition_keys():
+    keys = experiment_partitions.get_partition_keys()
+    assert "xstest|demo" in keys and "wildguardmix|qwen3-8b" in keys and len(keys) == 25
+
+
+def run_cli(args, home, env_extra=None, timeout=600):
+    env = dict(os.environ, DAGSTER_HOME=str(home), **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_materializes_the_experiment_group(demo_model_dir, tmp_path):
+    """The README's main command (limited to 20 prompts x 3 traces through run config)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "storage" / "dagster.yaml").read_text())
+    config = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 3}}}}
+    completed = run_cli(
+        ["asset", "materialize", "-m", "deepconf_assets.definitions", "--select", "group:experiment",
+         "--partition", "synthetic|demo", "--config-json", json.dumps(config)],
+        home,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    traces = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "synthetic" / "demo.parquet")
+    assert len(traces) == 60
+    assert "RUN_SUCCESS" in completed.stderr + completed.stdout
+    assert (home / "history" / "runs.db").exists(), "the run is recorded in the DAGSTER_HOME instance"
+
+
+def test_workspace_and_module_load(tmp_path):
+    completed = run_cli(["definitions", "validate", "-w", "workspace.yaml"], tmp_path, timeout=180)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Validation successful" in completed.stderr + completed.stdout
