@@ -6,8 +6,8 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 
 from deepconf_assets import checks
 from deepconf_assets.assets import (
-    benchmark_prompts, figures, instance_predictions, percentile_sweep, raw_benchmarks, refusal_labels,
-    traces,
+    benchmark_prompts, figures, instance_predictions, model_comparison, percentile_sweep, raw_benchmarks,
+    refusal_labels, traces,
 )
 from resources.generation import GenerationResource
 from resources.io_managers import ParquetIOManagerFactory, PngIOManagerFactory
@@ -22,6 +22,7 @@ ASSETS = [
         figures.confusion_matrix_figure,
         figures.percentile_curves_figure,
         figures.confidence_categories_figure,
+    model_comparison.model_comparison,
 ]
 ASSET_CHECKS = load_asset_checks_from_modules([checks])
 RESOURCES = {

@@ -100,12 +100,14 @@ def test_toxicchat_bad_label_names_file_row_and_field(tmp_path):
     assert str(path) in message and "data row 3" in message and "'toxicity'" in message
 
 
-def test_toxicchat_unparseable_moderation(tmp_path):
+def test_toxicchat_unparseable_moderation_is_nan_not_fatal(tmp_path):
+    # openai_moderation is a non-gold reference: a broken value must not lose the prompt
     rows = toxicchat_rows()
     rows[1][6] = "[['sexual', 0.1"
     write_toxicchat(tmp_path, rows)
-    with pytest.raises(BenchmarkFileError, match=r"data row 2, field 'openai_moderation'"):
-        load_benchmark("toxicchat", tmp_path)
+    prompts, _ = load_benchmark("toxicchat", tmp_path)
+    assert len(prompts) == 4 and bool(prompts["prompt_harmful"][1])
+    assert pd.isna(prompts["openai_moderation_max"][1])
 
 
 def test_toxicchat_missing_column(tmp_path):

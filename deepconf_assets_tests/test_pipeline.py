@@ -129,3 +129,16 @@ def test_workspace_and_module_load(tmp_path):
     completed = run_cli(["definitions", "validate", "-w", "workspace.yaml"], tmp_path, timeout=180)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "Validation successful" in completed.stderr + completed.stdout
+
+
+def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
+    _, root = xstest_demo_run
+    result = materialize([*ASSETS], partition_key="xstest", resources=RESOURCES, selection=["model_comparison"])
+    assert result.success
+    table = pd.read_parquet(root / "model_comparison" / "xstest.parquet")
+    assert set(table["model"]) == {"demo"}  # only the materialized model partition
+    assert set(table["policy"]) == {"adaptive@p50", "fixed_n=all"}
+    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    full = predictions[predictions["policy"] == "fixed_n=all"]
+    expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
+    assert table.set_index("policy").loc["fixed_n=all", "accuracy"] == pytest.approx(expected)

@@ -29,9 +29,13 @@ def benchmark_prompts(context: AssetExecutionContext) -> MaterializeResult:
         .agg(n="size", harmful=lambda s: int(s.sum()), unlabelled=lambda s: int(s.isna().sum()))
         .reset_index()
     )
+    extra = {}
+    if "openai_moderation_max" in prompts:
+        extra["openai_moderation_missing"] = int(prompts["openai_moderation_max"].isna().sum())
     return MaterializeResult(
         value=prompts,
         metadata={
+            **extra,
             "source": source,
             "dagster/row_count": len(prompts),
             "harmful": int(prompts["prompt_harmful"].sum()),

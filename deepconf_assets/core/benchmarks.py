@@ -187,18 +187,19 @@ def normalize_harmbench(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     return _finish(df, "harmbench", raw["BehaviorID"])
 
 
-def _max_moderation_score(value: object, source: str, row: int) -> float:
-    """`openai_moderation` is a Python-literal list of [category, score] pairs (not JSON)."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+def _max_moderation_score(value: object) -> float:
+    """`openai_moderation` is a Python-literal list of [category, score] pairs (not JSON).
+
+    It is a non-gold reference, so a value that does not parse becomes NaN (counted in the asset's
+    metadata) instead of failing the whole benchmark.
+    """
+    if not isinstance(value, (str, list, tuple)):
         return float("nan")
     try:
         pairs = ast.literal_eval(value) if isinstance(value, str) else value
         scores = [float(score) for _, score in pairs]
-    except (ValueError, SyntaxError, TypeError) as exc:
-        raise BenchmarkFileError(
-            f"{source}: data row {row + 1}, field 'openai_moderation': cannot parse "
-            f"{str(value)[:80]!r} as a list of [category, score] pairs ({exc})"
-        ) from None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return float("nan")
     return max(scores) if scores else float("nan")
 
 
@@ -206,7 +207,7 @@ def normalize_toxicchat(raw: pd.DataFrame, source: str, split: str = "test") -> 
     """ToxicChat (toxicchat0124): toxicity 0|1 is the gold label, jailbreaking 0|1 -> adversarial.
 
     The extra column `openai_moderation_max` keeps the highest OpenAI moderation score as a
-    non-gold reference.
+    non-gold reference (NaN when absent or unparseable).
     """
     _require_columns(
         raw, ["conv_id", "user_input", "toxicity", "jailbreaking", "openai_moderation"], source
@@ -215,9 +216,7 @@ def normalize_toxicchat(raw: pd.DataFrame, source: str, split: str = "test") -> 
     flag = {0: False, 1: True, "0": False, "1": True}
     toxic = _map_labels(raw["toxicity"], flag, source, "toxicity", nullable=False)
     jailbreak = _map_labels(raw["jailbreaking"], flag, source, "jailbreaking", nullable=False)
-    moderation = [
-        _max_moderation_score(v, source, i) for i, v in enumerate(raw["openai_moderation"])
-    ]
+    moderation = [_max_moderation_score(v) for v in raw["openai_moderation"]]
     category = pd.Series("non-toxic", index=raw.index)
     category[toxic.to_numpy(dtype=bool)] = "toxic"
     category[jailbreak.to_numpy(dtype=bool)] = "jailbreaking"
