@@ -10,8 +10,18 @@ from deepconf_assets.assets.benchmark_prompts import benchmark_prompts
 from deepconf_assets.assets.instance_predictions import instance_predictions
 from deepconf_assets.assets.traces import traces
 from deepconf_assets.core import metrics
-from deepconf_assets.core.confidence import TRACE_METRICS
+from deepconf_assets.core.confidence import TRACE_METRICS, sign_and_finiteness
 from deepconf_assets.partitions import experiment_partitions
+
+
+def confidence_violations(traces: pd.DataFrame) -> dict:
+    """passed + metadata for traces_confidence_valid (a function so tests can feed it bad tables)."""
+    counts = sign_and_finiteness(
+        traces[list(TRACE_METRICS)].to_numpy(dtype=float),
+        np.concatenate([np.asarray(v, dtype=float) for v in traces["token_confidence"]]) if len(traces) else np.zeros(0),
+    )
+    return {"passed": not any(counts.values()),
+            "metadata": {**counts, "logprobs_clipped_upstream": int(traces["nonfinite_logprobs"].sum())}}
 
 
 @asset_check(asset=benchmark_prompts, partitions_def=experiment_partitions, blocking=True,
@@ -30,15 +40,10 @@ def prompts_not_empty(benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
 
 
 @asset_check(asset=traces, partitions_def=experiment_partitions, blocking=True,
-             description="No trace confidence or token confidence is NaN or infinite.")
-def traces_confidence_finite(traces: pd.DataFrame) -> AssetCheckResult:
-    bad_metrics = int((~np.isfinite(traces[list(TRACE_METRICS) + ["mean_logprob"]].to_numpy(dtype=float))).sum())
-    bad_tokens = int(sum((~np.isfinite(np.asarray(v, dtype=float))).sum() for v in traces["token_confidence"]))
-    return AssetCheckResult(
-        passed=bad_metrics == 0 and bad_tokens == 0,
-        metadata={"nonfinite_trace_metrics": bad_metrics, "nonfinite_token_confidences": bad_tokens,
-                  "logprobs_clipped_upstream": int(traces["nonfinite_logprobs"].sum())},
-    )
+             description="Confidences are finite and non-negative: C = -mean top-k log-prob is >= 0, so a "
+                         "negative value means the sign was flipped somewhere (larger must mean more confident).")
+def traces_confidence_valid(traces: pd.DataFrame) -> AssetCheckResult:
+    return AssetCheckResult(**confidence_violations(traces))
 
 
 @asset_check(asset=traces, partitions_def=experiment_partitions,

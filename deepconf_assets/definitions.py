@@ -6,8 +6,8 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 
 from deepconf_assets import checks
 from deepconf_assets.assets import (
-    benchmark_prompts, figures, instance_predictions, model_comparison, percentile_sweep, raw_benchmarks,
-    refusal_labels, traces,
+    analyses, benchmark_prompts, figures, instance_predictions, model_comparison, raw_benchmarks, refusal_labels,
+    traces,
 )
 from resources.generation import GenerationResource
 from resources.io_managers import ParquetIOManagerFactory, PngIOManagerFactory
@@ -18,7 +18,10 @@ ASSETS = [
         traces.traces,
         refusal_labels.refusal_labels_heuristic,
         instance_predictions.instance_predictions,
-        percentile_sweep.percentile_sweep,
+        analyses.percentile_sweep,
+    analyses.budget_ablation,
+    analyses.hypothesis_test,
+    analyses.calibration,
         figures.confusion_matrix_figure,
         figures.percentile_curves_figure,
         figures.confidence_categories_figure,

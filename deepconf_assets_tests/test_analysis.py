@@ -1,76 +1,145 @@
-"""Policies, votes, metrics and categories against numbers worked out by hand."""
+"""Policies, votes, metrics, the hypothesis test and calibration against numbers worked out by hand."""
+
+from math import comb
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from deepconf_assets.core import analysis, metrics, stopping, voting
+from deepconf_assets.core import analysis, calibration, metrics, stopping, voting
 from deepconf_assets.core.refusal import is_refusal, match_refusal
+
+# Instance A (harmful) and B (benign), five traces each, group window 2.
+#   A: tokens [4,4] [2,2,2] [3,3] [5,1,1,5] [4,4,4]   refused 1 0 1 1 0
+#      conf_mean 4 2 3 3 4; lowest group 4 2 3 1 4
+#   B: tokens [1,1] [1,1] [1,1] [2,2] [2,2]           refused 0 0 0 1 1
+A_TOKENS = [[4, 4], [2, 2, 2], [3, 3], [5, 1, 1, 5], [4, 4, 4]]
+B_TOKENS = [[1, 1], [1, 1], [1, 1], [2, 2], [2, 2]]
 
 
 def two_instances() -> tuple[pd.DataFrame, pd.DataFrame]:
-    # A (harmful): conf 1 2 3 4 5, refused 1 0 1 1 0, tokens 10..50
-    # B (benign):  conf 5 1 1 .5 6, refused 0 0 1 1 0, tokens 5 each
+    tokens = A_TOKENS + B_TOKENS
     traces = pd.DataFrame(
         {
             "instance_id": ["A"] * 5 + ["B"] * 5,
             "trace_idx": list(range(5)) * 2,
-            "conf_mean": [1, 2, 3, 4, 5, 5, 1, 1, 0.5, 6],
-            "refused": pd.array([1, 0, 1, 1, 0, 0, 0, 1, 1, 0], dtype="Int64").astype("boolean"),
-            "n_tokens": [10, 20, 30, 40, 50, 5, 5, 5, 5, 5],
+            "token_confidence": [np.array(t, dtype=np.float32) for t in tokens],
+            "conf_mean": [float(np.mean(t)) for t in tokens],
+            "refused": pd.array([True, False, True, True, False, False, False, False, True, True], dtype="boolean"),
+            "n_tokens": [len(t) for t in tokens],
         }
     )
     prompts = pd.DataFrame({"instance_id": ["A", "B"], "prompt_harmful": pd.array([True, False], dtype="boolean")})
     return traces.sample(frac=1.0, random_state=3), prompts  # shuffled: order must come from trace_idx
 
 
-def test_adaptive_policy_by_hand():
-    traces, _ = two_instances()
-    matrix = stopping.build_trace_matrix(traces, "conf_mean")
-    used, threshold = stopping.adaptive(matrix, warmup=3, percentile=50)
-    # A: median(1,2,3) = 2, trace 3 (conf 4) clears -> 4 traces; B: median(5,1,1) = 1, trace 3 (0.5)
-    # does not clear, trace 4 (6) does -> 5 traces
-    np.testing.assert_allclose(threshold, [2.0, 1.0])
-    assert used.sum(axis=1).tolist() == [4, 5]
-    assert stopping.fixed_n(matrix, 1).sum(axis=1).tolist() == [1, 1]
+def matrix(window: int = 2) -> stopping.TraceMatrix:
+    return stopping.build_trace_matrix(two_instances()[0], "conf_mean", window)
 
 
-def test_instance_predictions_and_summary_by_hand():
-    traces, prompts = two_instances()
-    settings = analysis.AnalysisSettings(fixed_n=(1,), warmup_traces=3, adaptive_percentile=50)
-    predictions = analysis.instance_predictions(traces, prompts, "heuristic", settings)
-    adaptive = predictions[predictions["policy"] == "adaptive@p50"].set_index("instance_id")
-    assert adaptive.loc["A", "tokens_used"] == 100 and adaptive.loc["B", "tokens_used"] == 25
-    assert adaptive.loc["A", "refusal_rate"] == pytest.approx(3 / 4)
-    assert adaptive.loc["B", "refusal_rate"] == pytest.approx(2 / 5)
-    assert bool(adaptive.loc["A", "predicted_refusal"]) and not bool(adaptive.loc["B", "predicted_refusal"])
-    # instance confidence: A mean(1,2,3,4) = 2.5, B mean(5,1,1,.5,6) = 2.7; 50th percentile = 2.6
-    assert adaptive.loc["A", "confidence"] == pytest.approx(2.5)
-    assert adaptive.loc["A", "category_threshold"] == pytest.approx(2.6)
-    assert adaptive.loc["A", "category"] == "uncertain_refusal"
-    assert adaptive.loc["B", "category"] == "confident_compliance"
-    assert adaptive["correct"].all()
-
-    summary = analysis.summarize(predictions, total_tokens=175.0).set_index("policy")
-    # adaptive spends 125 of 175 tokens; fixed_n=1 spends 10 + 5
-    assert summary.loc["adaptive@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 125 / 175))
-    assert summary.loc["fixed_n=1", "token_savings_pct"] == pytest.approx(100 * (1 - 15 / 175))
-    assert summary.loc["fixed_n=all", "token_savings_pct"] == pytest.approx(0.0)
-    assert summary.loc["fixed_n=all", "avg_traces"] == 5.0
+def test_matrix_layout():
+    m = matrix()
+    assert m.instance_ids.tolist() == ["A", "B"]
+    np.testing.assert_allclose(m.confidence[0], [4, 2, 3, 3, 4])
+    np.testing.assert_allclose(m.lowest_group[0], [4, 2, 3, 1, 4])
+    assert m.tokens[0].tolist() == [2, 3, 2, 4, 3]
 
 
-def test_vote_tie_rule():
+def test_adaptive_by_hand():
+    run = stopping.adaptive(matrix(), warmup=3, percentile=50)
+    # A: median(4,2,3) = 3, trace 3 (conf 3) clears -> 4 traces, 2+3+2+4 = 11 tokens
+    # B: median(1,1,1) = 1, trace 3 (conf 2) clears -> 4 traces, 8 tokens
+    np.testing.assert_allclose(run.threshold, [3.0, 1.0])
+    assert run.used.sum(axis=1).tolist() == [4, 4]
+    assert run.spent.sum(axis=1).tolist() == [11, 8]
+
+
+def test_deepconf_online_by_hand():
+    run = stopping.deepconf_online(matrix(), warmup=3, percentile=50, tau=0.95)
+    # A: s = median lowest group of warm-up (4,2,3) = 3. After warm-up beta = (4+3)/(4+2+3) = 0.78 < 0.95.
+    #    Trace 3 groups 3,1,3: the 2nd group (tokens 2-3) is < 3 -> cut after 3 tokens, no vote.
+    #    Trace 4 groups 4,4: kept, votes. Spent 2+3+2+3+3 = 13 of 14.
+    # B: warm-up all comply -> beta = 1 >= 0.95 -> stop after 3 traces, 6 tokens.
+    np.testing.assert_allclose(run.threshold, [3.0, 1.0])
+    assert run.used[0].tolist() == [True] * 5 and run.votes[0].tolist() == [True, True, True, False, True]
+    assert run.spent[0].tolist() == [2, 3, 2, 3, 3]
+    assert run.used[1].tolist() == [True, True, True, False, False]
+    _, predicted = voting.vote(matrix().refused, run.votes, matrix().confidence)
+    # A votes 1 0 1 0: a tie, weighted refuse 4+3 = 7 vs comply 2+4 = 6 -> refusal
+    assert predicted.tolist() == [1.0, 0.0]
+    lower_tau = stopping.deepconf_online(matrix(), warmup=3, percentile=50, tau=0.75)
+    assert lower_tau.used.sum(axis=1).tolist() == [3, 3]  # beta 0.78 >= 0.75 ends A after warm-up
+
+
+def test_online_cut_of_a_trace_shorter_than_the_window():
+    # window 3: trace A2 = [3, 3] is one group (its mean 3), judged at its end
+    m = matrix(window=3)
+    assert m.width[0].tolist() == [2, 3, 2, 3, 3]
+    np.testing.assert_allclose(m.lowest_group[0], [4, 2, 3, 7 / 3, 4])
+
+
+def test_vote_rules_and_tie_rule():
     refused = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [np.nan, np.nan]])
-    used = np.ones_like(refused, dtype=bool)
+    votes = np.ones_like(refused, dtype=bool)
     conf = np.array([[1.0, 3.0], [3.0, 1.0], [2.0, 2.0], [1.0, 1.0]])
-    share, predicted = voting.vote(refused, used, conf)
+    share, predicted = voting.vote(refused, votes, conf, "majority")
     # a 1:1 tie goes to the confidence-weighted share: 1/4 -> compliance, 3/4 -> refusal;
     # a tie there too -> compliance; no known label -> no prediction
     np.testing.assert_allclose(share[:3], [0.5, 0.5, 0.5])
-    assert predicted[:3].tolist() == [0.0, 1.0, 0.0]
-    assert np.isnan(predicted[3])
-    _, weighted = voting.vote(refused, used, conf, weighted=True)
+    assert predicted[:3].tolist() == [0.0, 1.0, 0.0] and np.isnan(predicted[3])
+    share, weighted = voting.vote(refused, votes, conf, "confidence_weighted")
+    np.testing.assert_allclose(share[:3], [0.25, 0.75, 0.5])
     assert weighted[:3].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_top_eta_filtered_vote():
+    m = matrix()
+    full = stopping.fixed_n(m, 5)
+    # A, eta 50: keep ceil(2.5) = 3 most confident of conf 4 2 3 3 4 -> traces 0, 4 and 2 (tie: lower index)
+    kept = voting.top_eta_mask(full.votes, m.confidence, 50)
+    assert kept[0].tolist() == [True, False, True, False, True]
+    share, predicted = voting.vote(m.refused, full.votes, m.confidence, "top_eta_filtered", eta=50)
+    assert share[0] == pytest.approx(7 / 11)  # refuse 4 + 3, comply 4
+    assert predicted[0] == 1.0
+    # eta small keeps at least one trace
+    assert voting.top_eta_mask(full.votes, m.confidence, 1).sum(axis=1).tolist() == [1, 1]
+
+
+def test_partition_analysis_by_hand():
+    traces, prompts = two_instances()
+    settings = analysis.AnalysisSettings(fixed_n=(1,), warmup_traces=3, adaptive_percentile=50,
+                                         online_percentile=50, group_window=2)
+    result = analysis.PartitionAnalysis(traces, prompts, "heuristic", settings)
+    predictions = result.instance_predictions().set_index(["policy", "instance_id"])
+    assert predictions.loc[("adaptive@p50", "A"), "tokens_used"] == 11
+    assert predictions.loc[("adaptive@p50", "A"), "refusal_rate"] == pytest.approx(3 / 4)
+    assert bool(predictions.loc[("adaptive@p50", "A"), "predicted_refusal"])
+    # instance confidence = mean over voting traces: A (4+2+3+3)/4 = 3, B (1+1+1+2)/4 = 1.25;
+    # 50th percentile of (3, 1.25) = 2.125
+    assert predictions.loc[("adaptive@p50", "A"), "confidence"] == pytest.approx(3.0)
+    assert predictions.loc[("adaptive@p50", "A"), "category_threshold"] == pytest.approx(2.125)
+    assert predictions.loc[("adaptive@p50", "A"), "category"] == "confident_refusal"
+    assert predictions.loc[("adaptive@p50", "B"), "category"] == "uncertain_compliance"
+    summary = result.summary().set_index("policy")
+    # 24 tokens in all; online spends 13 + 6, adaptive 11 + 8, fixed_n=1 2 + 2
+    assert summary.loc["deepconf_online@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
+    assert summary.loc["adaptive@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
+    assert summary.loc["fixed_n=1", "token_savings_pct"] == pytest.approx(100 * (1 - 4 / 24))
+    assert summary.loc["fixed_n=all", "token_savings_pct"] == 0.0
+    assert summary.loc["fixed_n=all", "accuracy"] == 1.0
+
+
+def test_sweep_and_ablation_shapes():
+    traces, prompts = two_instances()
+    result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=2))
+    sweep = result.percentile_sweep()
+    assert len(sweep) == 9 * 3 * 3
+    assert set(sweep["vote_rule"]) == set(voting.VOTE_RULES)
+    assert sweep["token_savings_pct"].between(0, 100).all()
+    assert (sweep[[f"n_{c}" for c in metrics.CATEGORIES]].sum(axis=1) == 2).all()
+    ablation = result.budget_ablation()
+    assert ablation["policy"].tolist()[:5] == [f"fixed_n={n}" for n in range(1, 6)]
+    assert ablation["tokens_used"].tolist()[:5] == [4, 9, 13, 19, 24]
 
 
 def test_safety_metrics_by_hand():
@@ -94,14 +163,41 @@ def test_undefined_rates_are_nan_not_zero():
     assert m["sensitivity"] == 0.5
 
 
-def test_percentile_sweep_covers_grid():
-    traces, prompts = two_instances()
-    sweep = analysis.percentile_sweep(traces, prompts, "heuristic", analysis.AnalysisSettings())
-    assert len(sweep) == 9 * 2
-    assert sweep["percentile"].min() == 10 and sweep["percentile"].max() == 90
-    assert sweep["token_savings_pct"].between(0, 100).all()
-    counted = sweep[[f"n_{c}" for c in metrics.CATEGORIES]].sum(axis=1)
-    assert (counted == 2).all()
+def _fisher_less(k_u, n_u, k_c, n_c):
+    """P(X <= k_u) for X ~ hypergeometric with the table's margins, written out."""
+    total_correct, n = k_u + k_c, n_u + n_c
+    return sum(comb(n_u, x) * comb(n_c, total_correct - x) for x in range(0, k_u + 1)) / comb(n, total_correct)
+
+
+def test_hypothesis_test_by_hand():
+    # uncertain compliance 20/40 correct, confident compliance 35/40 correct
+    category = ["uncertain_compliance"] * 40 + ["confident_compliance"] * 40 + ["confident_refusal"] * 5
+    correct = [1.0] * 20 + [0.0] * 20 + [1.0] * 35 + [0.0] * 5 + [0.0] * 5
+    result = metrics.hypothesis_test(np.array(correct), np.array(category, dtype=object))
+    assert (result["n_uncertain_compliance"], result["n_confident_compliance"]) == (40, 40)
+    assert result["accuracy_difference"] == pytest.approx(0.5 - 0.875)
+    assert result["fisher_p_one_sided"] == pytest.approx(_fisher_less(20, 40, 35, 40), rel=1e-9)
+    assert result["fisher_p_one_sided"] < 0.001 and result["verdict"] == "supported"
+    assert result["ci95_low"] < -0.375 < result["ci95_high"] < 0
+    small = metrics.hypothesis_test(np.array(correct[:30] + correct[40:70]), np.array(category[:30] + category[40:70], dtype=object))
+    assert small["n_uncertain_compliance"] == 30 and small["verdict"] in ("supported", "not supported")
+    tiny = metrics.hypothesis_test(np.array(correct[:29] + correct[40:80]), np.array(category[:29] + category[40:80], dtype=object))
+    assert tiny["verdict"] == "insufficient data (n < 30)"
+    reverse = metrics.hypothesis_test(np.array([1.0] * 35 + [0.0] * 5 + [1.0] * 20 + [0.0] * 20),
+                                      np.array(category[:80], dtype=object))
+    assert reverse["verdict"] == "not supported"
+
+
+def test_calibration_by_hand():
+    report = calibration.calibration_report([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0])
+    assert report["auroc"] == 1.0
+    # most confident first: correct 1 1 0 0 -> risks 0, 0, 1/3, 2/4
+    np.testing.assert_allclose(report["risk"], [0, 0, 1 / 3, 1 / 2])
+    assert report["aurc"] == pytest.approx((1 / 3 + 1 / 2) / 4)
+    # rescaled p = 0, 1/3, 2/3, 1, each in its own bin: ECE = (1/3 + 1/3) / 4; Brier = (1/9 + 1/9) / 4
+    assert report["ece"] == pytest.approx(1 / 6)
+    assert report["brier"] == pytest.approx(1 / 18)
+    assert report["mwu_correct_vs_wrong_n_a"] == 2
 
 
 def test_attach_labels_requires_a_label_per_trace():

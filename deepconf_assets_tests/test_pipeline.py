@@ -19,6 +19,7 @@ from deepconf_assets.partitions import experiment_partitions
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_ASSETS = [
     "benchmark_prompts", "traces", "refusal_labels_heuristic", "instance_predictions", "percentile_sweep",
+    "budget_ablation", "hypothesis_test", "calibration",
     "confusion_matrix_figure", "percentile_curves_figure", "confidence_categories_figure",
 ]
 
@@ -63,7 +64,7 @@ def test_instance_predictions_hold_all_four_categories(xstest_demo_run):
     headline = predictions[predictions["policy"] == "adaptive@p50"]
     assert len(headline) == 450
     assert set(headline["category"]) == set(CATEGORIES)
-    assert {"fixed_n=1", "fixed_n=5", "fixed_n=all", "adaptive@p50"} == set(predictions["policy"])
+    assert {"fixed_n=1", "fixed_n=5", "fixed_n=all", "adaptive@p50", "deepconf_online@p10"} == set(predictions["policy"])
     assert (predictions["traces_used"] >= 1).all()
     full = predictions[predictions["policy"] == "fixed_n=all"]
     assert (full["traces_used"] == 10).all()
@@ -142,3 +143,16 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     full = predictions[predictions["policy"] == "fixed_n=all"]
     expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
     assert table.set_index("policy").loc["fixed_n=all", "accuracy"] == pytest.approx(expected)
+
+
+def test_analysis_tables(xstest_demo_run):
+    _, root = xstest_demo_run
+    sweep = pd.read_parquet(root / "percentile_sweep" / "xstest" / "demo.parquet")
+    assert len(sweep) == 9 * 3 * 3 and sweep["token_savings_pct"].between(0, 100).all()
+    tests = pd.read_parquet(root / "hypothesis_test" / "xstest" / "demo.parquet")
+    assert set(tests["verdict"]) <= {"supported", "not supported", "insufficient data (n < 30)"}
+    calib = pd.read_parquet(root / "calibration" / "xstest" / "demo.parquet")
+    assert calib["auroc"].between(0, 1).all() and (calib["n"] == 450).all()
+    ablation = pd.read_parquet(root / "budget_ablation" / "xstest" / "demo.parquet")
+    fixed = ablation[ablation["family"] == "fixed_n"]
+    assert fixed["tokens_used"].is_monotonic_increasing and len(fixed) == 10

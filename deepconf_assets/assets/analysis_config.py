@@ -4,6 +4,7 @@ from pydantic import Field
 
 from deepconf_assets.core.analysis import AnalysisSettings, adaptive_name
 from deepconf_assets.core.confidence import TRACE_METRICS
+from deepconf_assets.core.voting import VOTE_RULES
 
 _DEFAULTS = AnalysisSettings()
 
@@ -24,18 +25,31 @@ class AnalysisConfig(Config):
         _DEFAULTS.adaptive_percentile, ge=0, le=100,
         description="Adaptive policy: threshold percentile of the warm-up traces' confidences.",
     )
-    vote_rule: str = Field(_DEFAULTS.vote_rule, description="majority | confidence_weighted")
+    online_percentile: float = Field(
+        _DEFAULTS.online_percentile, ge=0, le=100,
+        description="deepconf_online: threshold percentile (100 - eta) of the warm-up lowest group confidences.",
+    )
+    consensus_tau: float = Field(_DEFAULTS.consensus_tau, gt=0, le=1,
+                                 description="deepconf_online stops when the weighted vote's top share reaches it.")
+    group_window: int = Field(_DEFAULTS.group_window, ge=1, description="Group confidence window (tokens).")
+    filter_eta: float = Field(_DEFAULTS.filter_eta, gt=0, le=100,
+                              description="top_eta_filtered vote: keep the top eta% most confident traces.")
+    vote_rule: str = Field(_DEFAULTS.vote_rule, description="majority | confidence_weighted | top_eta_filtered")
 
     def settings(self) -> AnalysisSettings:
         if self.confidence_metric not in TRACE_METRICS:
             raise ValueError(f"confidence_metric must be one of {TRACE_METRICS}, got {self.confidence_metric!r}")
-        if self.vote_rule not in ("majority", "confidence_weighted"):
-            raise ValueError(f"vote_rule must be majority or confidence_weighted, got {self.vote_rule!r}")
+        if self.vote_rule not in VOTE_RULES:
+            raise ValueError(f"vote_rule must be one of {VOTE_RULES}, got {self.vote_rule!r}")
         return AnalysisSettings(
             confidence_metric=self.confidence_metric,
             category_percentile=self.category_percentile,
             warmup_traces=self.warmup_traces,
             adaptive_percentile=self.adaptive_percentile,
+            online_percentile=self.online_percentile,
+            consensus_tau=self.consensus_tau,
+            group_window=self.group_window,
+            filter_eta=self.filter_eta,
             vote_rule=self.vote_rule,
         )
 

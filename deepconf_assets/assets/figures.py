@@ -7,10 +7,16 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_config import AnalysisConfig
-from deepconf_assets.core import analysis, plots
+from deepconf_assets.core import metrics, plots
 from deepconf_assets.partitions import experiment_partitions
 
 FIGURE = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="png_io_manager")
+
+
+def _category_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    known = rows[rows["correct"].notna()]
+    grouped = known.groupby("category")["correct"].agg(n="size", accuracy="mean")
+    return grouped.reindex(list(metrics.CATEGORIES)).fillna({"n": 0}).reset_index()
 
 
 def _figure(png: bytes, caption: str) -> MaterializeResult:
@@ -23,7 +29,7 @@ def confusion_matrix_figure(
 ) -> MaterializeResult:
     policy = config.headline_policy()
     rows = instance_predictions[instance_predictions["policy"] == policy]
-    summary = analysis.summarize(rows, total_tokens=float("nan")).iloc[0].to_dict()
+    summary = metrics.safety_metrics(rows["prompt_harmful"], rows["predicted_refusal"])
     title = f"{context.partition_key}: {policy}, heuristic labels (n={summary['n']})"
     return _figure(plots.confusion_matrix_png(summary, title), f"Confusion matrix, {policy}")
 
@@ -46,5 +52,5 @@ def confidence_categories_figure(
     note = (f"Confident = instance {config.confidence_metric} >= {threshold:.3f} "
             f"(the {config.category_percentile:g}th percentile of the partition's instances).")
     title = f"{context.partition_key}: confidence categories, {policy}"
-    png = plots.category_bars_png(analysis.category_summary(rows), note, title)
+    png = plots.category_bars_png(_category_counts(rows), note, title)
     return _figure(png, "Accuracy by confidence category")

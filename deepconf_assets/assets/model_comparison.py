@@ -33,9 +33,8 @@ def model_comparison(
     rows = []
     for key, predictions in sorted(instance_predictions.items()):
         _, model = benchmark_and_model(key)
-        chosen = predictions[predictions["policy"].isin([config.headline_policy(), "fixed_n=all"])]
-        tokens_all = float(predictions.loc[predictions["policy"] == "fixed_n=all", "tokens_used"].sum())
-        summary = analysis.summarize(chosen, tokens_all)
+        summary = analysis.summarize_predictions(predictions)
+        summary = summary[summary["policy"].isin([config.headline_policy(), "fixed_n=all"])]
         summary.insert(0, "model", model)
         rows.append(summary)
     if not rows:

@@ -1,7 +1,8 @@
-"""From labelled traces to per-instance predictions, policy summaries and the percentile sweep.
+"""From labelled traces to per-instance predictions, policy summaries, the percentile sweep, the
+budget ablation, the hypothesis test and calibration.
 
-Pure pandas/numpy; the assets only call these functions. See `metrics` for the positive class
-(harmful prompt) and `voting` for the tie rule.
+Pure numpy/pandas; assets only call these functions. Positive class and rates: `metrics`; tie rule:
+`voting`; policies and token accounting: `stopping`.
 """
 
 from __future__ import annotations
@@ -11,30 +12,33 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepconf_assets.core import metrics, stopping, voting
-
-VOTE_RULES = {"majority": False, "confidence_weighted": True}
+from deepconf_assets.core import calibration, confidence, metrics, stopping, voting
 
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    confidence_metric: str = "conf_mean"  # trace metric behind instance confidence and thresholds
+    confidence_metric: str = "conf_mean"  # trace confidence: adaptive threshold, vote weights, categories
     category_percentile: float = 50.0  # confident = instance confidence >= this percentile
-    warmup_traces: int = 3  # adaptive policy warm-up (the predecessor's 3)
+    warmup_traces: int = 3  # adaptive and deepconf_online warm-up (the predecessor's 3; paper: 16)
     adaptive_percentile: float = 50.0
+    online_percentile: float = 10.0  # = 100 - eta; eta = 90 is DeepConf-high (conservative)
+    consensus_tau: float = 0.95  # deepconf_online stops when the weighted vote's top share >= tau
+    group_window: int = confidence.DEFAULT_GROUP_WINDOW
+    filter_eta: float = 90.0  # top_eta_filtered vote keeps the top eta% most confident traces
     fixed_n: tuple[int, ...] = (1, 5)  # plus the whole budget, always
-    sweep_percentiles: tuple[float, ...] = tuple(range(10, 100, 10))
+    sweep_percentiles: tuple[float, ...] = tuple(float(p) for p in range(10, 100, 10))
     vote_rule: str = "majority"
 
 
-@dataclass(frozen=True)
-class PolicyOutcome:
-    name: str
-    used: np.ndarray
+SWEEP_POLICIES = ("fixed_n", "adaptive", "deepconf_online")
 
 
 def adaptive_name(percentile: float) -> str:
     return f"adaptive@p{percentile:g}"
+
+
+def online_name(percentile: float) -> str:
+    return f"deepconf_online@p{percentile:g}"
 
 
 def attach_labels(traces: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -49,104 +53,186 @@ def attach_labels(traces: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return merged.drop(columns="_merge")
 
 
-def policies(matrix: stopping.TraceMatrix, settings: AnalysisSettings) -> list[PolicyOutcome]:
+def trace_matrix(traces: pd.DataFrame, settings: AnalysisSettings) -> stopping.TraceMatrix:
+    return stopping.build_trace_matrix(traces, settings.confidence_metric, settings.group_window)
+
+
+def run_policy(matrix: stopping.TraceMatrix, policy: str, percentile: float, settings: AnalysisSettings,
+               n: int | None = None) -> stopping.PolicyRun:
+    if policy == "fixed_n":
+        return stopping.fixed_n(matrix, matrix.present.shape[1] if n is None else n)
+    if policy == "adaptive":
+        return stopping.adaptive(matrix, settings.warmup_traces, percentile)
+    if policy == "deepconf_online":
+        return stopping.deepconf_online(matrix, settings.warmup_traces, percentile, settings.consensus_tau)
+    raise ValueError(f"unknown policy {policy!r}; expected one of {SWEEP_POLICIES}")
+
+
+def default_policies(matrix: stopping.TraceMatrix, settings: AnalysisSettings) -> dict[str, stopping.PolicyRun]:
+    """fixed_n=1, fixed_n=5, fixed_n=all, the adaptive and the deepconf_online policy."""
     budget = matrix.present.shape[1]
-    out = [PolicyOutcome(f"fixed_n={n}", stopping.fixed_n(matrix, n)) for n in settings.fixed_n if n < budget]
-    out.append(PolicyOutcome("fixed_n=all", stopping.fixed_n(matrix, budget)))
-    used, _ = stopping.adaptive(matrix, settings.warmup_traces, settings.adaptive_percentile)
-    out.append(PolicyOutcome(adaptive_name(settings.adaptive_percentile), used))
-    return out
+    runs = {f"fixed_n={n}": stopping.fixed_n(matrix, n) for n in settings.fixed_n if n < budget}
+    runs["fixed_n=all"] = stopping.fixed_n(matrix, budget)
+    runs[adaptive_name(settings.adaptive_percentile)] = run_policy(matrix, "adaptive", settings.adaptive_percentile, settings)
+    runs[online_name(settings.online_percentile)] = run_policy(matrix, "deepconf_online", settings.online_percentile, settings)
+    return runs
 
 
-def _instance_frame(
-    matrix: stopping.TraceMatrix, used: np.ndarray, vote_rule: str
-) -> pd.DataFrame:
-    share, predicted = voting.vote(matrix.refused, used, matrix.confidence, VOTE_RULES[vote_rule])
-    n_used = used.sum(axis=1)
+@dataclass(frozen=True)
+class Outcome:
+    """Per-instance results of one policy x vote rule, aligned with matrix.instance_ids."""
+
+    traces_used: np.ndarray
+    tokens_used: np.ndarray
+    refusal_rate: np.ndarray
+    predicted: np.ndarray  # 1.0 refusal / 0.0 compliance / NaN
+    confidence: np.ndarray  # mean trace confidence of the voting traces
+    category: np.ndarray  # index into metrics.CATEGORIES, -1 none
+    threshold: float
+    correct: np.ndarray  # 1.0 / 0.0 / NaN
+
+
+def evaluate(matrix: stopping.TraceMatrix, run: stopping.PolicyRun, gold: np.ndarray, rule: str,
+             category_percentile: float, settings: AnalysisSettings) -> Outcome:
+    share, predicted = voting.vote(matrix.refused, run.votes, matrix.confidence, rule, settings.filter_eta)
+    n_votes = run.votes.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.where(used, matrix.confidence, 0.0).sum(axis=1) / n_used
-    return pd.DataFrame(
-        {
-            "instance_id": matrix.instance_ids,
-            "traces_used": n_used.astype(np.int64),
-            "tokens_used": np.where(used, matrix.tokens, 0.0).sum(axis=1).astype(np.int64),
-            "refusal_rate": share,
-            "predicted_refusal": pd.array(
-                np.where(np.isnan(predicted), None, predicted == 1.0), dtype="boolean"
-            ),
-            "confidence": confidence,
-        }
+        conf = np.where(run.votes, matrix.confidence, 0.0).sum(axis=1) / n_votes
+    threshold = metrics.category_threshold(conf, category_percentile)
+    correct = np.where(np.isnan(predicted) | np.isnan(gold), np.nan, (predicted == gold).astype(np.float64))
+    return Outcome(
+        traces_used=run.used.sum(axis=1), tokens_used=run.spent.sum(axis=1), refusal_rate=share,
+        predicted=predicted, confidence=conf, category=metrics.category_codes(conf, predicted, threshold),
+        threshold=threshold, correct=correct,
     )
 
 
-def _with_gold_and_categories(
-    frame: pd.DataFrame, prompts: pd.DataFrame, percentile: float
-) -> pd.DataFrame:
-    out = prompts[["instance_id", "prompt_harmful"]].merge(frame, on="instance_id", how="left")
-    out["traces_used"] = out["traces_used"].fillna(0).astype(np.int64)
-    out["tokens_used"] = out["tokens_used"].fillna(0).astype(np.int64)
-    out["predicted_refusal"] = out["predicted_refusal"].astype("boolean")
-    out["category"], out["category_threshold"] = metrics.confidence_categories(
-        out["confidence"].to_numpy(dtype=np.float64, na_value=np.nan), out["predicted_refusal"], percentile
-    )
-    out["correct"] = (out["predicted_refusal"] == out["prompt_harmful"]).astype("boolean")
-    return out
+def summary_row(outcome: Outcome, gold: np.ndarray, total_tokens: float) -> dict:
+    row = metrics.safety_metrics(gold, outcome.predicted)
+    row["avg_traces"] = float(outcome.traces_used.mean()) if len(gold) else float("nan")
+    row["tokens_used"] = int(outcome.tokens_used.sum())
+    row["token_savings_pct"] = 100.0 * (1.0 - row["tokens_used"] / total_tokens) if total_tokens else float("nan")
+    row["category_threshold"] = outcome.threshold
+    known = ~np.isnan(outcome.correct)
+    for code, name in enumerate(metrics.CATEGORIES):
+        in_category = (outcome.category == code) & known
+        row[f"n_{name}"] = int(in_category.sum())
+        row[f"accuracy_{name}"] = float(outcome.correct[in_category].mean()) if in_category.any() else float("nan")
+    return row
 
 
-def instance_predictions(
-    traces: pd.DataFrame, prompts: pd.DataFrame, labeler: str, settings: AnalysisSettings
-) -> pd.DataFrame:
-    """One row per instance x policy. `traces` carries a `refused` column from `labeler`."""
-    matrix = stopping.build_trace_matrix(traces, settings.confidence_metric)
-    frames = []
-    for policy in policies(matrix, settings):
-        frame = _instance_frame(matrix, policy.used, settings.vote_rule)
-        frame = _with_gold_and_categories(frame, prompts, settings.category_percentile)
-        frame.insert(1, "labeler", labeler)
-        frame.insert(2, "policy", policy.name)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+def category_table(row: dict) -> pd.DataFrame:
+    """The four confidence categories of one summary row: n and accuracy."""
+    return pd.DataFrame({
+        "category": list(metrics.CATEGORIES),
+        "n": [row[f"n_{c}"] for c in metrics.CATEGORIES],
+        "accuracy": [row[f"accuracy_{c}"] for c in metrics.CATEGORIES],
+    })
 
 
-def summarize(predictions: pd.DataFrame, total_tokens: float) -> pd.DataFrame:
-    """Headline metrics per labeler x policy; token savings against every trace in full."""
+def summarize_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Headline metrics per labeler x policy from an `instance_predictions` table; token savings are
+    against the labeler's fixed_n=all row (every trace in full)."""
     rows = []
-    for (labeler, policy), group in predictions.groupby(["labeler", "policy"], sort=False):
-        row = {"labeler": labeler, "policy": policy}
-        row.update(metrics.safety_metrics(group["prompt_harmful"], group["predicted_refusal"]))
-        row["avg_traces"] = float(group["traces_used"].mean())
-        row["tokens_used"] = int(group["tokens_used"].sum())
-        row["token_savings_pct"] = 100.0 * (1.0 - row["tokens_used"] / total_tokens) if total_tokens else float("nan")
-        rows.append(row)
+    for labeler, by_labeler in predictions.groupby("labeler", sort=False):
+        total = float(by_labeler.loc[by_labeler["policy"] == "fixed_n=all", "tokens_used"].sum())
+        for policy, group in by_labeler.groupby("policy", sort=False):
+            row = {"labeler": labeler, "policy": policy,
+                   **metrics.safety_metrics(group["prompt_harmful"], group["predicted_refusal"])}
+            row["avg_traces"] = float(group["traces_used"].mean())
+            row["tokens_used"] = int(group["tokens_used"].sum())
+            row["token_savings_pct"] = 100.0 * (1.0 - row["tokens_used"] / total) if total else float("nan")
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def category_summary(predictions: pd.DataFrame) -> pd.DataFrame:
-    """n and accuracy per confidence category (rows without a category are left out of n)."""
-    known = predictions[predictions["category"].notna() & predictions["prompt_harmful"].notna()]
-    grouped = known.groupby("category")["correct"].agg(n="size", accuracy="mean")
-    return grouped.reindex(list(metrics.CATEGORIES)).fillna({"n": 0}).reset_index()
+def _gold(prompts: pd.DataFrame, matrix: stopping.TraceMatrix) -> np.ndarray:
+    harmful = prompts.set_index("instance_id")["prompt_harmful"].reindex(matrix.instance_ids)
+    return metrics.as_float(harmful)
 
 
-def percentile_sweep(
-    traces: pd.DataFrame, prompts: pd.DataFrame, labeler: str, settings: AnalysisSettings
-) -> pd.DataFrame:
-    """Adaptive policy at each threshold percentile x vote rule, with the confidence categories
-    drawn at the same percentile of instance confidence."""
-    matrix = stopping.build_trace_matrix(traces, settings.confidence_metric)
-    total_tokens = float(matrix.tokens.sum())
-    rows = []
-    for percentile in settings.sweep_percentiles:
-        used, _ = stopping.adaptive(matrix, settings.warmup_traces, percentile)
-        for rule in VOTE_RULES:
-            frame = _with_gold_and_categories(_instance_frame(matrix, used, rule), prompts, percentile)
-            frame["labeler"], frame["policy"] = labeler, "adaptive"
-            row = summarize(frame, total_tokens).iloc[0].to_dict()
-            row.update({"percentile": float(percentile), "vote_rule": rule})
-            for category, n, accuracy in category_summary(frame).itertuples(index=False):
-                row[f"n_{category}"] = int(n)
-                row[f"accuracy_{category}"] = accuracy
-            rows.append(row)
-    front = ["labeler", "policy", "vote_rule", "percentile"]
-    sweep = pd.DataFrame(rows)
-    return sweep[front + [c for c in sweep.columns if c not in front]]
+class PartitionAnalysis:
+    """Everything computed for one partition and labeler, from one trace matrix."""
+
+    def __init__(self, traces: pd.DataFrame, prompts: pd.DataFrame, labeler: str, settings: AnalysisSettings):
+        self.settings, self.labeler, self.prompts = settings, labeler, prompts
+        self.matrix = trace_matrix(traces, settings)
+        self.gold = _gold(prompts, self.matrix)
+        self.total_tokens = float(self.matrix.tokens.sum())
+        self.runs = default_policies(self.matrix, settings)
+        self.outcomes = {
+            name: evaluate(self.matrix, run, self.gold, settings.vote_rule, settings.category_percentile, settings)
+            for name, run in self.runs.items()
+        }
+
+    def instance_predictions(self) -> pd.DataFrame:
+        """One row per prompt x policy (prompts without traces: 0 traces, no prediction)."""
+        frames = []
+        base = self.prompts[["instance_id", "prompt_harmful"]]
+        for name, o in self.outcomes.items():
+            frame = pd.DataFrame({
+                "instance_id": self.matrix.instance_ids,
+                "traces_used": o.traces_used.astype(np.int64),
+                "tokens_used": o.tokens_used.astype(np.int64),
+                "refusal_rate": o.refusal_rate,
+                "predicted_refusal": pd.array(np.where(np.isnan(o.predicted), None, o.predicted == 1.0), dtype="boolean"),
+                "confidence": o.confidence,
+                "category": np.array(metrics.CATEGORIES + (None,), dtype=object)[o.category],
+                "category_threshold": o.threshold,
+                "correct": pd.array(np.where(np.isnan(o.correct), None, o.correct == 1.0), dtype="boolean"),
+            })
+            frame = base.merge(frame, on="instance_id", how="left")
+            frame[["traces_used", "tokens_used"]] = frame[["traces_used", "tokens_used"]].fillna(0).astype(np.int64)
+            frame.insert(1, "labeler", self.labeler)
+            frame.insert(2, "policy", name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def summary(self) -> pd.DataFrame:
+        rows = [{"labeler": self.labeler, "policy": name, **summary_row(o, self.gold, self.total_tokens)}
+                for name, o in self.outcomes.items()]
+        return pd.DataFrame(rows)
+
+    def percentile_sweep(self) -> pd.DataFrame:
+        """percentile x policy (fixed_n=all, adaptive, deepconf_online) x vote rule. The percentile
+        sets the policy's threshold and the category threshold."""
+        rows = []
+        for percentile in self.settings.sweep_percentiles:
+            for policy in SWEEP_POLICIES:
+                run = run_policy(self.matrix, policy, percentile, self.settings)
+                for rule in voting.VOTE_RULES:
+                    outcome = evaluate(self.matrix, run, self.gold, rule, percentile, self.settings)
+                    rows.append({"labeler": self.labeler, "policy": policy, "vote_rule": rule,
+                                 "percentile": float(percentile),
+                                 **summary_row(outcome, self.gold, self.total_tokens)})
+        return pd.DataFrame(rows)
+
+    def budget_ablation(self) -> pd.DataFrame:
+        """Accuracy against tokens: fixed_n for every n up to the budget, adaptive, deepconf_online."""
+        budget = self.matrix.present.shape[1]
+        runs = {f"fixed_n={n}": ("fixed_n", n, stopping.fixed_n(self.matrix, n)) for n in range(1, budget + 1)}
+        for name, run in self.runs.items():
+            if not name.startswith("fixed_n"):
+                runs[name] = (name.split("@")[0], None, run)
+        rows = []
+        for name, (family, n, run) in runs.items():
+            outcome = evaluate(self.matrix, run, self.gold, self.settings.vote_rule,
+                               self.settings.category_percentile, self.settings)
+            rows.append({"labeler": self.labeler, "policy": name, "family": family, "n": n,
+                         **summary_row(outcome, self.gold, self.total_tokens)})
+        return pd.DataFrame(rows)
+
+    def hypothesis_tests(self) -> pd.DataFrame:
+        rows = []
+        for name, o in self.outcomes.items():
+            labels = np.array(metrics.CATEGORIES + (None,), dtype=object)[o.category]
+            rows.append({"labeler": self.labeler, "policy": name, "category_threshold": o.threshold,
+                         **metrics.hypothesis_test(o.correct, labels)})
+        return pd.DataFrame(rows)
+
+    def calibration(self) -> pd.DataFrame:
+        rows = []
+        for name, o in self.outcomes.items():
+            report = calibration.calibration_report(o.confidence, o.correct, self.gold)
+            rows.append({"labeler": self.labeler, "policy": name, **report})
+        return pd.DataFrame(rows)

@@ -53,6 +53,36 @@ def _segment_sums(cumsum: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np
     return cumsum[stop] - cumsum[start]
 
 
+def _check_ragged(values: np.ndarray, lengths: np.ndarray, window: int) -> None:
+    if window < 1:
+        raise ValueError(f"group window must be >= 1, got {window}")
+    if (lengths < 1).any():
+        raise ValueError("every trace needs at least one generated token")
+    if lengths.sum() != len(values):
+        raise ValueError(f"lengths sum to {lengths.sum()} but {len(values)} values were given")
+
+
+def group_confidences(values: np.ndarray, lengths: np.ndarray, window: int):
+    """Sliding-window (stride 1) means of ragged traces, from one cumulative sum.
+
+    Returns (group means, trace of each group, index of the group within its trace,
+    per-trace group width = min(window, length), per-trace number of groups).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    _check_ragged(values, lengths, window)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    cumsum = np.concatenate([[0.0], np.cumsum(values)])
+    width = np.minimum(window, lengths)  # shorter traces: one group over the whole trace
+    n_windows = lengths - width + 1
+    window_offsets = np.concatenate([[0], np.cumsum(n_windows)])
+    trace_of_group = np.repeat(np.arange(len(lengths)), n_windows)
+    local = np.arange(window_offsets[-1]) - window_offsets[:-1][trace_of_group]
+    start = offsets[:-1][trace_of_group] + local
+    group = _segment_sums(cumsum, start, start + width[trace_of_group]) / width[trace_of_group]
+    return group, trace_of_group, local, width, n_windows
+
+
 def trace_metrics(values: np.ndarray, lengths: np.ndarray, window: int = DEFAULT_GROUP_WINDOW) -> dict[str, np.ndarray]:
     """Trace confidence metrics for traces concatenated in `values` with the given `lengths`.
 
@@ -60,37 +90,24 @@ def trace_metrics(values: np.ndarray, lengths: np.ndarray, window: int = DEFAULT
     """
     values = np.asarray(values, dtype=np.float64)
     lengths = np.asarray(lengths, dtype=np.int64)
-    if window < 1:
-        raise ValueError(f"group window must be >= 1, got {window}")
-    if (lengths < 1).any():
-        raise ValueError("every trace needs at least one generated token")
-    if lengths.sum() != len(values):
-        raise ValueError(f"lengths sum to {lengths.sum()} but {len(values)} values were given")
+    _check_ragged(values, lengths, window)
     n_traces = len(lengths)
     if n_traces == 0:
         return {name: np.zeros(0) for name in TRACE_METRICS}
 
+    group, trace_of_group, local, width, n_windows = group_confidences(values, lengths, window)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     cumsum = np.concatenate([[0.0], np.cumsum(values)])
-    width = np.minimum(window, lengths)  # shorter traces: one group over the whole trace
-
     mean = _segment_sums(cumsum, offsets[:-1], offsets[1:]) / lengths
     tail = _segment_sums(cumsum, offsets[1:] - width, offsets[1:]) / width
 
-    n_windows = lengths - width + 1
-    window_offsets = np.concatenate([[0], np.cumsum(n_windows)])
-    trace_of_window = np.repeat(np.arange(n_traces), n_windows)
-    local_start = np.arange(window_offsets[-1]) - window_offsets[:-1][trace_of_window]
-    start = offsets[:-1][trace_of_window] + local_start
-    group = _segment_sums(cumsum, start, start + width[trace_of_window]) / width[trace_of_window]
+    window_starts = np.concatenate([[0], np.cumsum(n_windows)[:-1]])
+    lowest = np.minimum.reduceat(group, window_starts)
 
-    lowest = np.minimum.reduceat(group, window_offsets[:-1])
-
-    order = np.lexsort((group, trace_of_window))  # by trace, then ascending group confidence
-    rank = np.arange(len(group)) - window_offsets[:-1][trace_of_window]
+    order = np.lexsort((group, trace_of_group))  # by trace, then ascending group confidence
     n_bottom = np.maximum(1, np.ceil(0.1 * n_windows).astype(np.int64))
-    keep = rank < n_bottom[trace_of_window]
-    bottom10 = np.bincount(trace_of_window[keep], weights=group[order][keep], minlength=n_traces) / n_bottom
+    keep = local < n_bottom[trace_of_group]  # `local` read as the rank within the sorted trace
+    bottom10 = np.bincount(trace_of_group[keep], weights=group[order][keep], minlength=n_traces) / n_bottom
 
     return {
         "conf_mean": mean,
@@ -106,3 +123,16 @@ def segment_means(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     cumsum = np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64))])
     return _segment_sums(cumsum, offsets[:-1], offsets[1:]) / lengths
+
+
+def sign_and_finiteness(trace_metrics: np.ndarray, token_confidences: np.ndarray) -> dict[str, int]:
+    """Counts of values that cannot be DeepConf confidences: non-finite, or negative (C >= 0 by
+    definition, so negatives mean the sign was flipped, e.g. a log-likelihood stored as confidence)."""
+    metrics_ = np.asarray(trace_metrics, dtype=np.float64)
+    tokens = np.asarray(token_confidences, dtype=np.float64)
+    return {
+        "nonfinite_trace_metrics": int((~np.isfinite(metrics_)).sum()),
+        "nonfinite_token_confidences": int((~np.isfinite(tokens)).sum()),
+        "negative_trace_metrics": int((metrics_ < 0).sum()),
+        "negative_token_confidences": int((tokens < 0).sum()),
+    }
