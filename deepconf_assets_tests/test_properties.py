@@ -118,3 +118,13 @@ def test_a_sign_flipped_confidence_is_caught():
     verdict = confidence_violations(flipped)
     assert not verdict["passed"]
     assert verdict["metadata"]["negative_token_confidences"] == 30
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0, 100))
+def test_row_percentile_equals_numpy(seed, percentile):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(7, 5)).round(rng.integers(0, 3))  # rounding makes ties
+    mask = rng.random((7, 5)) < 0.7
+    expected = np.array([np.percentile(v[m], percentile) if m.any() else np.nan for v, m in zip(values, mask)])
+    np.testing.assert_array_equal(stopping.row_percentile(values, mask, percentile), expected)

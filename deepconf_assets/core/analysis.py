@@ -8,6 +8,7 @@ Pure numpy/pandas; assets only call these functions. Positive class and rates: `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -159,11 +160,16 @@ class PartitionAnalysis:
         self.matrix = trace_matrix(traces, settings)
         self.gold = _gold(prompts, self.matrix)
         self.total_tokens = float(self.matrix.tokens.sum())
-        self.runs = default_policies(self.matrix, settings)
-        self.outcomes = {
-            name: evaluate(self.matrix, run, self.gold, settings.vote_rule, settings.category_percentile, settings)
-            for name, run in self.runs.items()
-        }
+
+    @cached_property
+    def runs(self) -> dict[str, stopping.PolicyRun]:
+        return default_policies(self.matrix, self.settings)
+
+    @cached_property
+    def outcomes(self) -> dict[str, Outcome]:
+        s = self.settings
+        return {name: evaluate(self.matrix, run, self.gold, s.vote_rule, s.category_percentile, s)
+                for name, run in self.runs.items()}
 
     def instance_predictions(self) -> pd.DataFrame:
         """One row per prompt x policy (prompts without traces: 0 traces, no prediction)."""

@@ -83,6 +83,47 @@ def group_confidences(values: np.ndarray, lengths: np.ndarray, window: int):
     return group, trace_of_group, local, width, n_windows
 
 
+def running_minimum_records(traces: list, window: int, chunk: int = 4096):
+    """Where each trace's running minimum of group confidence drops, for online early stopping.
+
+    The first group of a trace whose confidence is below a threshold s is the first record low below
+    s, so these few records per trace answer "where would this trace be cut?" for any s.
+    Computed in chunks of traces on a padded (traces x tokens) cumulative sum.
+
+    Returns (record_trace, record_group, record_value, lowest group, width, number of groups).
+    """
+    lengths = np.array([len(t) for t in traces], dtype=np.int64)
+    _check_ragged(np.zeros(int(lengths.sum())), lengths, window)
+    width = np.minimum(window, lengths)
+    n_groups = lengths - width + 1
+    record_trace, record_group, record_value = [], [], []
+    for first in range(0, len(traces), chunk):
+        part = slice(first, first + chunk)
+        lens, wid, ngr = lengths[part], width[part], n_groups[part]
+        padded = np.zeros((len(lens), int(lens.max()) + 1))
+        padded[:, 1:][np.arange(lens.max())[None, :] < lens[:, None]] = np.concatenate(traces[part])
+        cumsum = np.cumsum(padded, axis=1)
+        span = int(min(window, lens.max()))
+        groups = (cumsum[:, span:] - cumsum[:, :-span]) / span  # full-window groups of width `span`
+        short = lens < span  # traces shorter than the window: one group, their mean
+        groups[short, 0] = cumsum[short, lens[short]] / lens[short]
+        groups[np.arange(groups.shape[1])[None, :] >= ngr[:, None]] = np.inf
+        running = np.minimum.accumulate(groups, axis=1)
+        is_record = np.ones_like(running, dtype=bool)
+        is_record[:, 1:] = running[:, 1:] < running[:, :-1]
+        is_record &= np.isfinite(running)
+        rows, cols = np.nonzero(is_record)
+        record_trace.append(rows + first)
+        record_group.append(cols)
+        record_value.append(running[rows, cols])
+    record_trace, record_group = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (record_trace, record_group))
+    record_value = np.concatenate(record_value) if record_value else np.zeros(0)
+    last = np.r_[record_trace[1:] != record_trace[:-1], True] if len(record_trace) else np.zeros(0, bool)
+    lowest = np.full(len(traces), np.nan)
+    lowest[record_trace[last]] = record_value[last]  # a trace's last record low is its lowest group
+    return record_trace, record_group, record_value, lowest, width, n_groups
+
+
 def trace_metrics(values: np.ndarray, lengths: np.ndarray, window: int = DEFAULT_GROUP_WINDOW) -> dict[str, np.ndarray]:
     """Trace confidence metrics for traces concatenated in `values` with the given `lengths`.
 

@@ -39,9 +39,14 @@ class TraceMatrix:
     present: np.ndarray  # bool
     # group confidences for deepconf_online (None when built without token confidences)
     lowest_group: np.ndarray | None = None  # (instances, traces)
-    running_min_group: np.ndarray | None = None  # (instances, traces, windows), -inf padded
-    n_windows: np.ndarray | None = None  # (instances, traces)
+    n_windows: np.ndarray | None = None  # (instances, traces) groups per trace
     width: np.ndarray | None = None  # (instances, traces) tokens per group: min(window, n_tokens)
+    # record lows of each trace's running minimum (see confidence.running_minimum_records), grouped
+    # by trace: its row/column in the matrix, the group index and the value
+    record_row: np.ndarray | None = None
+    record_col: np.ndarray | None = None
+    record_group: np.ndarray | None = None
+    record_value: np.ndarray | None = None
 
     @property
     def n_available(self) -> np.ndarray:
@@ -62,7 +67,8 @@ def build_trace_matrix(
     """`traces` needs instance_id, trace_idx, n_tokens, `confidence_column` and refused (nullable);
     with `group_window`, also token_confidence (for deepconf_online)."""
     df = traces.sort_values(["instance_id", "trace_idx"], kind="stable")
-    instance_ids, row = np.unique(df["instance_id"].to_numpy(), return_inverse=True)
+    row, instance_ids = pd.factorize(df["instance_id"], sort=True)
+    instance_ids = np.asarray(instance_ids, dtype=object)
     col = df.groupby("instance_id", sort=False).cumcount().to_numpy()
     shape = (len(instance_ids), int(col.max()) + 1 if len(col) else 0)
 
@@ -77,17 +83,13 @@ def build_trace_matrix(
     lengths = df["n_tokens"].to_numpy(dtype=np.int64)
     groups = {}
     if group_window is not None:
-        flat = np.concatenate([np.asarray(v, dtype=np.float64) for v in df["token_confidence"]]) if len(df) else np.zeros(0)
-        group, trace_of_group, local, width, n_windows = conf_math.group_confidences(flat, lengths, group_window)
-        running = np.full((*shape, int(n_windows.max()) if len(n_windows) else 0), -np.inf)
-        running[row[trace_of_group], col[trace_of_group], local] = group
-        running = np.minimum.accumulate(running, axis=2)  # -inf padding stays after each trace's end
-        lowest = running[row, col, n_windows - 1]
+        trace, group, value, lowest, width, n_windows = conf_math.running_minimum_records(
+            df["token_confidence"].tolist(), group_window)
         groups = dict(
             lowest_group=scatter(lowest, np.nan),
-            running_min_group=running,
             n_windows=scatter(n_windows, 0, np.int64),
             width=scatter(width, 0, np.int64),
+            record_row=row[trace], record_col=col[trace], record_group=group, record_value=value,
         )
     return TraceMatrix(
         instance_ids=instance_ids,
@@ -97,6 +99,25 @@ def build_trace_matrix(
         present=present,
         **groups,
     )
+
+
+def row_percentile(values: np.ndarray, mask: np.ndarray, percentile: float) -> np.ndarray:
+    """Per-row `percentile` of values[mask], numpy's default linear interpolation; NaN for an empty row.
+
+    Same numbers as np.nanpercentile(np.where(mask, values, nan), p, axis=1), without its per-row loop.
+    """
+    ordered = np.sort(np.where(mask, values, np.inf), axis=1)
+    count = mask.sum(axis=1)
+    position = (np.maximum(count, 1) - 1) * (percentile / 100.0)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(count - 1, 0))
+    low = np.take_along_axis(ordered, below[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, above[:, None], axis=1)[:, 0]
+    fraction = position - below
+    with np.errstate(invalid="ignore"):  # empty rows (inf - inf) become NaN below
+        # numpy's _lerp: exact at both ends
+        value = np.where(fraction >= 0.5, high - (high - low) * (1 - fraction), low + (high - low) * fraction)
+    return np.where(count > 0, value, np.nan)
 
 
 def _columns(matrix: TraceMatrix) -> np.ndarray:
@@ -110,8 +131,7 @@ def fixed_n(matrix: TraceMatrix, n: int) -> PolicyRun:
 
 def adaptive(matrix: TraceMatrix, warmup: int, percentile: float) -> PolicyRun:
     present, cols = matrix.present, _columns(matrix)
-    warm = np.where(present & (cols < warmup), matrix.confidence, np.nan)
-    threshold = np.nanpercentile(warm, percentile, axis=1)
+    threshold = row_percentile(matrix.confidence, present & (cols < warmup), percentile)
     clears = present & (cols >= warmup) & (matrix.confidence >= threshold[:, None])
     last = np.where(clears.any(axis=1), clears.argmax(axis=1), matrix.n_available - 1)
     used = present & (cols <= last[:, None])
@@ -129,13 +149,20 @@ def top_share(refused: np.ndarray, votes: np.ndarray, weights: np.ndarray) -> np
 
 
 def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: float) -> PolicyRun:
-    if matrix.running_min_group is None:
+    if matrix.record_value is None:
         raise ValueError("deepconf_online needs group confidences: build the matrix with group_window")
     present, cols = matrix.present, _columns(matrix)
     warm = present & (cols < warmup)
-    threshold = np.nanpercentile(np.where(warm, matrix.lowest_group, np.nan), percentile, axis=1)
-    # running minimum is non-increasing: groups before the first one below s are exactly those >= s
-    passing = (matrix.running_min_group >= threshold[:, None, None]).sum(axis=2)
+    threshold = row_percentile(matrix.lowest_group, warm, percentile)
+    # a trace's first group below s is its first record low below s (records are grouped by trace)
+    below = matrix.record_value < threshold[matrix.record_row]
+    trace_key = matrix.record_row * present.shape[1] + matrix.record_col
+    starts = np.flatnonzero(np.r_[True, trace_key[1:] != trace_key[:-1]]) if len(trace_key) else trace_key[:0]
+    passing = matrix.n_windows.copy()  # groups before the cut; all of them when never below s
+    if len(starts):
+        first_below = np.minimum.reduceat(np.where(below, matrix.record_group, np.iinfo(np.int64).max), starts)
+        rows, cols = matrix.record_row[starts], matrix.record_col[starts]
+        passing[rows, cols] = np.minimum(first_below, passing[rows, cols])
     cut = present & ~warm & (passing < matrix.n_windows)
     spent_if_used = np.where(cut, passing + matrix.width, matrix.tokens)
 
