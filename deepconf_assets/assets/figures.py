@@ -34,11 +34,11 @@ def confusion_matrix_figure(
     return _figure(plots.confusion_matrix_png(summary, title), f"Confusion matrix, {policy}")
 
 
-@asset(**FIGURE, description="Accuracy, sensitivity, specificity, F1 and token savings against the adaptive threshold percentile.")
+@asset(**FIGURE, description="Accuracy, sensitivity, specificity, F1 and token savings against the threshold percentile, for the adaptive and deepconf_online policies.")
 def percentile_curves_figure(
     context: AssetExecutionContext, config: AnalysisConfig, percentile_sweep: pd.DataFrame
 ) -> MaterializeResult:
-    title = f"{context.partition_key}: adaptive stopping ({config.vote_rule} vote, heuristic labels)"
+    title = f"{context.partition_key}: stopping policies ({config.vote_rule} vote, heuristic labels)"
     return _figure(plots.percentile_curves_png(percentile_sweep, title, config.vote_rule), "Percentile safety curves")
 
 

@@ -45,29 +45,34 @@ def confusion_matrix_png(summary_row: dict, title: str) -> bytes:
     return _png(fig)
 
 
-def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "majority") -> bytes:
-    """Safety metrics (%) and token savings (%) against the adaptive threshold percentile."""
-    data = sweep[sweep["vote_rule"] == vote_rule].sort_values("percentile")
-    fig, ax = plt.subplots(figsize=(7, 4.4))
-    for column, label in [
-        ("accuracy", "accuracy"),
-        ("sensitivity", "sensitivity (harmful refused)"),
-        ("specificity", "specificity (benign answered)"),
-        ("f1", "F1"),
-    ]:
-        ax.plot(data["percentile"], 100 * data[column], marker="o", label=label)
-    ax.set_xlabel("adaptive stopping threshold: percentile of warm-up trace confidence")
-    ax.set_ylabel("metric (%)")
-    ax.set_ylim(-2, 102)
-    ax2 = ax.twinx()
-    ax2.plot(data["percentile"], data["token_savings_pct"], color="black", linestyle="--", marker="s",
-             label="token savings vs all traces (%)")
-    ax2.set_ylabel("token savings (%)")
-    ax2.set_ylim(-2, 102)
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="lower left", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.06, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE, fontsize=8)
+def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "majority",
+                          policies: tuple[str, ...] = ("adaptive", "deepconf_online")) -> bytes:
+    """Per policy: safety metrics (%) and token savings (%) against the threshold percentile."""
+    fig, axes = plt.subplots(1, len(policies), figsize=(6.2 * len(policies), 4.4), squeeze=False)
+    for ax, policy in zip(axes[0], policies):
+        data = sweep[(sweep["vote_rule"] == vote_rule) & (sweep["policy"] == policy)].sort_values("percentile")
+        for column, label in [
+            ("accuracy", "accuracy"),
+            ("sensitivity", "sensitivity (harmful refused)"),
+            ("specificity", "specificity (benign answered)"),
+            ("f1", "F1"),
+        ]:
+            ax.plot(data["percentile"], 100 * data[column], marker="o", label=label)
+        ax.set_xlabel(f"{policy} threshold: percentile of warm-up trace confidence")
+        ax.set_ylabel("metric (%)")
+        ax.set_ylim(-2, 102)
+        twin = ax.twinx()
+        twin.plot(data["percentile"], data["token_savings_pct"], color="black", linestyle="--", marker="s",
+                  label="token savings vs all traces (%)")
+        twin.set_ylabel("token savings (%)")
+        twin.set_ylim(-2, 102)
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="lower left", fontsize=8)
+        ax.set_title(policy, fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(w_pad=3.0)
+    fig.text(0.01, -0.12, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE +
+             "\ndeepconf_online thresholds the warm-up traces' lowest group confidence.", fontsize=8)
     return _png(fig)
 
 
