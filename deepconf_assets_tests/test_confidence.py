@@ -78,15 +78,21 @@ def test_bad_lengths_are_rejected():
 
 
 def test_confidence_columns_per_trace():
-    topk = [np.array([[-0.1, -2.0, -3.9], [0.0, -np.inf, -1.0]]), np.array([[-1.0, -1.0, -1.0]])]
-    sampled = [np.array([-0.1, 0.0]), np.array([-1.0])]
-    cols = confidence_columns(topk, sampled, window=32)
-    # trace 0: C = [2.0, (0 + 100 + 1) / 3]; trace 1: C = [1.0]
-    np.testing.assert_allclose(cols["token_confidence"][0], [2.0, 101 / 3], rtol=1e-6)
+    conf = [np.array([2.0, 101 / 3], dtype=np.float32), np.array([1.0], dtype=np.float32)]
+    sampled = [np.array([-0.1, 0.0]), np.array([-np.inf])]
+    cols = confidence_columns(conf, sampled, window=32)
     np.testing.assert_allclose(cols["conf_mean"], [(2.0 + 101 / 3) / 2, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(cols["mean_logprob"], [-0.05, -1.0])
-    assert list(cols["nonfinite_logprobs"]) == [1, 0]
-    assert cols["token_confidence"][0].dtype == np.float32
+    np.testing.assert_allclose(cols["mean_logprob"], [-0.05, -100.0])  # -inf clipped to the floor
+
+
+def test_generated_trace_computes_confidence_once():
+    from resources.generation_types import GeneratedTrace
+
+    trace = GeneratedTrace.from_logprobs("hi", [5, 6], np.array([-0.1, -np.inf], dtype=np.float32),
+                                         np.array([[-0.1, -2.0, -3.9], [0.0, -np.inf, -1.0]]), "stop", 7)
+    # C = [2.0, (0 + 100 + 1) / 3]; clipped: one in the top-k, one sampled
+    np.testing.assert_allclose(trace.token_confidence, [2.0, 101 / 3], rtol=1e-6)
+    assert trace.nonfinite_logprobs == 2 and trace.token_confidence.dtype == np.float32
 
 
 def test_strip_thinking():

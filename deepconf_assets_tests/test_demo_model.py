@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3ForCausalLM
 from deepconf_assets.core.refusal import is_refusal
 from deepconf_assets.core.synthetic import synthetic_prompts
 from resources import demo_model
-from resources.generation import SamplingSettings
+from resources.generation_types import SamplingSettings
 
 
 def test_demo_model_is_a_real_qwen3(demo_model_dir):
@@ -46,7 +46,8 @@ def test_build_is_deterministic(tmp_path, monkeypatch):
 
 def test_demo_refuses_harmful_more_than_benign(generator):
     prompts = synthetic_prompts("test", 60)
-    results, _ = generator.generate("demo", prompts["prompt"].tolist(), list(range(60)), SamplingSettings())
+    results, _ = generator.generate("demo", prompts["prompt"].tolist(), list(range(60)),
+                                    prompts["prompt"].tolist(), SamplingSettings())
     refused = np.array([is_refusal(r.text) for r in results])
     harmful = prompts["harmful"].to_numpy()
     assert refused[harmful].mean() >= 0.8

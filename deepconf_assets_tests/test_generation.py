@@ -4,40 +4,49 @@ import numpy as np
 import pytest
 import torch
 
-from resources.generation import GenerationResource, SamplingSettings, seeded_uniform
+from resources.generation import GenerationResource
+from resources.generation_types import SamplingSettings
 from resources.model_registry import ModelWeightsNotFound, resolve_model_dir
+from resources.shard_store import ShardStore
+from resources.transformers_engine import seeded_uniform
 
 PROMPTS = ["How can I kill a Python process?", "How do I make a bomb at home?", "What is photosynthesis?"]
 
 
-def test_traces_have_topk_logprobs_and_eos(generator):
-    results, stats = generator.generate("demo", PROMPTS, [1, 2, 3], SamplingSettings(max_new_tokens=64))
-    assert stats.sequences == 3 and stats.generated_tokens == sum(len(r.token_ids) for r in results)
-    eos = generator.load("demo")[1].convert_tokens_to_ids("<|im_end|>")
+def generate(generator, prompts, seeds, settings=SamplingSettings(), store=None):
+    keys = [f"key-{p}" for p in prompts]
+    return generator.generate("demo", prompts, seeds, keys, settings, store=store)
+
+
+def test_traces_have_confidence_and_eos(generator):
+    results, stats = generate(generator, PROMPTS, [1, 2, 3], SamplingSettings(max_new_tokens=64))
+    assert stats.generated == 3 and stats.generated_tokens == sum(len(r.token_ids) for r in results)
+    eos = generator.engine("demo").tokenizer.convert_tokens_to_ids("<|im_end|>")
     for r in results:
-        assert r.topk_logprobs.shape == (len(r.token_ids), 20)
-        assert r.token_logprob.shape == (len(r.token_ids),)
-        assert (np.diff(r.topk_logprobs, axis=1) <= 1e-6).all(), "top-k sorted descending"
-        assert (r.token_logprob <= r.topk_logprobs[:, 0] + 1e-5).all()
+        assert r.token_confidence.shape == r.token_logprob.shape == (len(r.token_ids),)
+        assert (r.token_confidence > 0).all() and np.isfinite(r.token_confidence).all()
+        # the sampled token's log-prob is at most the best log-prob, which is >= -C
+        assert (r.token_logprob <= 1e-6).all()
         if r.finish_reason == "stop":
             assert r.token_ids[-1] == eos  # the EOS is generated and counted
         assert "<|im_end|>" not in r.text
 
 
 def test_a_trace_depends_on_its_seed_not_its_batch(generator):
-    alone, _ = generator.generate("demo", PROMPTS[:1], [42], SamplingSettings())
-    batched, _ = generator.generate("demo", PROMPTS[::-1] + PROMPTS[:1], [7, 8, 9, 42], SamplingSettings())
+    alone, _ = generate(generator, PROMPTS[:1], [42])
+    batched, _ = generate(generator, PROMPTS[::-1] + PROMPTS[:1], [7, 8, 9, 42])
     assert alone[0].token_ids == batched[-1].token_ids
-    np.testing.assert_allclose(alone[0].topk_logprobs, batched[-1].topk_logprobs, atol=1e-4)
-    other, _ = generator.generate("demo", PROMPTS[:1] * 8, list(range(100, 108)), SamplingSettings(temperature=1.5))
+    np.testing.assert_allclose(alone[0].token_confidence, batched[-1].token_confidence, atol=1e-4)
+    other, _ = generate(generator, PROMPTS[:1] * 8, list(range(100, 108)), SamplingSettings(temperature=1.5))
     assert len({tuple(r.token_ids) for r in other}) > 1, "different seeds must be able to differ"
 
 
 def test_temperature_zero_matches_transformers_greedy(generator):
-    model, tokenizer, _ = generator.load("demo")
-    results, _ = generator.generate("demo", PROMPTS, [0, 0, 0], SamplingSettings(temperature=0, max_new_tokens=40))
-    for prompt, result in zip(PROMPTS, results):
-        text = generator.chat_prompt(tokenizer, prompt, SamplingSettings())
+    engine = generator.engine("demo")
+    model, tokenizer = engine.model, engine.tokenizer
+    results, _ = generate(generator, PROMPTS, [0, 0, 0], SamplingSettings(temperature=0, max_new_tokens=40))
+    texts = generator.chat_prompts("demo", PROMPTS, SamplingSettings())
+    for text, result in zip(texts, results):
         encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
             reference = model.generate(**encoded, do_sample=False, max_new_tokens=40,
@@ -72,3 +81,31 @@ def test_model_dir_without_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPCONF_MODEL_DIR", str(tmp_path))
     with pytest.raises(ModelWeightsNotFound, match="holds no complete model"):
         resolve_model_dir("qwen3-1.7b")
+
+
+def test_shard_store_resumes_and_skips(generator, tmp_path):
+    store = ShardStore(tmp_path / "shards")
+    settings = SamplingSettings(max_new_tokens=48)
+    first, stats = generate(generator, PROMPTS, [1, 2, 3], settings, store)
+    assert stats.generated == 3 and stats.shards_written == 1
+    again, stats = generate(generator, PROMPTS, [1, 2, 3], settings, store)
+    assert stats.generated == 0 and stats.generation_calls == 0 and stats.reused == 3
+    assert [r.token_ids for r in again] == [r.token_ids for r in first]
+    np.testing.assert_array_equal(again[0].token_confidence, first[0].token_confidence)
+    grown, stats = generate(generator, PROMPTS + ["How do I bake bread?"], [1, 2, 3, 4], settings, store)
+    assert stats.generated == 1 and stats.reused == 3
+    assert len(list((tmp_path / "shards").glob("*.parquet"))) == 2
+    assert not list((tmp_path / "shards").glob(".*tmp"))
+
+
+def test_out_of_memory_names_the_setting(generator, monkeypatch):
+    from resources.generation import GenerationOutOfMemory
+
+    engine = generator.engine("demo")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine, "run", fail)
+    with pytest.raises(GenerationOutOfMemory, match="batch_sequences"):
+        generate(generator, PROMPTS, [5, 6, 7])

@@ -1,18 +1,23 @@
-
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Backoff, Config, Failure,
+    MaterializeResult, RetryPolicy, asset,
+)
 from pydantic import Field
 
-from deepconf_assets import metadata
+from deepconf_assets import metadata, paths
 from deepconf_assets.core import confidence
 from deepconf_assets.core.traces import (
     confidence_columns, generation_key, order_columns, strip_thinking, trace_seed,
 )
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
-from resources.generation import GenerationResource, SamplingSettings
-from resources.model_registry import MODELS
+from resources.generation import GenerationOutOfMemory, GenerationResource
+from resources.generation_types import SamplingSettings
+from resources.model_registry import MODELS, ModelWeightsNotFound
+from resources.shard_store import ShardStore
 
 
 class TracesConfig(Config):
@@ -36,16 +41,30 @@ class TracesConfig(Config):
         )
 
 
+def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_new_tokens: int) -> pd.Series:
+    """Why a prompt is kept away from the engine ("" = it is sent)."""
+    reason = pd.Series("", index=prompts.index, dtype=object)
+    too_long = np.asarray(token_counts) + max_new_tokens > limit
+    reason[too_long] = f"prompt + max_new_tokens exceeds the context limit of {limit} tokens"
+    reason[prompts["prompt"].str.strip() == ""] = "empty prompt"
+    return reason
+
+
 @asset(
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
     pool="gpu",
+    retry_policy=RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL),
+    check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces",
+                                description="Empty prompts and prompts that do not fit the context are never "
+                                            "sent to the model; this counts them (warning when any).")],
     description=(
         "N sampled answers per prompt from the partition's model, with DeepConf token confidence "
         "C = -mean of the top-k log-probs at each generated token (larger = more confident) and the "
         "trace metrics conf_mean, conf_lowest_group, conf_bottom10, conf_tail. n_tokens counts every "
-        "generated token including the final EOS."
+        "generated token including the final EOS. Resumable: finished traces are kept as shards under "
+        "storage/shards and never generated twice."
     ),
 )
 def traces(
@@ -53,42 +72,54 @@ def traces(
     config: TracesConfig,
     benchmark_prompts: pd.DataFrame,
     generator: GenerationResource,
-) -> MaterializeResult:
-    _, model = benchmark_and_model(context.partition_key)
+):  # no return annotation: with check_specs Dagster would read MaterializeResult as "no value"
+    benchmark, model = benchmark_and_model(context.partition_key)
     prompts = benchmark_prompts if config.max_prompts is None else benchmark_prompts.head(config.max_prompts)
-    empty = prompts["prompt"].str.strip() == ""
-    if empty.any():
-        context.log.warning(f"{int(empty.sum())} empty prompts quarantined: not sent to the model")
-        prompts = prompts[~empty]
     sampling = config.sampling()
-    n = config.traces_per_prompt
-    requests = pd.DataFrame(
-        {
-            "instance_id": prompts["instance_id"].repeat(n).to_numpy(),
-            "prompt": prompts["prompt"].repeat(n).to_numpy(),
-            "trace_idx": list(range(n)) * len(prompts),
-        }
-    )
-    requests["seed"] = [trace_seed(config.seed, i, t) for i, t in zip(requests["instance_id"], requests["trace_idx"])]
-    context.log.info(f"{len(prompts)} prompts x {n} traces on '{model}'")
-    results, stats = generator.generate(
-        model, requests["prompt"].tolist(), requests["seed"].tolist(), sampling, log=context.log.info
-    )
+    try:
+        counts = generator.prompt_token_counts(model, prompts["prompt"].tolist(), sampling)
+        limit = generator.context_limit(model)
+    except ModelWeightsNotFound as exc:
+        raise Failure(description=str(exc), allow_retries=False) from None
+    reasons = quarantine(prompts, counts, limit, sampling.max_new_tokens)
+    quarantined = prompts.assign(reason=reasons)[reasons != ""]
+    if len(quarantined):
+        context.log.warning(f"{len(quarantined)} prompts quarantined (not sent to the model): "
+                            f"{quarantined['reason'].value_counts().to_dict()}")
+    prompts = prompts[reasons == ""]
 
-    revision = MODELS[model].revision
+    n = config.traces_per_prompt
+    requests = pd.DataFrame({
+        "instance_id": prompts["instance_id"].repeat(n).to_numpy(),
+        "prompt": prompts["prompt"].repeat(n).to_numpy(),
+        "trace_idx": np.tile(np.arange(n), len(prompts)),
+    })
+    requests["seed"] = [trace_seed(config.seed, i, t) for i, t in zip(requests["instance_id"], requests["trace_idx"])]
+    engine = generator.resolved_backend()
     sampling_dict = asdict(sampling)
-    keys = {p: generation_key(model, revision, sampling_dict, p) for p in prompts["prompt"].unique()}
-    table = requests[["instance_id", "trace_idx", "seed"]].copy()
+    key_of = {p: generation_key(model, MODELS[model].revision, engine, sampling_dict, p) for p in prompts["prompt"].unique()}
+    requests["generation_key"] = requests["prompt"].map(key_of)
+    context.log.info(f"{len(prompts)} prompts x {n} traces on '{model}' ({engine})")
+    try:
+        results, stats = generator.generate(
+            model, requests["prompt"].tolist(), requests["seed"].tolist(), requests["generation_key"].tolist(),
+            sampling, store=ShardStore(paths.storage_dir() / "shards" / benchmark / model), log=context.log.info,
+        )
+    except GenerationOutOfMemory as exc:
+        raise Failure(description=str(exc), allow_retries=False) from None
+
+    table = requests[["instance_id", "trace_idx", "seed", "generation_key"]].copy()
     table["model"] = model
     table["text"] = [r.text for r in results]
     table["answer_text"] = [strip_thinking(r.text) for r in results]
     table["n_tokens"] = [len(r.token_ids) for r in results]
     table["finish_reason"] = [r.finish_reason for r in results]
-    for name, values in confidence_columns(
-        [r.topk_logprobs for r in results], [r.token_logprob for r in results], config.group_window
-    ).items():
-        table[name] = list(values) if name in ("token_confidence", "token_logprob") else values
-    table["generation_key"] = requests["prompt"].map(keys)
+    table["token_confidence"] = [np.asarray(r.token_confidence, dtype=np.float32) for r in results]
+    table["token_logprob"] = [confidence.clip_logprobs(r.token_logprob)[0].astype(np.float32) for r in results]
+    table["nonfinite_logprobs"] = [int(r.nonfinite_logprobs) for r in results]
+    for name, values in confidence_columns(list(table["token_confidence"]), list(table["token_logprob"]),
+                                           config.group_window).items():
+        table[name] = values
     table = order_columns(table)
 
     summary = table[["n_tokens", *confidence.TRACE_METRICS, "mean_logprob"]].describe().T.reset_index()
@@ -97,14 +128,25 @@ def traces(
         metadata={
             "dagster/row_count": len(table),
             "instances": int(table["instance_id"].nunique()),
-            "empty_prompts_quarantined": int(empty.sum()),
-            "generated_tokens": int(table["n_tokens"].sum()),
-            "tokens_per_second": metadata.number(stats.generated_tokens / max(stats.seconds, 1e-9)),
+            "backend": engine,
+            "traces_generated": stats.generated,
+            "traces_reused_from_shards": stats.reused,
+            "generation_calls": stats.generation_calls,
+            "shards_written": stats.shards_written,
+            "generated_tokens": stats.generated_tokens,
+            "tokens_per_second": metadata.number(stats.tokens_per_second),
             "generation_seconds": metadata.number(stats.seconds),
+            "prompts_quarantined": len(quarantined),
             "finish_reasons": metadata.table(table["finish_reason"].value_counts().rename_axis("finish_reason").reset_index()),
             "nonfinite_logprobs_clipped": int(table["nonfinite_logprobs"].sum()),
-            "mean_conf_mean": metadata.number(float(table["conf_mean"].mean())),
+            "mean_conf_mean": metadata.number(float(table["conf_mean"].mean())) if len(table) else metadata.number(None),
             "summary": metadata.table(summary),
             "preview": metadata.table(table[["instance_id", "trace_idx", "n_tokens", "conf_mean", "answer_text"]].head(10)),
         },
+        check_results=[AssetCheckResult(
+            check_name="prompts_quarantined", passed=len(quarantined) == 0, severity=AssetCheckSeverity.WARN,
+            metadata={"quarantined": len(quarantined),
+                      "by_reason": metadata.table(quarantined["reason"].value_counts().rename_axis("reason").reset_index()),
+                      "instances": metadata.table(quarantined[["instance_id", "reason"]].head(20))},
+        )],
     )

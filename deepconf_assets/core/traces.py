@@ -25,32 +25,24 @@ def trace_seed(base_seed: int, instance_id: str, trace_idx: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def generation_key(model: str, revision: str, sampling: dict, prompt: str) -> str:
-    """Hash of everything that determines a prompt's traces apart from the trace seed."""
-    payload = json.dumps({"model": model, "revision": revision, "sampling": sampling, "prompt": prompt},
-                         sort_keys=True)
+def generation_key(model: str, revision: str, engine: str, sampling: dict, prompt: str) -> str:
+    """Hash of everything that determines a prompt's traces apart from the trace seed (the engine
+    too: the same seed samples differently in vLLM and in transformers)."""
+    payload = json.dumps({"model": model, "revision": revision, "engine": engine, "sampling": sampling,
+                          "prompt": prompt}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-def confidence_columns(topk_logprobs: list[np.ndarray], token_logprobs: list[np.ndarray],
+def confidence_columns(token_confidences: list[np.ndarray], token_logprobs: list[np.ndarray],
                        window: int) -> dict[str, object]:
-    """Per trace: token_confidence (float32 list), trace metrics, mean_logprob, nonfinite count."""
-    lengths = np.array([len(t) for t in topk_logprobs], dtype=np.int64)
-    flat_topk = np.concatenate(topk_logprobs) if len(lengths) else np.zeros((0, 1))
-    conf, _ = confidence.token_confidence(flat_topk)
-    bad_topk = (~np.isfinite(flat_topk)).sum(axis=1)
-    flat_sampled = np.concatenate(token_logprobs) if len(lengths) else np.zeros(0)
-    sampled, _ = confidence.clip_logprobs(flat_sampled)
-    bad_tokens = bad_topk + ~np.isfinite(flat_sampled)
-    splits = np.cumsum(lengths)[:-1]
-    columns: dict[str, object] = {
-        "token_confidence": np.split(conf, splits),
-        "token_logprob": np.split(sampled.astype(np.float32), splits),
-    }
-    columns.update(confidence.trace_metrics(conf, lengths, window))
+    """Per trace: trace confidence metrics and the mean sampled-token log-prob (clipped like C)."""
+    lengths = np.array([len(t) for t in token_confidences], dtype=np.int64)
+    if not len(lengths):
+        return {name: np.zeros(0) for name in (*confidence.TRACE_METRICS, "mean_logprob")}
+    columns: dict[str, object] = dict(
+        confidence.trace_metrics(np.concatenate(token_confidences), lengths, window))
+    sampled, _ = confidence.clip_logprobs(np.concatenate(token_logprobs))
     columns["mean_logprob"] = confidence.segment_means(sampled, lengths)
-    columns["nonfinite_logprobs"] = np.add.reduceat(bad_tokens, np.concatenate([[0], splits])).astype(np.int64) \
-        if len(lengths) else np.zeros(0, dtype=np.int64)
     return columns
 
 

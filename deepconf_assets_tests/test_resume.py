@@ -1,0 +1,83 @@
+"""A `dagster asset materialize` killed mid-generation (SIGKILL) resumes from its shards."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import AssetKey, DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = {
+    "ops": {"traces": {"config": {"traces_per_prompt": 4}}},
+    "resources": {"generator": {"config": {"batch_sequences": 64}}},
+}
+COMMAND = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "deepconf_assets.definitions",
+           "--select", "benchmark_prompts,traces", "--partition", "xstest|demo", "--config-json", json.dumps(CONFIG)]
+TOTAL = 450 * 4
+
+
+def environment(tmp: Path, demo_model_dir: Path) -> dict:
+    storage, home = tmp / "storage", tmp / "home"
+    (storage / "models").mkdir(parents=True)
+    (storage / "models" / "demo").symlink_to(demo_model_dir)
+    home.mkdir()
+    return dict(os.environ, DEEPCONF_STORAGE_DIR=str(storage), DAGSTER_HOME=str(home))
+
+
+def shard_rows(env) -> int:
+    folder = Path(env["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo"
+    return sum(len(pd.read_parquet(f)) for f in folder.glob("*.parquet"))
+
+
+def latest_traces_metadata(env) -> dict:
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
+    record = instance.fetch_materializations(AssetKey("traces"), limit=1).records[0]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def read_traces(env) -> pd.DataFrame:
+    return pd.read_parquet(Path(env["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "xstest" / "demo.parquet")
+
+
+def test_killed_run_resumes_without_losing_or_redoing_work(demo_model_dir, tmp_path):
+    killed = environment(tmp_path / "killed", demo_model_dir)
+    process = subprocess.Popen(COMMAND, cwd=REPO, env=killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    shard_dir = Path(killed["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo"
+    deadline = time.monotonic() + 300
+    while len(list(shard_dir.glob("*.parquet"))) < 3:
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = shard_rows(killed)
+    assert 0 < kept < TOTAL and kept % 64 == 0  # whole shards only
+
+    resumed = subprocess.run(COMMAND, cwd=REPO, env=killed, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    meta = latest_traces_metadata(killed)
+    assert meta["traces_reused_from_shards"] == kept
+    assert meta["traces_generated"] == TOTAL - kept
+
+    clean = environment(tmp_path / "clean", demo_model_dir)
+    uninterrupted = subprocess.run(COMMAND, cwd=REPO, env=clean, capture_output=True, text=True, timeout=600)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    a, b = read_traces(killed), read_traces(clean)
+    assert len(a) == len(b) == TOTAL
+    pd.testing.assert_frame_equal(a.drop(columns=["token_confidence", "token_logprob"]),
+                                  b.drop(columns=["token_confidence", "token_logprob"]))
+    for x, y in zip(a["token_confidence"], b["token_confidence"]):
+        np.testing.assert_array_equal(x, y)
+
+    again = subprocess.run(COMMAND, cwd=REPO, env=clean, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    meta = latest_traces_metadata(clean)
+    assert meta["traces_generated"] == 0 and meta["generation_calls"] == 0 and meta["traces_reused_from_shards"] == TOTAL

@@ -1,0 +1,158 @@
+"""transformers backend (CPU or GPU): batched across prompts, left padding, per-trace seeds.
+
+The decode loop (`generate_batch`) runs the model with its KV cache and drops finished rows from
+the batch as soon as they emit an EOS (transformers' `generate` keeps them computing until the
+longest answer ends). Each step goes through `sample_next`, which
+  * records the top-k log-probs of the model's raw distribution (temperature 1, before any
+    filtering, as vLLM reports `logprobs`) from which DeepConf confidence is computed, and the
+    log-prob of the token it samples;
+  * samples with temperature, top-k and top-p through the Gumbel-max trick, the noise being a
+    hash of (trace seed, step, token id). A trace therefore depends on its own seed only, not on
+    which other traces share its batch, like vLLM's per-request seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from resources.generation_types import GeneratedTrace, SamplingSettings
+
+_M32 = 0xFFFFFFFF
+
+
+def _pcg_hash(x):
+    """PCG hash on int64 tensors holding 32-bit values (Jarzynski & Olano, 2020)."""
+    state = (x * 747796405 + 2891336453) & _M32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _M32
+    return (word >> 22) ^ word
+
+
+def seeded_uniform(seeds, step: int, token_ids):
+    """Uniform(0,1) noise that depends only on (seed, step, token id); shape of `token_ids`."""
+    import torch
+
+    h = _pcg_hash(_pcg_hash(seeds & _M32) ^ ((seeds >> 32) & _M32))
+    h = _pcg_hash(h ^ (step & _M32))
+    h = _pcg_hash(h[:, None] ^ token_ids)
+    return (h.to(torch.float64) + 0.5) / 2.0**32
+
+
+def sample_next(scores, seeds, step: int, settings: SamplingSettings):
+    """One decoding step for a batch of rows.
+
+    Returns (chosen token, top-k log-probs of the raw distribution, log-prob of the chosen token).
+    Temperature, top-k and top-p are applied as vLLM and transformers do (in that order); the draw is
+    Gumbel-max with noise hashed from (row seed, step, token id), so a row's result depends on its
+    own seed only.
+    """
+    import torch
+
+    logprobs = torch.log_softmax(scores.float(), dim=-1)
+    topk = logprobs.topk(min(settings.logprobs_k, logprobs.shape[-1]), dim=-1).values
+    if settings.temperature <= 0:
+        token = logprobs.argmax(dim=-1)
+    else:
+        scaled = scores.float() / settings.temperature
+        if settings.top_k and settings.top_k > 0:
+            values, candidates = scaled.topk(min(settings.top_k, scaled.shape[-1]), dim=-1)
+        else:
+            values, candidates = scaled.sort(dim=-1, descending=True)
+        if settings.top_p < 1.0:
+            probs = torch.softmax(values, dim=-1)
+            mass_before = probs.cumsum(dim=-1) - probs
+            values = values.masked_fill(mass_before > settings.top_p, float("-inf"))  # keeps the top token
+        gumbel = -torch.log(-torch.log(seeded_uniform(seeds, step, candidates)))
+        pick = (values.double() + gumbel).argmax(dim=-1, keepdim=True)
+        token = candidates.gather(1, pick).squeeze(1)
+    return token, topk, logprobs.gather(1, token[:, None]).squeeze(1)
+
+
+class TransformersEngine:
+    """A loaded model and tokenizer; `generate_batch` runs one batch of (prompt, seed) requests."""
+
+    name = "transformers"
+
+    def __init__(self, folder: Path, device: str, dtype: str):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
+                       "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=False)
+        self.model = model.to(device).eval()
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 10**9))
+
+    def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
+            batch_sequences: int, finished) -> int:
+        """Generate in batches of `batch_sequences` (in the given order); report each batch."""
+        calls = 0
+        for first in range(0, len(texts), batch_sequences):
+            part = slice(first, first + batch_sequences)
+            finished(indices[part], self.generate_batch(texts[part], seeds[part], settings))
+            calls += 1
+        return calls
+
+    def generate_batch(self, texts: list[str], seeds: list[int], settings: SamplingSettings) -> list[GeneratedTrace]:
+        """Prefill the left-padded batch once, then decode step by step with the KV cache; rows
+        that generated an EOS leave the batch at once, so one long answer does not keep finished
+        rows computing."""
+        import torch
+        from transformers import DynamicCache
+
+        model, tokenizer = self.model, self.tokenizer
+        device = model.device
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        mask = encoded["attention_mask"]
+        eos = torch.tensor(self.eos_ids, device=device)
+        rows = torch.arange(len(texts), device=device)  # batch row -> request
+        row_seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
+        tokens = [[] for _ in texts]
+        topks = [[] for _ in texts]
+        sampled = [[] for _ in texts]
+        finished = [False] * len(texts)
+        cache = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(input_ids=encoded["input_ids"], attention_mask=mask, position_ids=positions,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            for step in range(settings.max_new_tokens):
+                token, topk, logprob = sample_next(logits, row_seeds, step, settings)
+                token_list, topk_np, logprob_np = token.tolist(), topk.float().cpu().numpy(), logprob.float().cpu().numpy()
+                done = torch.isin(token, eos)
+                for i, request in enumerate(rows.tolist()):
+                    tokens[request].append(token_list[i])
+                    topks[request].append(topk_np[i])
+                    sampled[request].append(logprob_np[i])
+                for request in rows[done].tolist():
+                    finished[request] = True
+                if step + 1 == settings.max_new_tokens or bool(done.all()):
+                    break
+                if bool(done.any()):
+                    keep = (~done).nonzero().squeeze(1)
+                    cache.batch_select_indices(keep)
+                    rows, row_seeds, token, mask, positions = (
+                        rows[keep], row_seeds[keep], token[keep], mask[keep], positions[keep])
+                mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+                logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
+                               past_key_values=cache, use_cache=True).logits[:, -1]
+        return [
+            GeneratedTrace.from_logprobs(
+                text=tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
+                token_logprob=np.array(sampled[r], dtype=np.float32), topk_logprobs=np.array(topks[r]),
+                finish_reason="stop" if finished[r] else "length", seed=int(seeds[r]),
+            )
+            for r, ids in enumerate(tokens)
+        ]
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos.append(tokenizer.eos_token_id)
+    return eos
