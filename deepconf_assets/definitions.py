@@ -6,10 +6,11 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 
 from deepconf_assets import checks
 from deepconf_assets.assets import (
-    analyses, benchmark_prompts, figures, instance_predictions, model_comparison, raw_benchmarks, refusal_labels,
-    traces,
+    analyses, benchmark_prompts, figures, instance_predictions, labelers, model_comparison, raw_benchmarks,
+    refusal_labels, traces,
 )
 from resources.generation import GenerationResource
+from resources.wildguard import WildGuardResource
 from resources.io_managers import ParquetIOManagerFactory, PngIOManagerFactory
 
 ASSETS = [
@@ -17,6 +18,9 @@ ASSETS = [
         benchmark_prompts.benchmark_prompts,
         traces.traces,
         refusal_labels.refusal_labels_heuristic,
+    refusal_labels.refusal_labels_wildguard,
+    labelers.labeler_validation,
+    labelers.labeler_comparison,
         instance_predictions.instance_predictions,
         analyses.percentile_sweep,
     analyses.budget_ablation,
@@ -30,6 +34,7 @@ ASSETS = [
 ASSET_CHECKS = load_asset_checks_from_modules([checks])
 RESOURCES = {
     "generator": GenerationResource(),
+    "wildguard": WildGuardResource(),
     "parquet_io_manager": ParquetIOManagerFactory(),
     "png_io_manager": PngIOManagerFactory(),
 }

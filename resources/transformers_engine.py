@@ -96,6 +96,20 @@ class TransformersEngine:
             calls += 1
         return calls
 
+    def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 16):
+        """log P(token | text) for each text and candidate token: (texts, candidates) array."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for first in range(0, len(texts), batch):
+                encoded = self.tokenizer(texts[first:first + batch], return_tensors="pt", padding=True,
+                                         add_special_tokens=False).to(self.model.device)
+                positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(**encoded, position_ids=positions, logits_to_keep=1).logits[:, -1]
+                out.append(torch.log_softmax(logits.float(), dim=-1)[:, token_ids].cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(token_ids)))
+
     def generate_batch(self, texts: list[str], seeds: list[int], settings: SamplingSettings) -> list[GeneratedTrace]:
         """Prefill the left-padded batch once, then decode step by step with the KV cache; rows
         that generated an EOS leave the batch at once, so one long answer does not keep finished

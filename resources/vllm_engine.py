@@ -72,6 +72,23 @@ class VllmEngine:
             finished([i for i, _ in done], [t for _, t in done])
         return 1
 
+    def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 0):
+        """log P(token | text) among the top 20 next tokens (NaN when a candidate is not among them)."""
+        import numpy as np
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=ids)
+                   for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        outputs = self.llm.generate(prompts, SamplingParams(max_tokens=1, temperature=0, logprobs=20), use_tqdm=False)
+        table = np.full((len(texts), len(token_ids)), np.nan)
+        for row, output in enumerate(outputs):
+            candidates = output.outputs[0].logprobs[0]
+            for column, token in enumerate(token_ids):
+                if token in candidates:
+                    table[row, column] = candidates[token].logprob
+        return table
+
     @staticmethod
     def to_trace(completion, seed: int, settings: SamplingSettings) -> GeneratedTrace:
         topk, sampled = [], []

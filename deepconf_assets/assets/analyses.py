@@ -5,15 +5,17 @@ import pandas as pd
 from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_config import AnalysisConfig
-from deepconf_assets.core import analysis
+from deepconf_assets.assets.analysis_config import AnalysisConfig, analyses_by_labeler
 from deepconf_assets.partitions import experiment_partitions
 
 ANALYSIS = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="parquet_io_manager")
 
 
-def _analyse(config: AnalysisConfig, prompts: pd.DataFrame, traces: pd.DataFrame, labels: pd.DataFrame):
-    return analysis.PartitionAnalysis(analysis.attach_labels(traces, labels), prompts, "heuristic", config.settings())
+def _per_labeler(method: str, config: AnalysisConfig, prompts: pd.DataFrame, traces: pd.DataFrame,
+                 heuristic: pd.DataFrame, wildguard: pd.DataFrame) -> pd.DataFrame:
+    """`method` of PartitionAnalysis for every labeler with labels, stacked (column `labeler`)."""
+    return pd.concat([getattr(a, method)() for a in analyses_by_labeler(config, prompts, traces, heuristic, wildguard)],
+                     ignore_index=True)
 
 
 @asset(
@@ -25,10 +27,11 @@ def _analyse(config: AnalysisConfig, prompts: pd.DataFrame, traces: pd.DataFrame
     ),
 )
 def percentile_sweep(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, traces: pd.DataFrame,
-                     refusal_labels_heuristic: pd.DataFrame) -> MaterializeResult:
-    sweep = _analyse(config, benchmark_prompts, traces, refusal_labels_heuristic).percentile_sweep()
+                     refusal_labels_heuristic: pd.DataFrame, refusal_labels_wildguard: pd.DataFrame) -> MaterializeResult:
+    sweep = _per_labeler("percentile_sweep", config, benchmark_prompts, traces, refusal_labels_heuristic,
+                         refusal_labels_wildguard)
     shown = sweep[sweep["vote_rule"] == config.vote_rule][
-        ["policy", "percentile", "accuracy", "sensitivity", "specificity", "f1", "avg_traces",
+        ["labeler", "policy", "percentile", "accuracy", "sensitivity", "specificity", "f1", "avg_traces",
          "token_savings_pct", "n_uncertain_compliance", "accuracy_uncertain_compliance"]
     ]
     return MaterializeResult(value=sweep, metadata={"dagster/row_count": len(sweep), "sweep": metadata.table(shown)})
@@ -39,9 +42,10 @@ def percentile_sweep(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, tr
     description="Accuracy against tokens spent: fixed_n for every n up to the budget, adaptive and deepconf_online.",
 )
 def budget_ablation(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, traces: pd.DataFrame,
-                    refusal_labels_heuristic: pd.DataFrame) -> MaterializeResult:
-    table = _analyse(config, benchmark_prompts, traces, refusal_labels_heuristic).budget_ablation()
-    shown = table[["policy", "accuracy", "sensitivity", "specificity", "avg_traces", "tokens_used", "token_savings_pct"]]
+                    refusal_labels_heuristic: pd.DataFrame, refusal_labels_wildguard: pd.DataFrame) -> MaterializeResult:
+    table = _per_labeler("budget_ablation", config, benchmark_prompts, traces, refusal_labels_heuristic,
+                         refusal_labels_wildguard)
+    shown = table[["labeler", "policy", "accuracy", "sensitivity", "specificity", "avg_traces", "tokens_used", "token_savings_pct"]]
     return MaterializeResult(value=table, metadata={"dagster/row_count": len(table), "ablation": metadata.table(shown)})
 
 
@@ -54,9 +58,10 @@ def budget_ablation(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, tra
     ),
 )
 def hypothesis_test(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, traces: pd.DataFrame,
-                    refusal_labels_heuristic: pd.DataFrame) -> MaterializeResult:
-    table = _analyse(config, benchmark_prompts, traces, refusal_labels_heuristic).hypothesis_tests()
-    headline = table.set_index("policy").loc[config.headline_policy()]
+                    refusal_labels_heuristic: pd.DataFrame, refusal_labels_wildguard: pd.DataFrame) -> MaterializeResult:
+    table = _per_labeler("hypothesis_tests", config, benchmark_prompts, traces, refusal_labels_heuristic,
+                         refusal_labels_wildguard)
+    headline = table[table["labeler"] == "heuristic"].set_index("policy").loc[config.headline_policy()]
     return MaterializeResult(
         value=table,
         metadata={
@@ -64,7 +69,7 @@ def hypothesis_test(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, tra
             "verdict": str(headline["verdict"]),
             "fisher_p_one_sided": metadata.number(headline["fisher_p_one_sided"]),
             "accuracy_difference": metadata.number(headline["accuracy_difference"]),
-            "tests": metadata.table(table.drop(columns=["labeler"])),
+            "tests": metadata.table(table),
         },
     )
 
@@ -78,10 +83,11 @@ def hypothesis_test(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, tra
     ),
 )
 def calibration(config: AnalysisConfig, benchmark_prompts: pd.DataFrame, traces: pd.DataFrame,
-                refusal_labels_heuristic: pd.DataFrame) -> MaterializeResult:
-    table = _analyse(config, benchmark_prompts, traces, refusal_labels_heuristic).calibration()
-    shown = table[["policy", "n", "auroc", "ece", "brier", "aurc", "mwu_correct_vs_wrong_p", "mwu_harmful_vs_benign_p"]]
-    headline = table.set_index("policy").loc[config.headline_policy()]
+                refusal_labels_heuristic: pd.DataFrame, refusal_labels_wildguard: pd.DataFrame) -> MaterializeResult:
+    table = _per_labeler("calibration", config, benchmark_prompts, traces, refusal_labels_heuristic,
+                         refusal_labels_wildguard)
+    shown = table[["labeler", "policy", "n", "auroc", "ece", "brier", "aurc", "mwu_correct_vs_wrong_p", "mwu_harmful_vs_benign_p"]]
+    headline = table[table["labeler"] == "heuristic"].set_index("policy").loc[config.headline_policy()]
     return MaterializeResult(
         value=table,
         metadata={"auroc": metadata.number(headline["auroc"]), "aurc": metadata.number(headline["aurc"]),

@@ -1,8 +1,9 @@
 
+import pandas as pd
 from dagster import Config
 from pydantic import Field
 
-from deepconf_assets.core.analysis import AnalysisSettings, adaptive_name
+from deepconf_assets.core.analysis import AnalysisSettings, PartitionAnalysis, adaptive_name, attach_labels
 from deepconf_assets.core.confidence import TRACE_METRICS
 from deepconf_assets.core.voting import VOTE_RULES
 
@@ -55,3 +56,21 @@ class AnalysisConfig(Config):
 
     def headline_policy(self) -> str:
         return adaptive_name(self.adaptive_percentile)
+
+
+WILDGUARD_UNAVAILABLE = "WildGuard unavailable"
+
+
+def wildguard_available(wildguard_labels: pd.DataFrame) -> bool:
+    """refusal_labels_wildguard is empty exactly when no WildGuard weights were found."""
+    return len(wildguard_labels) > 0
+
+
+def analyses_by_labeler(config: AnalysisConfig, prompts: pd.DataFrame, traces: pd.DataFrame,
+                        heuristic: pd.DataFrame, wildguard: pd.DataFrame) -> list[PartitionAnalysis]:
+    """One analysis per labeler with labels: the heuristic always, WildGuard when it ran."""
+    labels = {"heuristic": heuristic}
+    if wildguard_available(wildguard):
+        labels["wildguard"] = wildguard
+    return [PartitionAnalysis(attach_labels(traces, table), prompts, name, config.settings())
+            for name, table in labels.items()]

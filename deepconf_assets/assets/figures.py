@@ -28,7 +28,7 @@ def confusion_matrix_figure(
     context: AssetExecutionContext, config: AnalysisConfig, instance_predictions: pd.DataFrame
 ) -> MaterializeResult:
     policy = config.headline_policy()
-    rows = instance_predictions[instance_predictions["policy"] == policy]
+    rows = instance_predictions[(instance_predictions["policy"] == policy) & (instance_predictions["labeler"] == "heuristic")]
     summary = metrics.safety_metrics(rows["prompt_harmful"], rows["predicted_refusal"])
     title = f"{context.partition_key}: {policy}, heuristic labels (n={summary['n']})"
     return _figure(plots.confusion_matrix_png(summary, title), f"Confusion matrix, {policy}")
@@ -39,7 +39,8 @@ def percentile_curves_figure(
     context: AssetExecutionContext, config: AnalysisConfig, percentile_sweep: pd.DataFrame
 ) -> MaterializeResult:
     title = f"{context.partition_key}: stopping policies ({config.vote_rule} vote, heuristic labels)"
-    return _figure(plots.percentile_curves_png(percentile_sweep, title, config.vote_rule), "Percentile safety curves")
+    sweep = percentile_sweep[percentile_sweep["labeler"] == "heuristic"]
+    return _figure(plots.percentile_curves_png(sweep, title, config.vote_rule), "Percentile safety curves")
 
 
 @asset(**FIGURE, description="Prompts and accuracy per confident/uncertain x refusal/compliance category.")
@@ -47,7 +48,7 @@ def confidence_categories_figure(
     context: AssetExecutionContext, config: AnalysisConfig, instance_predictions: pd.DataFrame
 ) -> MaterializeResult:
     policy = config.headline_policy()
-    rows = instance_predictions[instance_predictions["policy"] == policy]
+    rows = instance_predictions[(instance_predictions["policy"] == policy) & (instance_predictions["labeler"] == "heuristic")]
     threshold = rows["category_threshold"].iloc[0] if len(rows) else float("nan")
     note = (f"Confident = instance {config.confidence_metric} >= {threshold:.3f} "
             f"(the {config.category_percentile:g}th percentile of the partition's instances).")
