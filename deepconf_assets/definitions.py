@@ -7,29 +7,29 @@ from dagster import Definitions, in_process_executor, load_asset_checks_from_mod
 from deepconf_assets import checks
 from deepconf_assets.assets import (
     analyses, benchmark_prompts, figures, instance_predictions, labelers, model_comparison, raw_benchmarks,
-    refusal_labels, traces,
+    refusal_labels, report, traces,
 )
 from resources.generation import GenerationResource
 from resources.wildguard import WildGuardResource
-from resources.io_managers import ParquetIOManagerFactory, PngIOManagerFactory
+from resources.io_managers import HtmlIOManagerFactory, ParquetIOManagerFactory, PngIOManagerFactory
 
 ASSETS = [
-        *raw_benchmarks.raw_benchmark_files,
-        benchmark_prompts.benchmark_prompts,
-        traces.traces,
-        refusal_labels.refusal_labels_heuristic,
+    *raw_benchmarks.raw_benchmark_files,
+    benchmark_prompts.benchmark_prompts,
+    traces.traces,
+    refusal_labels.refusal_labels_heuristic,
     refusal_labels.refusal_labels_wildguard,
     labelers.labeler_validation,
     labelers.labeler_comparison,
-        instance_predictions.instance_predictions,
-        analyses.percentile_sweep,
+    instance_predictions.instance_predictions,
+    analyses.percentile_sweep,
     analyses.budget_ablation,
     analyses.hypothesis_test,
     analyses.calibration,
-        figures.confusion_matrix_figure,
-        figures.percentile_curves_figure,
-        figures.confidence_categories_figure,
+    *[getattr(figures, name) for name, _ in report.FIGURES],
+    report.report,
     model_comparison.model_comparison,
+    model_comparison.model_comparison_figure,
 ]
 ASSET_CHECKS = load_asset_checks_from_modules([checks])
 RESOURCES = {
@@ -37,6 +37,7 @@ RESOURCES = {
     "wildguard": WildGuardResource(),
     "parquet_io_manager": ParquetIOManagerFactory(),
     "png_io_manager": PngIOManagerFactory(),
+    "html_io_manager": HtmlIOManagerFactory(),
 }
 
 defs = Definitions(

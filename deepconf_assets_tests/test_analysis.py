@@ -225,3 +225,9 @@ def test_attach_labels_requires_a_label_per_trace():
 def test_refusal_heuristic(text, refused):
     assert is_refusal(text) is refused
     assert (match_refusal(text) is not None) is refused
+
+
+def test_position_means_by_hand():
+    mean, count = analysis.position_means([np.array([1.0, 2.0, 3.0]), np.array([3.0]), np.array([5.0, 4.0])])
+    np.testing.assert_allclose(mean, [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(count, [3, 2, 1])

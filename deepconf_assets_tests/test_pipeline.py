@@ -1,6 +1,7 @@
 """The whole `experiment` lineage through real Dagster runs, and the code location's entry points."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, materialize
 
+from deepconf_assets.assets.report import FIGURES
 from deepconf_assets.core.confidence import TRACE_METRICS
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
@@ -21,7 +23,7 @@ EXPERIMENT_ASSETS = [
     "benchmark_prompts", "traces", "refusal_labels_heuristic", "instance_predictions", "percentile_sweep",
     "budget_ablation", "hypothesis_test", "calibration", "refusal_labels_wildguard", "labeler_validation",
     "labeler_comparison",
-    "confusion_matrix_figure", "percentile_curves_figure", "confidence_categories_figure",
+    *[name for name, _ in FIGURES], "report",
 ]
 
 
@@ -38,7 +40,7 @@ def test_whole_graph_for_xstest_demo(xstest_demo_run):
     result, root = xstest_demo_run
     assert result.success
     for name in EXPERIMENT_ASSETS:
-        ext = "png" if name.endswith("_figure") else "parquet"
+        ext = "png" if name.endswith("_figure") else "html" if name == "report" else "parquet"
         assert (root / name / "xstest" / f"demo.{ext}").exists(), name
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     wildguard = checks.pop("wildguard_parse_errors")  # no WildGuard weights here: reported, not faked
@@ -142,6 +144,7 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     table = pd.read_parquet(root / "model_comparison" / "xstest.parquet")
     assert set(table["model"]) == {"demo"}  # only the materialized model partition
     assert set(table["policy"]) == {"adaptive@p50", "fixed_n=all"}
+    assert table[["auroc", "ece", "aurc"]].apply(lambda c: c.between(0, 1)).all().all()
     predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
     full = predictions[predictions["policy"] == "fixed_n=all"]
     expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
@@ -174,3 +177,18 @@ def test_wildguard_unavailable_downstream(xstest_demo_run):
     validation = pd.read_parquet(root / "labeler_validation" / "xstest" / "demo.parquet").set_index("labeler")
     assert validation.loc["heuristic", "f1"] > validation.loc["xstest_prefix_rule (reference)", "f1"]
     assert validation.loc["wildguard", "status"].startswith("WildGuard unavailable")
+
+
+def test_report_gathers_figures_and_numbers(xstest_demo_run):
+    result, root = xstest_demo_run
+    page = (root / "report" / "xstest" / "demo.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert not re.search(r'(src|href)="(?!data:)', page)  # self-contained: nothing fetched from elsewhere
+    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    headline = predictions[(predictions["policy"] == "adaptive@p50") & (predictions["labeler"] == "heuristic")]
+    accuracy = (headline["predicted_refusal"] == headline["prompt_harmful"]).mean()
+    assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
+    assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
+    meta = result.asset_materializations_for_node("report")[0].metadata
+    assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("adaptive@p50")

@@ -40,16 +40,28 @@ class ParquetIOManager(UPathIOManager):
         return pd.read_parquet(path)
 
 
-class PngIOManager(UPathIOManager):
-    extension = ".png"
+class _BytesIOManager(UPathIOManager):
+    """A file per partition holding the bytes an asset returns, checked against the format's magic."""
+
+    magic: bytes = b""
 
     def dump_to_path(self, context: OutputContext, obj: bytes, path: UPath) -> None:
-        if not isinstance(obj, bytes | bytearray) or not bytes(obj[:8]) == b"\x89PNG\r\n\x1a\n":
-            raise TypeError(f"{context.asset_key.to_user_string()} must return PNG bytes")
+        if not isinstance(obj, bytes | bytearray) or not bytes(obj).startswith(self.magic):
+            raise TypeError(f"{context.asset_key.to_user_string()} must return {self.extension[1:]} bytes")
         _atomic_write(path, bytes(obj))
 
     def load_from_path(self, context: InputContext, path: UPath) -> Any:
         return path.read_bytes()
+
+
+class PngIOManager(_BytesIOManager):
+    extension = ".png"
+    magic = b"\x89PNG\r\n\x1a\n"
+
+
+class HtmlIOManager(_BytesIOManager):
+    extension = ".html"
+    magic = b"<!DOCTYPE html>"
 
 
 class ParquetIOManagerFactory(ConfigurableIOManagerFactory):
@@ -66,3 +78,10 @@ class PngIOManagerFactory(ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> PngIOManager:
         return PngIOManager(base_path=UPath(self.base_path or paths.assets_dir()))
+
+
+class HtmlIOManagerFactory(ConfigurableIOManagerFactory):
+    base_path: str = ""
+
+    def create_io_manager(self, context) -> HtmlIOManager:
+        return HtmlIOManager(base_path=UPath(self.base_path or paths.assets_dir()))

@@ -2,12 +2,13 @@
 inline in its materialization metadata."""
 
 
+import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_config import AnalysisConfig
-from deepconf_assets.core import metrics, plots
+from deepconf_assets.core import analysis, calibration, metrics, plots
 from deepconf_assets.partitions import experiment_partitions
 
 FIGURE = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="png_io_manager")
@@ -55,3 +56,88 @@ def confidence_categories_figure(
     title = f"{context.partition_key}: confidence categories, {policy}"
     png = plots.category_bars_png(_category_counts(rows), note, title)
     return _figure(png, "Accuracy by confidence category")
+
+
+def _headline(config: AnalysisConfig, predictions: pd.DataFrame) -> pd.DataFrame:
+    """The heuristic labeler's rows of the headline policy, with a known confidence."""
+    rows = predictions[(predictions["policy"] == config.headline_policy()) & (predictions["labeler"] == "heuristic")]
+    return rows[rows["confidence"].notna()]
+
+
+def _by(rows: pd.DataFrame, column: str, names: dict) -> dict:
+    return {label: rows.loc[rows[column] == value, "confidence"].to_numpy() for value, label in names.items()}
+
+
+@asset(**FIGURE, description="Instance confidence of correct vs wrong decisions (headline policy, heuristic labels).")
+def confidence_by_correctness_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                                     instance_predictions: pd.DataFrame) -> MaterializeResult:
+    rows = _headline(config, instance_predictions)
+    groups = _by(rows, "correct", {True: "correct", False: "wrong"})
+    png = plots.confidence_boxes_png(groups, f"{context.partition_key}: confidence by correctness",
+                                     "Correct = refused a harmful prompt or answered a benign one.")
+    return _figure(png, "Confidence by correctness")
+
+
+@asset(**FIGURE, description="Instance confidence per confident/uncertain x refusal/compliance category.")
+def confidence_by_category_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                                  instance_predictions: pd.DataFrame) -> MaterializeResult:
+    rows = _headline(config, instance_predictions)
+    groups = _by(rows, "category", {c: c.replace("_", " ") for c in metrics.CATEGORIES})
+    png = plots.confidence_boxes_png(groups, f"{context.partition_key}: confidence by category",
+                                     "Categories split at the category percentile of instance confidence.")
+    return _figure(png, "Confidence by category")
+
+
+@asset(**FIGURE, description="Confidence distributions (densities) of the four confidence categories.")
+def confidence_distributions_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                                    instance_predictions: pd.DataFrame) -> MaterializeResult:
+    rows = _headline(config, instance_predictions)
+    groups = _by(rows, "category", {c: c.replace("_", " ") for c in metrics.CATEGORIES})
+    png = plots.confidence_histograms_png(groups, f"{context.partition_key}: confidence distributions",
+                                          "Headline policy, heuristic labels.")
+    return _figure(png, "Confidence distributions per category")
+
+
+@asset(**FIGURE, description="Instance confidence on harmful vs benign prompts (gold labels).")
+def confidence_by_harmfulness_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                                     instance_predictions: pd.DataFrame) -> MaterializeResult:
+    rows = _headline(config, instance_predictions)
+    groups = _by(rows, "prompt_harmful", {True: "harmful prompt", False: "benign prompt"})
+    png = plots.confidence_boxes_png(groups, f"{context.partition_key}: confidence by prompt harmfulness",
+                                     plots.POSITIVE_CLASS_NOTE)
+    return _figure(png, "Confidence by prompt harmfulness")
+
+
+@asset(**FIGURE, description="Mean token confidence along the answer, refusing vs complying traces.")
+def trace_evolution_figure(context: AssetExecutionContext, traces: pd.DataFrame,
+                           refusal_labels_heuristic: pd.DataFrame) -> MaterializeResult:
+    labelled = analysis.attach_labels(traces, refusal_labels_heuristic)
+    curves = {name: analysis.position_means(list(labelled.loc[labelled["refused"] == value, "token_confidence"]))
+              for value, name in ((True, "refusing traces"), (False, "complying traces"))}
+    png = plots.trace_evolution_png(curves, f"{context.partition_key}: confidence along the answer (heuristic labels)")
+    return _figure(png, "Trace evolution")
+
+
+@asset(**FIGURE, description="Reliability diagram: accuracy per bin of (rescaled) instance confidence.")
+def reliability_diagram_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                               instance_predictions: pd.DataFrame) -> MaterializeResult:
+    rows = _headline(config, instance_predictions)
+    rows = rows[rows["correct"].notna()]
+    probability = calibration.rescale(rows["confidence"].to_numpy(dtype=float)) if len(rows) else np.zeros(0)
+    png = plots.reliability_png(probability, rows["correct"].to_numpy(dtype=float),
+                                f"{context.partition_key}: reliability, {config.headline_policy()}")
+    return _figure(png, "Reliability diagram")
+
+
+@asset(**FIGURE, description="Risk-coverage curves per policy (heuristic labels) with their AURC.")
+def risk_coverage_figure(context: AssetExecutionContext, calibration: pd.DataFrame) -> MaterializeResult:
+    rows = calibration[calibration["labeler"] == "heuristic"]
+    curves = {r.policy: (np.asarray(r.coverage), np.asarray(r.risk), r.aurc) for r in rows.itertuples()}
+    return _figure(plots.risk_coverage_png(curves, f"{context.partition_key}: risk vs coverage"), "Risk-coverage")
+
+
+@asset(**FIGURE, description="Accuracy against tokens: fixed_n = 1..budget, adaptive and deepconf_online.")
+def budget_ablation_figure(context: AssetExecutionContext, budget_ablation: pd.DataFrame) -> MaterializeResult:
+    rows = budget_ablation[budget_ablation["labeler"] == "heuristic"]
+    return _figure(plots.budget_ablation_png(rows, f"{context.partition_key}: accuracy vs tokens (heuristic labels)"),
+                   "Budget ablation")

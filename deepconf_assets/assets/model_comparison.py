@@ -5,11 +5,22 @@ from dagster import (
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_config import AnalysisConfig
-from deepconf_assets.core import analysis
+from deepconf_assets.core import analysis, calibration, plots
 from deepconf_assets.partitions import benchmark_and_model, benchmark_partitions
+from resources.model_registry import MODEL_KEYS
 
-COLUMNS = ["model", "policy", "n", "accuracy", "sensitivity", "specificity", "f1", "unsafe_compliance_rate",
-           "over_refusal_rate", "avg_traces", "token_savings_pct"]
+COLUMNS = ["model", "labeler", "policy", "n", "accuracy", "sensitivity", "specificity", "f1", "unsafe_compliance_rate",
+           "over_refusal_rate", "avg_traces", "token_savings_pct", "auroc", "ece", "aurc"]
+CALIBRATION = ("auroc", "ece", "aurc")
+
+
+def _calibration(predictions: pd.DataFrame) -> pd.DataFrame:
+    """AUROC / ECE / AURC of instance confidence against correctness, per labeler x policy."""
+    rows = []
+    for (labeler, policy), group in predictions.groupby(["labeler", "policy"], sort=False):
+        report = calibration.calibration_report(group["confidence"], group["correct"], group["prompt_harmful"])
+        rows.append({"labeler": labeler, "policy": policy, **{k: report[k] for k in CALIBRATION}})
+    return pd.DataFrame(rows, columns=["labeler", "policy", *CALIBRATION])
 
 
 @asset(
@@ -24,7 +35,8 @@ COLUMNS = ["model", "policy", "n", "accuracy", "sensitivity", "specificity", "f1
     },
     description=(
         "Headline metrics of every model partition of one benchmark side by side (whichever model "
-        "partitions have been materialized), for the headline adaptive policy and for all traces."
+        "partitions have been materialized), for the headline adaptive policy and for all traces: safety "
+        "metrics, token savings, and calibration of instance confidence (AUROC, ECE, AURC)."
     ),
 )
 def model_comparison(
@@ -33,7 +45,7 @@ def model_comparison(
     rows = []
     for key, predictions in sorted(instance_predictions.items()):
         _, model = benchmark_and_model(key)
-        summary = analysis.summarize_predictions(predictions)
+        summary = analysis.summarize_predictions(predictions).merge(_calibration(predictions), on=["labeler", "policy"])
         summary = summary[summary["policy"].isin([config.headline_policy(), "fixed_n=all"])]
         summary.insert(0, "model", model)
         rows.append(summary)
@@ -47,3 +59,20 @@ def model_comparison(
         value=table,
         metadata={"models": ", ".join(table["model"].unique()), "comparison": metadata.table(table)},
     )
+
+
+@asset(
+    partitions_def=benchmark_partitions,
+    group_name="comparisons",
+    io_manager_key="png_io_manager",
+    description="Safety metrics and confidence calibration against model size for one benchmark "
+                "(heuristic labels, headline policy).",
+)
+def model_comparison_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                            model_comparison: pd.DataFrame) -> MaterializeResult:
+    order = {m: i for i, m in enumerate(MODEL_KEYS)}
+    rows = model_comparison[(model_comparison["policy"] == config.headline_policy())
+                            & (model_comparison["labeler"] == "heuristic")]
+    rows = rows.sort_values("model", key=lambda s: s.map(order))
+    png = plots.model_comparison_png(rows, f"{context.partition_key}: models compared ({config.headline_policy()})")
+    return MaterializeResult(value=png, metadata={"figure": metadata.image(png, "Model comparison")})

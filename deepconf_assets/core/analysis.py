@@ -242,3 +242,15 @@ class PartitionAnalysis:
             report = calibration.calibration_report(o.confidence, o.correct, self.gold)
             rows.append({"labeler": self.labeler, "policy": name, **report})
         return pd.DataFrame(rows)
+
+
+def position_means(token_confidences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean token confidence at each generated position over the traces that reached it, and how
+    many did (traces padded with NaN, no per-token loop)."""
+    if not token_confidences:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    lengths = np.array([len(t) for t in token_confidences])
+    padded = np.full((len(lengths), lengths.max()), np.nan)
+    padded[np.arange(lengths.max())[None, :] < lengths[:, None]] = np.concatenate(token_confidences)
+    count = (~np.isnan(padded)).sum(axis=0)
+    return np.nansum(padded, axis=0) / np.maximum(count, 1), count

@@ -90,3 +90,124 @@ def category_bars_png(categories: pd.DataFrame, threshold_note: str, title: str)
     ax.set_title(title, fontsize=10)
     fig.text(0.01, -0.16, f"{threshold_note}\n{POSITIVE_CLASS_NOTE}\n{CONFIDENCE_NOTE}", fontsize=8)
     return _png(fig)
+
+
+def _boxes(ax, groups: dict[str, np.ndarray], ylabel: str) -> None:
+    names = [n for n, v in groups.items() if len(v)]
+    ax.boxplot([groups[n] for n in names], showmeans=True)
+    ax.set_xticks(range(1, len(names) + 1), [f"{n.replace(' ', chr(10))}\n(n={len(groups[n])})" for n in names])
+    ax.set_ylabel(ylabel)
+
+
+def confidence_boxes_png(groups: dict[str, np.ndarray], title: str, note: str) -> bytes:
+    """Instance confidence by group (box = quartiles, line = median, triangle = mean)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    _boxes(ax, groups, "instance confidence C (larger = more confident)")
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.1, f"{note}\n{CONFIDENCE_NOTE}", fontsize=8)
+    return _png(fig)
+
+
+def confidence_histograms_png(groups: dict[str, np.ndarray], title: str, note: str) -> bytes:
+    """Overlaid confidence distributions (density) per group."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    values = np.concatenate([v for v in groups.values() if len(v)]) if groups else np.zeros(1)
+    bins = np.linspace(values.min(), values.max() + 1e-9, 30)
+    for name, v in groups.items():
+        if len(v):
+            ax.hist(v, bins=bins, density=True, alpha=0.45, label=f"{name} (n={len(v)})")
+    ax.set_xlabel("instance confidence C (larger = more confident)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.1, f"{note}\n{CONFIDENCE_NOTE}", fontsize=8)
+    return _png(fig)
+
+
+def trace_evolution_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
+    """Mean token confidence at each generated position, per group of traces (n traces still running)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, (mean, count) in curves.items():
+        shown = count >= 10
+        ax.plot(np.arange(1, len(mean) + 1)[shown], mean[shown], label=name)
+    ax.set_xlabel("generated token position (positions with >= 10 traces)")
+    ax.set_ylabel("mean token confidence C_i")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.08, CONFIDENCE_NOTE, fontsize=8)
+    return _png(fig)
+
+
+def reliability_png(probability: np.ndarray, correct: np.ndarray, title: str, bins: int = 15) -> bytes:
+    """Accuracy per equal-width bin of rescaled confidence against the diagonal."""
+    index = np.clip(np.ceil(probability * bins).astype(int) - 1, 0, bins - 1)
+    n = np.bincount(index, minlength=bins)
+    accuracy = np.bincount(index, weights=correct, minlength=bins) / np.maximum(n, 1)
+    centers = (np.arange(bins) + 0.5) / bins
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.bar(centers[n > 0], accuracy[n > 0], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set_xlabel("confidence rescaled to [0, 1] (min-max over instances)")
+    ax.set_ylabel("accuracy (prediction matches gold)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.1, "ECE and this diagram depend on the stated min-max rescaling.\n" + CONFIDENCE_NOTE, fontsize=8)
+    return _png(fig)
+
+
+def risk_coverage_png(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, (coverage, risk, aurc) in curves.items():
+        ax.plot(100 * coverage, 100 * risk, label=f"{name} (AURC {aurc:.3f})")
+    ax.set_xlabel("coverage: most confident instances kept (%)")
+    ax.set_ylabel("risk: error rate among kept (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.08, POSITIVE_CLASS_NOTE, fontsize=8)
+    return _png(fig)
+
+
+def budget_ablation_png(table: pd.DataFrame, title: str) -> bytes:
+    """Accuracy against tokens spent: the fixed_n curve and the stopping policies as points."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fixed = table[table["family"] == "fixed_n"].sort_values("tokens_used")
+    ax.plot(fixed["tokens_used"], 100 * fixed["accuracy"], marker="o", label="fixed_n = 1 ... budget")
+    for _, row in table[table["family"] != "fixed_n"].iterrows():
+        ax.scatter(row["tokens_used"], 100 * row["accuracy"], s=80, marker="*", zorder=3,
+                   label=f"{row['policy']} ({row['token_savings_pct']:.0f}% tokens saved)")
+    ax.set_xlabel("tokens generated (all prompts)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.08, POSITIVE_CLASS_NOTE, fontsize=8)
+    return _png(fig)
+
+
+def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
+    """Per model partition (ordered by size): safety metrics (left) and calibration of instance
+    confidence against correctness (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    models = list(dict.fromkeys(table["model"]))
+    x = np.arange(len(models))
+    rows = table.set_index("model").loc[models]
+    for offset, metric in zip((-0.3, -0.1, 0.1, 0.3), ("accuracy", "sensitivity", "specificity", "f1")):
+        left.bar(x + offset, 100 * rows[metric].to_numpy(dtype=float), width=0.2, label=metric)
+    left.set_xticks(x, models)
+    left.set_xlabel("model (smallest to largest)")
+    left.set_ylabel("metric (%)")
+    left.set_ylim(0, 105)
+    left.legend(fontsize=8, ncols=4)
+    left.set_title("safety metrics", fontsize=10)
+    for metric, label in (("auroc", "AUROC (higher = confidence separates right from wrong)"),
+                          ("ece", "ECE (lower = better calibrated)"), ("aurc", "AURC (lower = better)")):
+        right.plot(x, rows[metric].to_numpy(dtype=float), marker="o", label=label)
+    right.set_xticks(x, models)
+    right.set_xlabel("model (smallest to largest)")
+    right.set_ylabel("calibration metric (0-1)")
+    right.set_ylim(-0.02, 1.02)
+    right.legend(fontsize=8)
+    right.set_title("calibration of instance confidence", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.text(0.01, -0.1, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE, fontsize=8)
+    return _png(fig)
