@@ -79,6 +79,20 @@ ARCHITECTURE = dict(
 )
 TRAINING = dict(vocab_size=1024, n_pairs=4000, steps=450, batch_size=32, lr=3e-3, seed=0,
                 label_noise=0.04, borderline_refusal_share=0.5)
+# Built-in model partitions: `demo`, and `demo-small` (one narrow layer, trained less) so that a
+# machine without weights still has two sizes to compare and to backfill across.
+VARIANTS = {
+    "demo": {"architecture": {}, "training": {}},
+    "demo-small": {"architecture": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=1, head_dim=32),
+                   "training": dict(steps=250)},
+}
+
+
+def variant_recipe(variant: str) -> tuple[dict, dict]:
+    """(architecture, training) of a built-in variant, read at build time."""
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown demo variant {variant!r}; expected one of {tuple(VARIANTS)}")
+    return {**ARCHITECTURE, **VARIANTS[variant]["architecture"]}, {**TRAINING, **VARIANTS[variant]["training"]}
 
 
 def training_pairs(n_pairs: int = TRAINING["n_pairs"], seed: int = TRAINING["seed"]) -> list[tuple[str, str, bool]]:
@@ -135,17 +149,17 @@ def _encode_pairs(tokenizer, pairs) -> list[tuple[list[int], int]]:
     return encoded
 
 
-def _train(model, encoded, pad_id: int, log) -> float:
+def _train(model, encoded, pad_id: int, log, training: dict) -> float:
     import torch
 
-    rng = np.random.default_rng(TRAINING["seed"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=TRAINING["lr"], weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=TRAINING["lr"], total_steps=TRAINING["steps"])
+    rng = np.random.default_rng(training["seed"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"], weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training["lr"], total_steps=training["steps"])
     model.train()
     loss_value = float("nan")
     started = time.monotonic()
-    for step in range(TRAINING["steps"]):
-        batch = [encoded[i] for i in rng.choice(len(encoded), TRAINING["batch_size"], replace=False)]
+    for step in range(training["steps"]):
+        batch = [encoded[i] for i in rng.choice(len(encoded), training["batch_size"], replace=False)]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -162,63 +176,67 @@ def _train(model, encoded, pad_id: int, log) -> float:
         schedule.step()
         loss_value = float(loss.detach())
         if log and (step + 1) % 100 == 0:
-            log(f"demo model: step {step + 1}/{TRAINING['steps']} loss {loss_value:.3f} "
+            log(f"demo model: step {step + 1}/{training['steps']} loss {loss_value:.3f} "
                 f"({time.monotonic() - started:.0f}s)")
     model.eval()
     return loss_value
 
 
-def build_demo_model(out_dir: Path, log=None) -> dict:
-    """Build the demo model into `out_dir` (tokenizer, safetensors weights, generation config)."""
+def build_demo_model(out_dir: Path, log=None, variant: str = "demo") -> dict:
+    """Build a demo variant into `out_dir` (tokenizer, safetensors weights, generation config)."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    torch.manual_seed(TRAINING["seed"])
-    pairs = training_pairs()
-    tokenizer = _build_tokenizer([p for p, _, _ in pairs] + [r for _, r, _ in pairs], TRAINING["vocab_size"])
+    architecture, training = variant_recipe(variant)
+    torch.manual_seed(training["seed"])
+    pairs = training_pairs(training["n_pairs"], training["seed"])
+    tokenizer = _build_tokenizer([p for p, _, _ in pairs] + [r for _, r, _ in pairs], training["vocab_size"])
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen3Config(vocab_size=len(tokenizer), bos_token_id=pad_id, eos_token_id=eos_id,
-                         pad_token_id=pad_id, **ARCHITECTURE)
+                         pad_token_id=pad_id, **architecture)
     model = Qwen3ForCausalLM(config)
-    final_loss = _train(model, _encode_pairs(tokenizer, pairs), pad_id, log)
+    final_loss = _train(model, _encode_pairs(tokenizer, pairs), pad_id, log, training)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     GenerationConfig(eos_token_id=[eos_id, pad_id], pad_token_id=pad_id, do_sample=True,
                      temperature=0.6, top_p=0.95, top_k=50).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    manifest = {"recipe_version": RECIPE_VERSION, "architecture": ARCHITECTURE, "training": TRAINING,
+    manifest = {"recipe_version": RECIPE_VERSION, "variant": variant, "architecture": architecture, "training": training,
                 "final_loss": round(final_loss, 4), "parameters": sum(p.numel() for p in model.parameters())}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def is_built(model_dir: Path) -> bool:
+def is_built(model_dir: Path, variant: str = "demo") -> bool:
     manifest = model_dir / MANIFEST
-    return manifest.exists() and json.loads(manifest.read_text()).get("recipe_version") == RECIPE_VERSION
+    if not manifest.exists():
+        return False
+    recorded = json.loads(manifest.read_text())
+    return recorded.get("recipe_version") == RECIPE_VERSION and recorded.get("variant", "demo") == variant
 
 
-def ensure_demo_model(model_dir: Path, log=None) -> Path:
+def ensure_demo_model(model_dir: Path, log=None, variant: str = "demo") -> Path:
     """Return the cached demo model, building it (about a minute on 2 cores) when absent or stale.
 
     Built in a temporary folder and moved into place, so a killed build never leaves half a model
     and two concurrent builders do not clash.
     """
-    if is_built(model_dir):
+    if is_built(model_dir, variant):
         return model_dir
     if log:
-        log(f"building the demo model into {model_dir} (recipe {RECIPE_VERSION})")
+        log(f"building the {variant} model into {model_dir} (recipe {RECIPE_VERSION})")
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=model_dir.parent))
     try:
-        build_demo_model(staging, log)
-        if model_dir.exists() and not is_built(model_dir):
+        build_demo_model(staging, log, variant)
+        if model_dir.exists() and not is_built(model_dir, variant):
             shutil.rmtree(model_dir)
         try:
             os.rename(staging, model_dir)
         except OSError:
-            if not is_built(model_dir):  # someone else's build won the race only if it is complete
+            if not is_built(model_dir, variant):  # someone else's build won the race only if it is complete
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Qwen3 weights come from DEEPCONF_MODEL_DIR (a folder holding `Qwen3-0.6B/` or `Qwen/Qwen3-0.6B/`)
 or the local Hugging Face cache; nothing is downloaded at run time. `trust_remote_code` is never
-used. The `demo` model is built into `<storage>/models/demo` on first use.
+used. The built-in `demo` and `demo-small` models are built into `<storage>/models/<key>` on first use.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ MODELS: dict[str, ModelSpec] = {
     "qwen3-1.7b": ModelSpec("qwen3-1.7b", "Qwen/Qwen3-1.7B", "main"),
     "qwen3-4b": ModelSpec("qwen3-4b", "Qwen/Qwen3-4B", "main"),
     "qwen3-8b": ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "main"),
+    "demo-small": ModelSpec("demo-small", None, demo_model.RECIPE_VERSION),
     "demo": ModelSpec("demo", None, demo_model.RECIPE_VERSION),
 }
 MODEL_KEYS = tuple(MODELS)
@@ -65,7 +66,7 @@ def resolve_model_dir(key: str, log=None) -> Path:
         raise KeyError(f"unknown model {key!r}; expected one of {MODEL_KEYS}")
     spec = MODELS[key]
     if spec.hf_id is None:
-        return demo_model.ensure_demo_model(paths.models_dir() / "demo", log)
+        return demo_model.ensure_demo_model(paths.models_dir() / key, log, variant=key)
 
     override = os.environ.get("DEEPCONF_MODEL_DIR")
     if override:
@@ -81,3 +82,15 @@ def resolve_model_dir(key: str, log=None) -> Path:
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         raise ModelWeightsNotFound(_fetch_hint(spec)) from None
     return _check_model_dir(Path(folder), spec)
+
+
+def weights_available(key: str) -> bool:
+    """Whether a model partition can run here without downloading: built-in models always can
+    (they are built on first use); Qwen3 sizes when their weights are on disk."""
+    if MODELS[key].hf_id is None:
+        return True
+    try:
+        resolve_model_dir(key)
+    except ModelWeightsNotFound:
+        return False
+    return True

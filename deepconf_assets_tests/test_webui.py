@@ -1,0 +1,125 @@
+"""The path a user takes: `dagster dev` on localhost, a run launched through the GraphQL API, the
+asset graph, an asset's inline figure and the HTML report looked at in headless Chromium."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from selenium.webdriver.common.by import By
+
+from deepconf_assets.assets.report import FIGURES
+from deepconf_assets_tests.services import ARTIFACTS, REPO, DagsterDev, chromium, service_environment, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+PARTITION = "xstest|demo"
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+RUN_STATUS = "query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+
+@pytest.fixture(scope="module")
+def ui(demo_model_dir, tmp_path_factory):
+    env = service_environment(tmp_path_factory.mktemp("webui"), {"demo": demo_model_dir},
+                              (REPO / "storage" / "dagster.yaml").read_text())
+    with DagsterDev(env, "dagster-dev-webui") as dev:
+        yield dev
+
+
+def launch_experiment(dev: DagsterDev, partition: str, max_prompts: int) -> str:
+    benchmark, model = partition.split("|")
+    params = {
+        "selector": {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__",
+                     "pipelineName": "experiment_job"},
+        "mode": "default",
+        "runConfigData": {"ops": {"traces": {"config": {"max_prompts": max_prompts}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition},
+                                       {"key": "dagster/partition/benchmark", "value": benchmark},
+                                       {"key": "dagster/partition/model", "value": model}]},
+    }
+    result = dev.graphql(LAUNCH, {"params": params})["launchPipelineExecution"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+@pytest.fixture(scope="module")
+def launched_run(ui):
+    run_id = launch_experiment(ui, PARTITION, max_prompts=120)
+    status = wait_for(lambda: (s := ui.graphql(RUN_STATUS, {"id": run_id})["runOrError"]["status"])
+                      in {"SUCCESS", "FAILURE", "CANCELED"} and s, 600, f"run {run_id}", interval=3)
+    assert status == "SUCCESS", ui.log_path.read_text()[-4000:]
+    return run_id
+
+
+def page_text(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def open_page(driver, url: str, ready, what: str, screenshot: str, click: str = ""):
+    """Load a UI page, dismiss the first-visit newsletter dialog, click what a user would click (`click`:
+    an element's text), wait until `ready(driver)` holds, and keep a screenshot either way."""
+    driver.get(url)
+
+    def check():
+        for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+            button.click()
+        if click and not ready(driver):
+            for element in driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{click}']"):
+                element.click()
+        return ready(driver)
+
+    try:
+        return wait_for(check, 120, what)
+    finally:
+        time.sleep(2)  # let the layout settle
+        driver.save_screenshot(str(ARTIFACTS / screenshot))
+
+
+def test_graphql_launch_materializes_the_partition(ui, launched_run):
+    storage = ui.env["DEEPCONF_STORAGE_DIR"]
+    traces = pd.read_parquet(f"{storage}/assets/traces/xstest/demo.parquet")
+    assert traces["instance_id"].nunique() == 120
+    assert (Path(storage) / "assets" / "report" / "xstest" / "demo.html").exists()
+
+
+def test_asset_graph_in_the_browser(ui, launched_run, chromium):
+    names = ("benchmark_prompts", "traces", "calibration", "hypothesis_test", "report")
+    text = open_page(chromium, f"{ui.url}/locations/deepconf_assets/asset-groups/experiment/lineage",
+                     lambda d: all(n in (t := page_text(d)) for n in names) and t, "the experiment lineage",
+                     "ui-asset-graph.png")
+    assert "Materialize all" in text
+
+
+def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
+    def figure_shown(driver):
+        images = driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png;base64,']")
+        return [i for i in images if i.size["width"] > 100]
+
+    open_page(chromium, f"{ui.url}/assets/confusion_matrix_figure?partition={PARTITION}", figure_shown,
+              "the inline confusion-matrix figure", "ui-asset-figure.png", click="[Show Markdown]")
+    text = open_page(chromium, f"{ui.url}/assets/instance_predictions?partition={PARTITION}",
+                     lambda d: "fixed_n=all" in (t := page_text(d)) and t, "instance_predictions metadata",
+                     "ui-asset-metrics.png", click="[Show Markdown]")
+    assert "accuracy" in text
+
+
+def test_report_in_the_browser(ui, launched_run, chromium):
+    path = f"{ui.env['DEEPCONF_STORAGE_DIR']}/assets/report/xstest/demo.html"
+    chromium.get(f"file://{path}")
+    text = page_text(chromium)
+    assert "DeepConf safety report: xstest|demo" in text
+    assert "Positive class = harmful prompt" in text and "accuracy" in text
+    images = chromium.find_elements(By.TAG_NAME, "img")
+    assert len(images) == len(FIGURES) and all(i.get_property("naturalWidth") > 300 for i in images)
+    height = chromium.execute_script("return document.body.scrollHeight")
+    chromium.set_window_size(1400, min(height + 100, 16000))
+    chromium.save_screenshot(str(ARTIFACTS / "report-xstest-demo.png"))
