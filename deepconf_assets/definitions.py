@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor, load_asset_checks_from_modules
+from dagster import Definitions, load_asset_checks_from_modules
 
-from deepconf_assets import checks
+from deepconf_assets import checks, deployment
 from deepconf_assets.schedules import JOBS, SCHEDULES
 from deepconf_assets.assets import (
     analyses, benchmark_prompts, figures, instance_predictions, labelers, model_comparison, raw_benchmarks,
@@ -50,5 +50,5 @@ defs = Definitions(
     # Steps of one run share the process, so a model is loaded once per run (the multiprocess
     # executor would re-import torch and reload the model in every step). Parallelism comes from
     # partitions, one run each.
-    executor=in_process_executor,
+    executor=deployment.executor(),
 )

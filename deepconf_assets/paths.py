@@ -2,6 +2,8 @@
 
 DEEPCONF_DATA_DIR     benchmark files, default <project>/data
 DEEPCONF_STORAGE_DIR  everything runs write (asset files, the demo model), default <project>/storage
+DEEPCONF_ASSETS_URL   where asset files go instead of <storage>/assets, any fsspec URL
+                      (s3://bucket/deepconf/assets with s3fs installed; see deploy/RUNBOOK.md)
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ def storage_dir() -> Path:
 
 def assets_dir() -> Path:
     return storage_dir() / "assets"
+
+
+def assets_location() -> str:
+    """Base path of the IO managers: DEEPCONF_ASSETS_URL, else the local assets folder."""
+    return os.environ.get("DEEPCONF_ASSETS_URL") or str(assets_dir())
 
 
 def models_dir() -> Path:

@@ -39,10 +39,10 @@ def service_environment(tmp: Path, model_dirs: dict[str, Path], instance_yaml: s
 
 
 class DagsterDev:
-    """`dagster dev` bound to 127.0.0.1 on a free port; stopped with its whole process group."""
+    """`dagster dev` on a free port (host: None = Dagster's default), stopped with its whole process group."""
 
-    def __init__(self, env: dict, log_name: str):
-        self.env, self.port = env, free_port()
+    def __init__(self, env: dict, log_name: str, host: str | None = "127.0.0.1"):
+        self.env, self.port, self.host = env, free_port(), host
         self.url = f"http://127.0.0.1:{self.port}"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.log_path = ARTIFACTS / f"{log_name}.log"
@@ -50,7 +50,8 @@ class DagsterDev:
     def __enter__(self) -> "DagsterDev":
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(self.port),
+             *(["-h", self.host] if self.host else [])],
             cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 180
@@ -83,6 +84,20 @@ class DagsterDev:
         if body.get("errors"):
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket in LISTEN state on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(socket.inet_ntop(socket.AF_INET if len(address) == 8 else socket.AF_INET6,
+                                           bytes.fromhex(address)[::-1] if len(address) == 8 else
+                                           b"".join(bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, 32, 8))))
+    return found
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 2.0):

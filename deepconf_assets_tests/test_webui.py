@@ -9,7 +9,9 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from deepconf_assets.assets.report import FIGURES
-from deepconf_assets_tests.services import ARTIFACTS, REPO, DagsterDev, chromium, service_environment, wait_for  # noqa: F401
+from deepconf_assets_tests.services import (  # noqa: F401 (chromium is a fixture)
+    ARTIFACTS, REPO, DagsterDev, chromium, listening_addresses, service_environment, wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +33,7 @@ RUN_STATUS = "query Status($id: ID!) { runOrError(runId: $id) { ... on Run { sta
 def ui(demo_model_dir, tmp_path_factory):
     env = service_environment(tmp_path_factory.mktemp("webui"), {"demo": demo_model_dir},
                               (REPO / "storage" / "dagster.yaml").read_text())
-    with DagsterDev(env, "dagster-dev-webui") as dev:
+    with DagsterDev(env, "dagster-dev-webui", host=None) as dev:  # the default bind address, as users start it
         yield dev
 
 
@@ -82,6 +84,10 @@ def open_page(driver, url: str, ready, what: str, screenshot: str, click: str = 
     finally:
         time.sleep(2)  # let the layout settle
         driver.save_screenshot(str(ARTIFACTS / screenshot))
+
+
+def test_webserver_listens_on_loopback_only(ui):
+    assert listening_addresses(ui.port) == {"127.0.0.1"}
 
 
 def test_graphql_launch_materializes_the_partition(ui, launched_run):

@@ -7,8 +7,9 @@ temporary name and renamed, so a killed run never leaves half a file behind. No 
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
@@ -19,11 +20,42 @@ from upath import UPath
 from deepconf_assets import paths
 
 
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
 def _atomic_write(path: UPath, data: bytes) -> None:
+    """Local files: write a temporary sibling and rename it over the target, so a killed worker
+    leaves the previous complete file (or none), never half a file. Object stores (s3://, gs://,
+    memory://...) publish an object only when its upload completes, so they are written directly.
+    A full disk raises StorageFullError naming the file and the setting to change."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_bytes(data)
-    os.replace(staging, path)
+    try:
+        if not _is_local(path):
+            path.write_bytes(data)
+            return
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            staging.write_bytes(data)
+            os.replace(staging, path)
+        finally:
+            if staging.exists():
+                staging.unlink()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFullError(
+                f"no space left writing {path} ({len(data) / 1e6:.1f} MB): free space there, or point "
+                f"DEEPCONF_STORAGE_DIR (or the IO manager's base_path) at a larger volume"
+            ) from exc
+        raise
+
+
+class StorageFullError(OSError):
+    """The asset store's disk or quota is full."""
+
+
+class CorruptAssetFileError(ValueError):
+    """A stored asset file exists but cannot be read."""
 
 
 class ParquetIOManager(UPathIOManager):
@@ -37,7 +69,15 @@ class ParquetIOManager(UPathIOManager):
         _atomic_write(path, sink.getvalue().to_pybytes())
 
     def load_from_path(self, context: InputContext, path: UPath) -> pd.DataFrame:
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise CorruptAssetFileError(
+                f"{path}: not a readable parquet file ({exc}); re-materialize "
+                f"{context.asset_key.to_user_string()} for this partition to rewrite it"
+            ) from exc
 
 
 class _BytesIOManager(UPathIOManager):
@@ -64,24 +104,23 @@ class HtmlIOManager(_BytesIOManager):
     magic = b"<!DOCTYPE html>"
 
 
-class ParquetIOManagerFactory(ConfigurableIOManagerFactory):
-    """base_path: empty = `$DEEPCONF_STORAGE_DIR/assets` (default `storage/assets`), read per run."""
+class _StoreFactory(ConfigurableIOManagerFactory):
+    """base_path: empty = $DEEPCONF_ASSETS_URL, else `$DEEPCONF_STORAGE_DIR/assets` (default
+    `storage/assets`), read per run. Any fsspec URL works (s3://, gs://, memory://)."""
 
     base_path: str = ""
 
-    def create_io_manager(self, context) -> ParquetIOManager:
-        return ParquetIOManager(base_path=UPath(self.base_path or paths.assets_dir()))
+    def create_io_manager(self, context) -> UPathIOManager:
+        return self.manager_class(base_path=UPath(self.base_path or paths.assets_location()))
 
 
-class PngIOManagerFactory(ConfigurableIOManagerFactory):
-    base_path: str = ""
-
-    def create_io_manager(self, context) -> PngIOManager:
-        return PngIOManager(base_path=UPath(self.base_path or paths.assets_dir()))
+class ParquetIOManagerFactory(_StoreFactory):
+    manager_class: ClassVar[type] = ParquetIOManager
 
 
-class HtmlIOManagerFactory(ConfigurableIOManagerFactory):
-    base_path: str = ""
+class PngIOManagerFactory(_StoreFactory):
+    manager_class: ClassVar[type] = PngIOManager
 
-    def create_io_manager(self, context) -> HtmlIOManager:
-        return HtmlIOManager(base_path=UPath(self.base_path or paths.assets_dir()))
+
+class HtmlIOManagerFactory(_StoreFactory):
+    manager_class: ClassVar[type] = HtmlIOManager

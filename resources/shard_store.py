@@ -9,6 +9,7 @@ identical and dropped on reading.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -66,7 +67,9 @@ class ShardStore:
             os.replace(staging, self.folder / name)
         except OSError as exc:
             staging.unlink(missing_ok=True)
-            raise OSError(exc.errno, f"cannot write a generation shard under {self.folder}: {exc.strerror}") from exc
+            hint = (" (disk full: free space there or point DEEPCONF_STORAGE_DIR at a larger volume; "
+                    "shards already written are kept and reused)") if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise OSError(exc.errno, f"cannot write a generation shard under {self.folder}: {exc.strerror}{hint}") from exc
         return self.folder / name
 
 

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from deepconf_assets import metadata
 from deepconf_assets.core.refusal import match_refusal
+from deepconf_assets.deployment import gpu_op_tags
 from deepconf_assets.partitions import experiment_partitions
 from resources.wildguard import LABEL_DTYPES, WildGuardResource
 
@@ -52,6 +53,7 @@ class WildGuardConfig(Config):
     group_name="experiment",
     io_manager_key="parquet_io_manager",
     pool="gpu",
+    op_tags=gpu_op_tags(),
     check_specs=[AssetCheckSpec("wildguard_parse_errors", asset="refusal_labels_wildguard",
                                 description="Share of WildGuard answers that did not parse is within the bound "
                                             "(fails, as a warning, when WildGuard is unavailable).")],

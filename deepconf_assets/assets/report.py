@@ -9,7 +9,7 @@ from deepconf_assets.assets.analysis_config import AnalysisConfig
 from deepconf_assets.core import analysis
 from deepconf_assets.core import report as html_report
 from deepconf_assets.partitions import experiment_partitions
-from deepconf_assets.paths import assets_dir
+from deepconf_assets.paths import assets_location
 
 # (asset, heading) in reading order.
 FIGURES = [
@@ -71,11 +71,11 @@ def report(context: AssetExecutionContext, config: AnalysisConfig, instance_pred
         *[html_report.Section(heading, png=figures[name]) for name, heading in FIGURES],
     ]
     page = html_report.render(f"DeepConf safety report: {context.partition_key}", headline, sections)
-    path = assets_dir() / "report" / f"{context.partition_key.replace('|', '/')}.html"
+    path = f"{assets_location()}/report/{context.partition_key.replace('|', '/')}.html"
     context.log.info(f"report: {len(page) / 1e6:.1f} MB, {len(FIGURES)} figures")
     return MaterializeResult(value=page, metadata={
         "headline": MetadataValue.text(headline),
-        "path": MetadataValue.path(str(path)),
+        "path": MetadataValue.path(path),
         "size_bytes": len(page),
         "metrics": metadata.table(summary.reindex(columns=SUMMARY_COLUMNS)),
     })

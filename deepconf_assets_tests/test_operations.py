@@ -1,0 +1,185 @@
+"""Operations: Kubernetes pod specs, object-store asset storage, faults survived (killed writer,
+concurrent runs of one partition, full disk), the HF token kept out of every log and file, the
+webserver on loopback, no pickles."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+from dagster import materialize
+from upath import UPath
+
+from deepconf_assets.definitions import ASSETS, RESOURCES, defs
+from deepconf_assets.deployment import GPU_RESOURCE, gpu_op_tags
+from resources import io_managers, shard_store
+from resources.io_managers import ParquetIOManagerFactory, StorageFullError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def render_step_job(step: str, tags: dict | None = None):
+    """The Kubernetes Job that dagster-k8s's k8s_job_executor builds for one step of experiment_job."""
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    if tags is None:
+        tags = defs.resolve_job_def("experiment_job").graph.node_named(step).tags
+    config = DagsterK8sJobConfig(job_image="deepconf-assets:test", dagster_home="/opt/dagster/dagster_home",
+                                 instance_config_map="dagster-instance")
+    return construct_dagster_k8s_job(config, ["dagster", "api", "execute_step"], f"dagster-step-{step}",
+                                     user_defined_k8s_config=get_user_defined_k8s_config(tags),
+                                     pod_name=f"dagster-step-{step}")
+
+
+def test_gpu_steps_request_gpus_in_their_pod_spec():
+    for step in ("traces", "refusal_labels_wildguard"):
+        pod = render_step_job(step).spec.template.spec
+        assert pod.containers[0].resources.limits == {GPU_RESOURCE: "1"}, step
+        assert any(t.key == GPU_RESOURCE for t in pod.tolerations)
+    cpu_pod = render_step_job("instance_predictions").spec.template.spec
+    assert not (cpu_pod.containers[0].resources and cpu_pod.containers[0].resources.limits)
+    two = {k: json.dumps(v) for k, v in gpu_op_tags(2).items()}  # tensor parallelism over 2 GPUs
+    assert render_step_job("traces", two).spec.template.spec.containers[0].resources.limits == {GPU_RESOURCE: "2"}
+
+
+def test_helm_values_use_the_k8s_run_launcher_and_postgres():
+    import yaml
+
+    values = yaml.safe_load((REPO / "deploy" / "k8s" / "values.yaml").read_text())
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["dagsterDaemon"]["enabled"] and values["postgresql"]["enabled"] is False
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    env = {e["name"]: e for e in deployment["env"]}
+    assert env["DEEPCONF_EXECUTOR"]["value"] == "k8s"
+    assert "valueFrom" in env["HF_TOKEN"] and "value" not in env["HF_TOKEN"]  # from a Secret only
+    assert values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] >= 1
+
+
+def test_io_manager_writes_to_an_object_store_through_the_same_code_path():
+    bucket = f"memory://deepconf-{uuid.uuid4().hex[:8]}/assets"
+    resources = {**RESOURCES, "parquet_io_manager": ParquetIOManagerFactory(base_path=bucket)}
+    result = materialize(ASSETS, partition_key="xstest|demo", resources=resources, selection=["benchmark_prompts"])
+    assert result.success
+    memory = fsspec.filesystem("memory")
+    path = bucket.removeprefix("memory://") + "/benchmark_prompts/xstest/demo.parquet"
+    with memory.open(path, "rb") as handle:
+        prompts = pd.read_parquet(handle)
+    assert len(prompts) == 450 and prompts["instance_id"].is_unique
+    assert not [p for p in memory.find(bucket.removeprefix("memory://")) if p.endswith(".tmp")]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from upath import UPath
+from resources import io_managers
+target = UPath(sys.argv[1])
+def half_then_killed(self, data):
+    with open(self, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGKILL)
+type(target).write_bytes = half_then_killed
+io_managers._atomic_write(target, b"x" * 1_000_000)
+"""
+
+
+def test_worker_killed_mid_write_leaves_the_previous_complete_file(tmp_path):
+    target = tmp_path / "calibration" / "xstest" / "demo.parquet"
+    previous = pd.DataFrame({"policy": ["fixed_n=all"], "auroc": [0.61]})
+    io_managers._atomic_write(UPath(target), previous.to_parquet())
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=REPO, capture_output=True)
+    assert killed.returncode == -9, killed.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(target), previous)  # readers never see half a file
+
+
+def test_full_disk_names_the_file_and_the_setting(tmp_path, monkeypatch):
+    """A real ENOSPC from /dev/full, where the staging file would be."""
+    target = tmp_path / "traces" / "xstest" / "demo.parquet"
+    target.parent.mkdir(parents=True)
+    (target.parent / f".{target.name}.{os.getpid()}.tmp").symlink_to("/dev/full")
+    with pytest.raises(StorageFullError, match=r"no space left writing .*demo\.parquet.*DEEPCONF_STORAGE_DIR"):
+        io_managers._atomic_write(UPath(target), b"x" * 100_000)
+    assert not target.exists()
+
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr(shard_store.uuid, "uuid4", lambda: fixed)
+    store = shard_store.ShardStore(tmp_path / "shards")
+    store.folder.mkdir()
+    (store.folder / f".{fixed.hex}.parquet.tmp").symlink_to("/dev/full")
+    rows = shard_store.SHARD_SCHEMA.empty_table().to_pandas()
+    with pytest.raises(OSError, match="disk full") as caught:
+        store.write(rows)
+    assert caught.value.errno == errno.ENOSPC and str(store.folder) in str(caught.value)
+
+
+def _cli_env(tmp: Path, demo_model_dir: Path, **extra) -> dict:
+    storage, home = tmp / "storage", tmp / "home"
+    (storage / "models").mkdir(parents=True)
+    (storage / "models" / "demo").symlink_to(demo_model_dir)
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "storage" / "dagster.yaml").read_text())
+    return dict(os.environ, DEEPCONF_STORAGE_DIR=str(storage), DAGSTER_HOME=str(home), **extra)
+
+
+def _materialize_cli(env: dict, select: str, config: dict) -> subprocess.Popen:
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "deepconf_assets.definitions",
+               "--select", select, "--partition", "xstest|demo", "--config-json", json.dumps(config)]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+SMALL = {"ops": {"traces": {"config": {"max_prompts": 30, "traces_per_prompt": 2}}},
+         "resources": {"generator": {"config": {"batch_sequences": 16}}}}
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_partition_at_once_share_the_shard_store(demo_model_dir, tmp_path):
+    shared = _cli_env(tmp_path / "shared", demo_model_dir)
+    runs = [_materialize_cli(shared, "benchmark_prompts,traces", SMALL) for _ in range(2)]
+    outputs = [r.communicate(timeout=600)[0] for r in runs]
+    assert all(r.returncode == 0 for r in runs), outputs[0][-3000:] + outputs[1][-3000:]
+    solo = _cli_env(tmp_path / "solo", demo_model_dir)
+    alone = _materialize_cli(solo, "benchmark_prompts,traces", SMALL)
+    assert alone.wait(timeout=600) == 0
+
+    shards = sorted((Path(shared["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo").iterdir())
+    assert shards and all(s.suffix == ".parquet" for s in shards)  # no staging file left behind
+    stored = shard_store.ShardStore(shards[0].parent).read()
+    assert len(stored) == 30 * 2  # duplicates written by the racing runs are identical and dropped
+
+    def traces(env):
+        table = pd.read_parquet(Path(env["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "xstest" / "demo.parquet")
+        return table.sort_values(["instance_id", "seed"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(traces(shared).drop(columns=["generated_at"], errors="ignore"),
+                                  traces(solo).drop(columns=["generated_at"], errors="ignore"))
+
+
+@pytest.mark.slow
+def test_hf_token_appears_in_no_log_event_metadata_or_file(demo_model_dir, tmp_path):
+    sentinel = f"hf_SENTINEL{uuid.uuid4().hex}"
+    env = _cli_env(tmp_path, demo_model_dir, HF_TOKEN=sentinel, HUGGING_FACE_HUB_TOKEN=sentinel)
+    config = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 2}}}}
+    run = _materialize_cli(env, "benchmark_prompts,traces,refusal_labels_heuristic,refusal_labels_wildguard", config)
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode == 0, output[-3000:]
+    assert sentinel not in output
+    scanned = 0
+    for root in (Path(env["DEEPCONF_STORAGE_DIR"]), Path(env["DAGSTER_HOME"])):
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and "models" not in path.relative_to(root).parts[:1]:
+                data = path.read_bytes()
+                assert sentinel.encode() not in data, path
+                assert not data.startswith((b"\x80\x04", b"\x80\x05")), f"{path} is a pickle"
+                scanned += 1
+    assert scanned > 5  # the run's event log (SQLite), asset files and shards were all read
+
+
+def test_no_asset_uses_a_pickling_io_manager():
+    nodes = [n for n in defs.resolve_asset_graph().asset_nodes if n.is_materializable]
+    assert len(nodes) > 20
+    assert {n.io_manager_key for n in nodes} == {"parquet_io_manager", "png_io_manager", "html_io_manager"}
