@@ -1,5 +1,5 @@
 """Bad input: each case ends in a message naming file, row and field, or is quarantined and counted by
-an asset check. (Also covered elsewhere: ToxicChat bad labels and missing columns, WildGuardMix
+an asset check. (Also covered elsewhere: ToxicChat bad labels and a missing column, WildGuardMix
 nulls and unknown labels in test_benchmarks.py; unparseable WildGuard answers in test_wildguard.py;
 a model folder without weights in test_generation.py.)"""
 
@@ -37,13 +37,8 @@ def test_bad_xstest_rows_name_row_and_field(tmp_path, lines, message):
     assert str(path) in str(caught.value)
 
 
-def test_missing_file_and_missing_column(tmp_path):
+def test_missing_file(tmp_path):
     with pytest.raises(BenchmarkFileError, match=r"xstest: file not found at .*xstest_prompts\.csv"):
-        load_benchmark("xstest", tmp_path)
-    path = local_path("xstest", tmp_path)
-    path.parent.mkdir(parents=True)
-    path.write_text("id,prompt,type,focus,note\n1,Hi,homonyms,kill,\n")
-    with pytest.raises(BenchmarkFileError, match=r"missing column\(s\) \['label'\]"):
         load_benchmark("xstest", tmp_path)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import fsspec
 import pandas as pd
 import pytest
-from dagster import materialize
+from dagster import DagsterInstance, materialize
+from dagster._core.instance.ref import InstanceRef
 from upath import UPath
 
 from deepconf_assets.definitions import ASSETS, RESOURCES, defs
@@ -139,6 +140,8 @@ SMALL = {"ops": {"traces": {"config": {"max_prompts": 30, "traces_per_prompt": 2
 @pytest.mark.slow
 def test_two_runs_of_one_partition_at_once_share_the_shard_store(demo_model_dir, tmp_path):
     shared = _cli_env(tmp_path / "shared", demo_model_dir)
+    # create the SQLite instance first: two CLIs creating its tables at the same instant would race
+    DagsterInstance.from_ref(InstanceRef.from_dir(shared["DAGSTER_HOME"])).dispose()
     runs = [_materialize_cli(shared, "benchmark_prompts,traces", SMALL) for _ in range(2)]
     outputs = [r.communicate(timeout=600)[0] for r in runs]
     assert all(r.returncode == 0 for r in runs), outputs[0][-3000:] + outputs[1][-3000:]

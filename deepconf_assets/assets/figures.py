@@ -68,44 +68,36 @@ def _by(rows: pd.DataFrame, column: str, names: dict) -> dict:
     return {label: rows.loc[rows[column] == value, "confidence"].to_numpy() for value, label in names.items()}
 
 
-@asset(**FIGURE, description="Instance confidence of correct vs wrong decisions (headline policy, heuristic labels).")
-def confidence_by_correctness_figure(context: AssetExecutionContext, config: AnalysisConfig,
-                                     instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(config, instance_predictions)
-    groups = _by(rows, "correct", {True: "correct", False: "wrong"})
-    png = plots.confidence_boxes_png(groups, f"{context.partition_key}: confidence by correctness",
-                                     "Correct = refused a harmful prompt or answered a benign one.")
-    return _figure(png, "Confidence by correctness")
+def _confidence_figure(name: str, description: str, column: str, groups: dict, plot, subject: str, note: str):
+    """An asset plotting instance confidence (headline policy, heuristic labels) grouped by `column`."""
+
+    @asset(name=name, **FIGURE, description=description)
+    def confidence_figure(context: AssetExecutionContext, config: AnalysisConfig,
+                          instance_predictions: pd.DataFrame) -> MaterializeResult:
+        rows = _headline(config, instance_predictions)
+        png = plot(_by(rows, column, groups), f"{context.partition_key}: {subject}", note)
+        return _figure(png, subject.capitalize())
+
+    return confidence_figure
 
 
-@asset(**FIGURE, description="Instance confidence per confident/uncertain x refusal/compliance category.")
-def confidence_by_category_figure(context: AssetExecutionContext, config: AnalysisConfig,
-                                  instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(config, instance_predictions)
-    groups = _by(rows, "category", {c: c.replace("_", " ") for c in metrics.CATEGORIES})
-    png = plots.confidence_boxes_png(groups, f"{context.partition_key}: confidence by category",
-                                     "Categories split at the category percentile of instance confidence.")
-    return _figure(png, "Confidence by category")
-
-
-@asset(**FIGURE, description="Confidence distributions (densities) of the four confidence categories.")
-def confidence_distributions_figure(context: AssetExecutionContext, config: AnalysisConfig,
-                                    instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(config, instance_predictions)
-    groups = _by(rows, "category", {c: c.replace("_", " ") for c in metrics.CATEGORIES})
-    png = plots.confidence_histograms_png(groups, f"{context.partition_key}: confidence distributions",
-                                          "Headline policy, heuristic labels.")
-    return _figure(png, "Confidence distributions per category")
-
-
-@asset(**FIGURE, description="Instance confidence on harmful vs benign prompts (gold labels).")
-def confidence_by_harmfulness_figure(context: AssetExecutionContext, config: AnalysisConfig,
-                                     instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(config, instance_predictions)
-    groups = _by(rows, "prompt_harmful", {True: "harmful prompt", False: "benign prompt"})
-    png = plots.confidence_boxes_png(groups, f"{context.partition_key}: confidence by prompt harmfulness",
-                                     plots.POSITIVE_CLASS_NOTE)
-    return _figure(png, "Confidence by prompt harmfulness")
+CATEGORY_NAMES = {c: c.replace("_", " ") for c in metrics.CATEGORIES}
+confidence_by_correctness_figure = _confidence_figure(
+    "confidence_by_correctness_figure", "Instance confidence of correct vs wrong decisions (headline policy, heuristic labels).",
+    "correct", {True: "correct", False: "wrong"}, plots.confidence_boxes_png, "confidence by correctness",
+    "Correct = refused a harmful prompt or answered a benign one.")
+confidence_by_category_figure = _confidence_figure(
+    "confidence_by_category_figure", "Instance confidence per confident/uncertain x refusal/compliance category.",
+    "category", CATEGORY_NAMES, plots.confidence_boxes_png, "confidence by category",
+    "Categories split at the category percentile of instance confidence.")
+confidence_distributions_figure = _confidence_figure(
+    "confidence_distributions_figure", "Confidence distributions (densities) of the four confidence categories.",
+    "category", CATEGORY_NAMES, plots.confidence_histograms_png, "confidence distributions",
+    "Headline policy, heuristic labels.")
+confidence_by_harmfulness_figure = _confidence_figure(
+    "confidence_by_harmfulness_figure", "Instance confidence on harmful vs benign prompts (gold labels).",
+    "prompt_harmful", {True: "harmful prompt", False: "benign prompt"}, plots.confidence_boxes_png,
+    "confidence by prompt harmfulness", plots.POSITIVE_CLASS_NOTE)
 
 
 @asset(**FIGURE, description="Mean token confidence along the answer, refusing vs complying traces.")

@@ -92,6 +92,16 @@ def category_bars_png(categories: pd.DataFrame, threshold_note: str, title: str)
     return _png(fig)
 
 
+def _finish(fig: plt.Figure, ax, xlabel: str, ylabel: str, title: str, note: str) -> bytes:
+    """Axis labels, legend, title and the caption under the figure; returns the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.text(0.01, -0.02, note, fontsize=8, va="top")
+    return _png(fig)
+
+
 def _boxes(ax, groups: dict[str, np.ndarray], ylabel: str) -> None:
     names = [n for n, v in groups.items() if len(v)]
     ax.boxplot([groups[n] for n in names], showmeans=True)
@@ -116,12 +126,7 @@ def confidence_histograms_png(groups: dict[str, np.ndarray], title: str, note: s
     for name, v in groups.items():
         if len(v):
             ax.hist(v, bins=bins, density=True, alpha=0.45, label=f"{name} (n={len(v)})")
-    ax.set_xlabel("instance confidence C (larger = more confident)")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.1, f"{note}\n{CONFIDENCE_NOTE}", fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "instance confidence C (larger = more confident)", "density", title, f"{note}\n{CONFIDENCE_NOTE}")
 
 
 def trace_evolution_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
@@ -130,12 +135,7 @@ def trace_evolution_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title:
     for name, (mean, count) in curves.items():
         shown = count >= 10
         ax.plot(np.arange(1, len(mean) + 1)[shown], mean[shown], label=name)
-    ax.set_xlabel("generated token position (positions with >= 10 traces)")
-    ax.set_ylabel("mean token confidence C_i")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.08, CONFIDENCE_NOTE, fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "generated token position (positions with >= 10 traces)", "mean token confidence C_i", title, CONFIDENCE_NOTE)
 
 
 def reliability_png(probability: np.ndarray, correct: np.ndarray, title: str, bins: int = 15) -> bytes:
@@ -147,24 +147,14 @@ def reliability_png(probability: np.ndarray, correct: np.ndarray, title: str, bi
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.bar(centers[n > 0], accuracy[n > 0], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    ax.set_xlabel("confidence rescaled to [0, 1] (min-max over instances)")
-    ax.set_ylabel("accuracy (prediction matches gold)")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.1, "ECE and this diagram depend on the stated min-max rescaling.\n" + CONFIDENCE_NOTE, fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "confidence rescaled to [0, 1] (min-max over instances)", "accuracy (prediction matches gold)", title, "ECE and this diagram depend on the stated min-max rescaling.\n" + CONFIDENCE_NOTE)
 
 
 def risk_coverage_png(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for name, (coverage, risk, aurc) in curves.items():
         ax.plot(100 * coverage, 100 * risk, label=f"{name} (AURC {aurc:.3f})")
-    ax.set_xlabel("coverage: most confident instances kept (%)")
-    ax.set_ylabel("risk: error rate among kept (%)")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.08, POSITIVE_CLASS_NOTE, fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "coverage: most confident instances kept (%)", "risk: error rate among kept (%)", title, POSITIVE_CLASS_NOTE)
 
 
 def budget_ablation_png(table: pd.DataFrame, title: str) -> bytes:
@@ -175,12 +165,7 @@ def budget_ablation_png(table: pd.DataFrame, title: str) -> bytes:
     for _, row in table[table["family"] != "fixed_n"].iterrows():
         ax.scatter(row["tokens_used"], 100 * row["accuracy"], s=80, marker="*", zorder=3,
                    label=f"{row['policy']} ({row['token_savings_pct']:.0f}% tokens saved)")
-    ax.set_xlabel("tokens generated (all prompts)")
-    ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.08, POSITIVE_CLASS_NOTE, fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "tokens generated (all prompts)", "accuracy (%)", title, POSITIVE_CLASS_NOTE)
 
 
 def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
