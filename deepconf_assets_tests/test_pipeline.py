@@ -83,6 +83,7 @@ def test_metadata_visible_in_the_ui(xstest_demo_run):
     meta = materializations["instance_predictions"]
     assert 0 <= meta["accuracy"].value <= 1
     assert "fixed_n=all" in meta["policies"].value
+    assert meta["prompts_without_traces"].value == 0
     figure = result.asset_materializations_for_node("confusion_matrix_figure")[0].metadata["figure"].value
     assert figure.startswith("![") and "data:image/png;base64," in figure
 

@@ -1,6 +1,7 @@
 """The path a user takes: `dagster dev` on localhost, a run launched through the GraphQL API, the
 asset graph, an asset's inline figure and the HTML report looked at in headless Chromium."""
 
+import re
 import time
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
                      lambda d: "fixed_n=all" in (t := page_text(d)) and t, "instance_predictions metadata",
                      "ui-asset-metrics.png", click="[Show Markdown]")
     assert "accuracy" in text
+    # key, timestamp, value: 450 XSTest prompts, 120 generated (max_prompts)
+    assert re.search(r"prompts_without_traces\n[^\n]*\n330\n", text), text[text.find("prompts_without"):][:200]
 
 
 def test_report_in_the_browser(ui, launched_run, chromium):

@@ -43,6 +43,8 @@ def instance_predictions(
             "headline_policy": f"{config.headline_policy()}, heuristic labels",
             **{name: metadata.number(headline[name]) for name in HEADLINE_COLUMNS[2:]},
             "excluded_unknown_gold_or_label": int(headline["n_excluded_unknown"]),
+            # quarantined, or beyond traces.max_prompts: their rows have traces_used = 0 and no prediction
+            "prompts_without_traces": int((~benchmark_prompts["instance_id"].isin(traces["instance_id"])).sum()),
             "policies": metadata.table(summary[HEADLINE_COLUMNS]),
             "categories": metadata.table(analysis.category_table(headline.to_dict())),
         },
