@@ -30,6 +30,12 @@ def gpu_op_tags(gpus: int | None = None) -> dict:
     }
 
 
+def gpu_step() -> dict:
+    """Asset arguments for a step that loads a model onto a GPU: the `gpu` concurrency pool (one
+    at a time per instance by default) and the Kubernetes GPU request."""
+    return {"pool": "gpu", "op_tags": gpu_op_tags()}
+
+
 def executor():
     kind = os.environ.get("DEEPCONF_EXECUTOR", "in_process")
     if kind == "in_process":

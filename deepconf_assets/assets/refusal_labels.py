@@ -7,7 +7,7 @@ from pydantic import Field
 
 from deepconf_assets import metadata
 from deepconf_assets.core.refusal import match_refusal
-from deepconf_assets.deployment import gpu_op_tags
+from deepconf_assets.deployment import gpu_step
 from deepconf_assets.partitions import experiment_partitions
 from resources.wildguard import LABEL_DTYPES, WildGuardResource
 
@@ -52,8 +52,7 @@ class WildGuardConfig(Config):
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
-    pool="gpu",
-    op_tags=gpu_op_tags(),
+    **gpu_step(),
     check_specs=[AssetCheckSpec("wildguard_parse_errors", asset="refusal_labels_wildguard",
                                 description="Share of WildGuard answers that did not parse is within the bound "
                                             "(fails, as a warning, when WildGuard is unavailable).")],

@@ -13,7 +13,7 @@ from deepconf_assets.core import confidence
 from deepconf_assets.core.traces import (
     confidence_columns, generation_key, order_columns, strip_thinking, trace_seed,
 )
-from deepconf_assets.deployment import gpu_op_tags
+from deepconf_assets.deployment import gpu_step
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
 from resources.generation import GenerationOutOfMemory, GenerationResource
 from resources.generation_types import SamplingSettings
@@ -55,8 +55,7 @@ def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_n
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
-    pool="gpu",
-    op_tags=gpu_op_tags(),
+    **gpu_step(),
     retry_policy=RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL),
     check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces",
                                 description="Empty prompts and prompts that do not fit the context are never "
