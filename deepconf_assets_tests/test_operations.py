@@ -21,6 +21,7 @@ from deepconf_assets.definitions import ASSETS, RESOURCES, defs
 from deepconf_assets.deployment import GPU_RESOURCE, gpu_op_tags
 from resources import io_managers, shard_store
 from resources.io_managers import ParquetIOManagerFactory, StorageFullError
+from deepconf_assets_tests.services import service_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,12 +120,7 @@ def test_full_disk_names_the_file_and_the_setting(tmp_path, monkeypatch):
 
 
 def _cli_env(tmp: Path, demo_model_dir: Path, **extra) -> dict:
-    storage, home = tmp / "storage", tmp / "home"
-    (storage / "models").mkdir(parents=True)
-    (storage / "models" / "demo").symlink_to(demo_model_dir)
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "storage" / "dagster.yaml").read_text())
-    return dict(os.environ, DEEPCONF_STORAGE_DIR=str(storage), DAGSTER_HOME=str(home), **extra)
+    return service_environment(tmp, {"demo": demo_model_dir}, (REPO / "storage" / "dagster.yaml").read_text(), **extra)
 
 
 def _materialize_cli(env: dict, select: str, config: dict) -> subprocess.Popen:

@@ -116,8 +116,8 @@ def reliability_diagram_figure(context: AssetExecutionContext, config: AnalysisC
     rows = _headline(config, instance_predictions)
     rows = rows[rows["correct"].notna()]
     probability = calibration.rescale(rows["confidence"].to_numpy(dtype=float)) if len(rows) else np.zeros(0)
-    png = plots.reliability_png(probability, rows["correct"].to_numpy(dtype=float),
-                                f"{context.partition_key}: reliability, {config.headline_policy()}")
+    n, accuracy, _ = calibration.reliability_bins(probability, rows["correct"].to_numpy(dtype=float))
+    png = plots.reliability_png(n, accuracy, f"{context.partition_key}: reliability, {config.headline_policy()}")
     return _figure(png, "Reliability diagram")
 
 

@@ -42,11 +42,13 @@ def _calibration(predictions: pd.DataFrame) -> pd.DataFrame:
 def model_comparison(
     context: AssetExecutionContext, config: AnalysisConfig, instance_predictions: dict[str, pd.DataFrame]
 ) -> MaterializeResult:
+    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in instance_predictions.items()}
     rows = []
-    for key, predictions in sorted(instance_predictions.items()):
-        _, model = benchmark_and_model(key)
+    for model in [m for m in MODEL_KEYS if m in by_model]:  # the registry lists models smallest to largest
+        predictions = by_model[model]
+        # fixed_n=all is also the token-savings baseline of summarize_predictions
+        predictions = predictions[predictions["policy"].isin([config.headline_policy(), "fixed_n=all"])]
         summary = analysis.summarize_predictions(predictions).merge(_calibration(predictions), on=["labeler", "policy"])
-        summary = summary[summary["policy"].isin([config.headline_policy(), "fixed_n=all"])]
         summary.insert(0, "model", model)
         rows.append(summary)
     if not rows:
@@ -70,9 +72,7 @@ def model_comparison(
 )
 def model_comparison_figure(context: AssetExecutionContext, config: AnalysisConfig,
                             model_comparison: pd.DataFrame) -> MaterializeResult:
-    order = {m: i for i, m in enumerate(MODEL_KEYS)}
     rows = model_comparison[(model_comparison["policy"] == config.headline_policy())
-                            & (model_comparison["labeler"] == "heuristic")]
-    rows = rows.sort_values("model", key=lambda s: s.map(order))
+                            & (model_comparison["labeler"] == "heuristic")]  # already ordered by model size
     png = plots.model_comparison_png(rows, f"{context.partition_key}: models compared ({config.headline_policy()})")
     return MaterializeResult(value=png, metadata={"figure": metadata.image(png, "Model comparison")})

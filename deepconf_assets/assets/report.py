@@ -6,10 +6,10 @@ from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataV
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_config import AnalysisConfig
+from deepconf_assets.assets.instance_predictions import HEADLINE_COLUMNS
 from deepconf_assets.core import analysis
 from deepconf_assets.core import report as html_report
 from deepconf_assets.partitions import experiment_partitions
-from deepconf_assets.paths import assets_location
 
 # (asset, heading) in reading order.
 FIGURES = [
@@ -25,8 +25,6 @@ FIGURES = [
     ("reliability_diagram_figure", "Reliability diagram"),
     ("risk_coverage_figure", "Risk against coverage"),
 ]
-SUMMARY_COLUMNS = ["labeler", "policy", "n", "accuracy", "sensitivity", "specificity", "precision", "f1",
-                   "unsafe_compliance_rate", "over_refusal_rate", "avg_traces", "token_savings_pct"]
 
 
 def _headline(config: AnalysisConfig, summary: pd.DataFrame, hypothesis: pd.DataFrame) -> str:
@@ -57,25 +55,23 @@ def report(context: AssetExecutionContext, config: AnalysisConfig, instance_pred
            labeler_comparison: pd.DataFrame, **figures: bytes) -> MaterializeResult:
     summary = analysis.summarize_predictions(instance_predictions)
     headline = _headline(config, summary, hypothesis_test)
-    scalar_calibration = calibration.drop(columns=["coverage", "risk"])
+    metrics = summary.reindex(columns=HEADLINE_COLUMNS)
     sections = [
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
-                       summary.reindex(columns=SUMMARY_COLUMNS)),
+                            metrics),
         html_report.Section("Hypothesis: uncertain compliance is less accurate than confident compliance",
-                       "One-sided Fisher exact test; bootstrap 95% CI of the accuracy difference.", hypothesis_test),
+                            "One-sided Fisher exact test; bootstrap 95% CI of the accuracy difference.", hypothesis_test),
         html_report.Section("Calibration of instance confidence against correctness",
-                       "ECE after min-max rescaling of confidence; AURC = mean risk over coverage.",
-                       scalar_calibration),
+                            "ECE after min-max rescaling of confidence; AURC = mean risk over coverage.",
+                            calibration.drop(columns=["coverage", "risk"])),
         html_report.Section("Refusal labelers against gold labels", "", labeler_validation),
         html_report.Section("Heuristic against WildGuard on the same traces", "", labeler_comparison),
         *[html_report.Section(heading, png=figures[name]) for name, heading in FIGURES],
     ]
     page = html_report.render(f"DeepConf safety report: {context.partition_key}", headline, sections)
-    path = f"{assets_location()}/report/{context.partition_key.replace('|', '/')}.html"
     context.log.info(f"report: {len(page) / 1e6:.1f} MB, {len(FIGURES)} figures")
     return MaterializeResult(value=page, metadata={
         "headline": MetadataValue.text(headline),
-        "path": MetadataValue.path(path),
         "size_bytes": len(page),
-        "metrics": metadata.table(summary.reindex(columns=SUMMARY_COLUMNS)),
+        "metrics": metadata.table(metrics),
     })

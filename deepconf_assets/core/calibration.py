@@ -25,15 +25,22 @@ def rescale(confidence: np.ndarray) -> np.ndarray:
     return np.full_like(confidence, 0.5) if high == low else (confidence - low) / (high - low)
 
 
-def expected_calibration_error(probability: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
-    """sum_b |B_b|/n * |accuracy(B_b) - mean probability(B_b)| over equal-width bins on [0, 1]
-    (bin b holds (b/B, (b+1)/B]; 0 falls in the first bin)."""
+def reliability_bins(probability: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS):
+    """Equal-width bins on [0, 1] (bin b holds (b/B, (b+1)/B]; 0 falls in the first bin): instances,
+    accuracy and mean probability per bin (NaN where a bin is empty)."""
     index = np.clip(np.ceil(probability * bins).astype(np.int64) - 1, 0, bins - 1)
     n = np.bincount(index, minlength=bins)
-    acc = np.bincount(index, weights=correct, minlength=bins)
-    prob = np.bincount(index, weights=probability, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(index, weights=correct, minlength=bins) / n
+        mean_probability = np.bincount(index, weights=probability, minlength=bins) / n
+    return n, accuracy, mean_probability
+
+
+def expected_calibration_error(probability: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """sum_b |B_b|/n * |accuracy(B_b) - mean probability(B_b)| over `reliability_bins`."""
+    n, accuracy, mean_probability = reliability_bins(probability, correct, bins)
     filled = n > 0
-    return float(np.abs(acc[filled] - prob[filled]).sum() / len(probability))
+    return float((n[filled] * np.abs(accuracy[filled] - mean_probability[filled])).sum() / len(probability))
 
 
 def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

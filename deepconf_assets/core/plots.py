@@ -138,11 +138,10 @@ def trace_evolution_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title:
     return _finish(fig, ax, "generated token position (positions with >= 10 traces)", "mean token confidence C_i", title, CONFIDENCE_NOTE)
 
 
-def reliability_png(probability: np.ndarray, correct: np.ndarray, title: str, bins: int = 15) -> bytes:
-    """Accuracy per equal-width bin of rescaled confidence against the diagonal."""
-    index = np.clip(np.ceil(probability * bins).astype(int) - 1, 0, bins - 1)
-    n = np.bincount(index, minlength=bins)
-    accuracy = np.bincount(index, weights=correct, minlength=bins) / np.maximum(n, 1)
+def reliability_png(n: np.ndarray, accuracy: np.ndarray, title: str) -> bytes:
+    """Accuracy per equal-width bin of rescaled confidence (`calibration.reliability_bins`) against
+    the diagonal; empty bins are left out."""
+    bins = len(n)
     centers = (np.arange(bins) + 0.5) / bins
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.bar(centers[n > 0], accuracy[n > 0], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
