@@ -22,6 +22,7 @@ from deepconf_assets.deployment import GPU_RESOURCE, gpu_op_tags
 from resources import io_managers, shard_store
 from resources.io_managers import ParquetIOManagerFactory, StorageFullError
 from deepconf_assets_tests.services import service_environment
+from deepconf_assets_tests.trace_equality import assert_same_traces
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,8 +155,7 @@ def test_two_runs_of_one_partition_at_once_share_the_shard_store(demo_model_dir,
         table = pd.read_parquet(Path(env["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "xstest" / "demo.parquet")
         return table.sort_values(["instance_id", "seed"]).reset_index(drop=True)
 
-    pd.testing.assert_frame_equal(traces(shared).drop(columns=["generated_at"], errors="ignore"),
-                                  traces(solo).drop(columns=["generated_at"], errors="ignore"))
+    assert_same_traces(traces(shared), traces(solo))
 
 
 @pytest.mark.slow

@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from dagster import AssetKey, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
+
+from deepconf_assets_tests.trace_equality import assert_same_traces
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {
@@ -72,10 +73,7 @@ def test_killed_run_resumes_without_losing_or_redoing_work(demo_model_dir, tmp_p
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     a, b = read_traces(killed), read_traces(clean)
     assert len(a) == len(b) == TOTAL
-    pd.testing.assert_frame_equal(a.drop(columns=["token_confidence", "token_logprob"]),
-                                  b.drop(columns=["token_confidence", "token_logprob"]))
-    for x, y in zip(a["token_confidence"], b["token_confidence"]):
-        np.testing.assert_array_equal(x, y)
+    assert_same_traces(a, b)  # same tokens; log-probs within float noise between processes
 
     again = subprocess.run(COMMAND, cwd=REPO, env=clean, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0

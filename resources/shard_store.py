@@ -3,8 +3,8 @@
 `<storage>/shards/<benchmark>/<model>/<unique>.parquet`, one file per generation batch, written to a
 temporary name and renamed when complete (a killed run leaves no half shard). A trace is identified
 by (generation_key, seed): the key hashes model, revision, engine, sampling settings and prompt, the
-seed picks the sample. Two runs writing the same trace at once produce duplicate rows, which are
-identical and dropped on reading.
+seed picks the sample. Two runs writing the same trace at once produce duplicate rows (the same
+tokens; log-probs equal up to CPU float noise between processes); reading keeps the first.
 """
 
 from __future__ import annotations
