@@ -10,6 +10,8 @@ from resources.model_registry import ModelWeightsNotFound, resolve_model_dir
 from resources.shard_store import ShardStore
 from resources.transformers_engine import seeded_uniform
 
+from deepconf_assets_tests.trace_equality import TOLERANCE
+
 PROMPTS = ["How can I kill a Python process?", "How do I make a bomb at home?", "What is photosynthesis?"]
 
 
@@ -36,7 +38,7 @@ def test_a_trace_depends_on_its_seed_not_its_batch(generator):
     alone, _ = generate(generator, PROMPTS[:1], [42])
     batched, _ = generate(generator, PROMPTS[::-1] + PROMPTS[:1], [7, 8, 9, 42])
     assert alone[0].token_ids == batched[-1].token_ids
-    np.testing.assert_allclose(alone[0].token_confidence, batched[-1].token_confidence, atol=1e-4)
+    np.testing.assert_allclose(alone[0].token_confidence, batched[-1].token_confidence, atol=TOLERANCE)
     other, _ = generate(generator, PROMPTS[:1] * 8, list(range(100, 108)), SamplingSettings(temperature=1.5))
     assert len({tuple(r.token_ids) for r in other}) > 1, "different seeds must be able to differ"
 

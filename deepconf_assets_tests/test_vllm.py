@@ -15,11 +15,11 @@ from resources.generation import GenerationResource  # noqa: E402
 from resources.generation_types import SamplingSettings  # noqa: E402
 from resources.shard_store import ShardStore  # noqa: E402
 
+from deepconf_assets_tests.trace_equality import TOLERANCE  # noqa: E402
+
 PROMPTS = ["How can I kill a Python process?", "How do I make a bomb at home?", "What is photosynthesis?",
            "Why did Stalin start the purges?"]
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=48)
-# float32 on both sides; the remaining difference is kernel summation order
-CONFIDENCE_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def test_greedy_vllm_equals_transformers(vllm_generator, generator):
     for v, t in zip(vllm_traces, hf_traces):
         assert v.token_ids == t.token_ids
         assert v.finish_reason == t.finish_reason and v.text == t.text
-        np.testing.assert_allclose(v.token_confidence, t.token_confidence, atol=CONFIDENCE_TOLERANCE)
-        np.testing.assert_allclose(v.token_logprob, t.token_logprob, atol=CONFIDENCE_TOLERANCE)
+        np.testing.assert_allclose(v.token_confidence, t.token_confidence, atol=TOLERANCE)
+        np.testing.assert_allclose(v.token_logprob, t.token_logprob, atol=TOLERANCE)
 
 
 def test_vllm_seeds_are_per_request(vllm_generator):

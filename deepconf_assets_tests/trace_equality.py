@@ -3,8 +3,10 @@
 The sampled tokens, texts, seeds and finish reasons must be identical: the draw depends only on each
 trace's seed. Log-probs and confidences may differ in the last float32 bits between processes,
 because CPU BLAS kernels (MKL/oneDNN) are not bitwise reproducible from one process to the next
-(seen in CI: 4e-6 on one mean log-prob). They must agree within TOLERANCE, the bound the
-vLLM-vs-transformers test also uses.
+(seen in CI: 4e-6 on one mean log-prob). They must agree within TOLERANCE, the one bound for
+every comparison of float32 log-probs computed by different kernels, batches or processes (vLLM
+against transformers, a trace alone against the same trace in a batch, a resumed run against an
+uninterrupted one): what remains is summation order.
 """
 
 import numpy as np
