@@ -7,7 +7,7 @@ from dagster import Definitions, load_asset_checks_from_modules
 from deepconf_assets import checks, deployment
 from deepconf_assets.schedules import JOBS, SCHEDULES
 from deepconf_assets.assets import (
-    analyses, benchmark_prompts, figures, instance_predictions, labelers, model_comparison, raw_benchmarks,
+    analyses, benchmark_prompts, figures, instance_predictions, labeler_validation as labelers, model_comparison, raw_benchmarks,
     refusal_labels, report, traces,
 )
 from resources.generation import GenerationResource

@@ -9,7 +9,7 @@ import pytest
 import torch
 from dagster import AssetSelection, materialize
 
-from deepconf_assets.core import labelers, wildguard
+from deepconf_assets.core import agreement as labelers, wildguard
 from deepconf_assets.core.refusal import is_refusal, xstest_prefix_rule
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from resources.wildguard import WildGuardResource, answer_token_ids

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,7 +51,6 @@ class GenerationStats:
     seconds: float = 0.0
     shards_written: int = 0
     backend: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:

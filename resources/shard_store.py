@@ -52,10 +52,6 @@ class ShardStore:
             table = table[index.isin(wanted)] if wanted is not None else table.iloc[:0]
         return table.reset_index(drop=True)
 
-    def keys(self) -> set[TraceKey]:
-        stored = self.read()
-        return set(zip(stored["generation_key"], stored["seed"].astype(int)))
-
     def write(self, rows: pd.DataFrame) -> Path:
         """Write one shard atomically; raises OSError with the folder named when the disk is full."""
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -81,14 +81,6 @@ def category_codes(confidence: np.ndarray, predicted: np.ndarray, threshold: flo
     return np.where(np.isfinite(conf) & ~np.isnan(pred), code, -1)
 
 
-def confidence_categories(confidence, predicted_refusal, percentile: float) -> tuple[pd.Series, float]:
-    """confident/uncertain x refusal/compliance labels, and the threshold used."""
-    threshold = category_threshold(confidence, percentile)
-    codes = category_codes(confidence, predicted_refusal, threshold)
-    labels = np.array(CATEGORIES + (None,), dtype=object)[codes]
-    return pd.Series(labels, dtype="object"), threshold
-
-
 def hypothesis_test(correct, category, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
     """H1: uncertain compliance is LESS accurate than confident compliance.
 

@@ -8,7 +8,7 @@ from deepconf_assets import metadata, paths
 from deepconf_assets.assets.analysis_config import (
     WILDGUARD_UNAVAILABLE, AnalysisConfig, analyses_by_labeler, wildguard_available,
 )
-from deepconf_assets.core import labelers
+from deepconf_assets.core import agreement as labelers
 from deepconf_assets.core.refusal import is_refusal, xstest_prefix_rule
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
 from resources.wildguard import WildGuardResource

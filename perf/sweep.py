@@ -3,7 +3,7 @@ partition of 5,000 prompts x 10 traces x 256 tokens (about the predecessor's 48,
 vectorised (deepconf_assets.core) against a straightforward per-instance Python implementation of
 the same rules written here, checking that both give identical numbers.
 
-    python benchmarks/sweep.py [--prompts 5000] [--traces 10] [--tokens 256]
+    python perf/sweep.py [--prompts 5000] [--traces 10] [--tokens 256]
 
 Last line: speedup=<x> sweep_seconds=<s>
 """

@@ -2,8 +2,8 @@
 seeds) against the predecessor's scheme (per prompt: 3 warm-up traces in one batch, then batches
 of 3 until 10 traces), both on the same model in one run.
 
-    python benchmarks/generation.py [--prompts 200] [--traces 10] [--batch 256] [--model demo]
-    python benchmarks/generation.py --random-qwen3 0.6b --device cuda --batches 64,128,256,512
+    python perf/generation.py [--prompts 200] [--traces 10] [--batch 256] [--model demo]
+    python perf/generation.py --random-qwen3 0.6b --device cuda --batches 64,128,256,512
 
 `--random-qwen3` builds a random-weight model of the real Qwen3 shape (throughput does not need
 trained weights) with the demo tokenizer, for GPU figures. Last line: speedup=<x> tokens_per_s=<t>
