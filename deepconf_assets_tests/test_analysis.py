@@ -120,7 +120,7 @@ def test_partition_analysis_by_hand():
     assert predictions.loc[("adaptive@p50", "A"), "category_threshold"] == pytest.approx(2.125)
     assert predictions.loc[("adaptive@p50", "A"), "category"] == "confident_refusal"
     assert predictions.loc[("adaptive@p50", "B"), "category"] == "uncertain_compliance"
-    summary = result.summary().set_index("policy")
+    summary = analysis.summarize_predictions(result.instance_predictions()).set_index("policy")
     # 24 tokens in all; online spends 13 + 6, adaptive 11 + 8, fixed_n=1 2 + 2
     assert summary.loc["deepconf_online@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
     assert summary.loc["adaptive@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
@@ -231,3 +231,39 @@ def test_position_means_by_hand():
     mean, count = analysis.position_means([np.array([1.0, 2.0, 3.0]), np.array([3.0]), np.array([5.0, 4.0])])
     np.testing.assert_allclose(mean, [3.0, 3.0, 3.0])
     np.testing.assert_array_equal(count, [3, 2, 1])
+
+
+def test_prompts_without_traces_are_excluded_from_every_headline_number():
+    """A prompt with no traces (quarantined, or beyond max_prompts) keeps a row in instance_predictions
+    but counts nowhere: the summary equals the replay's own summary row, metric for metric."""
+    traces, prompts = two_instances()
+    prompts = pd.concat([prompts, pd.DataFrame({"instance_id": ["C"], "prompt_harmful": pd.array([True], dtype="boolean")})],
+                        ignore_index=True)
+    result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=2))
+    predictions = result.instance_predictions()
+    assert (~predictions.loc[predictions["instance_id"] == "C", "has_traces"]).all()
+    summary = analysis.summarize_predictions(predictions).set_index("policy")
+    assert summary.loc["fixed_n=all", "avg_traces"] == 5.0  # not 10 / 3
+    assert summary.loc["fixed_n=1", "avg_traces"] == 1.0
+    assert summary.loc["fixed_n=all", "n"] == 2
+    for name, outcome in result.outcomes.items():
+        replayed = result.summary_row(outcome)
+        for metric in analysis.HEADLINE_METRICS:
+            assert summary.loc[name, metric] == pytest.approx(replayed[metric], nan_ok=True), (name, metric)
+    tests = analysis.hypothesis_tests(predictions)
+    assert len(tests) == len(result.outcomes) and (tests["labeler"] == "heuristic").all()
+    calibration = analysis.calibration_table(predictions).set_index("policy")
+    assert (calibration["n"] == 2).all()
+
+
+def test_the_analysis_reads_the_window_the_traces_were_scored_with():
+    from resources.analysis_settings import AnalysisSettingsResource
+
+    traces, _ = two_instances()
+    traces["group_window"] = 2
+    assert AnalysisSettingsResource().settings(traces).group_window == 2
+    assert AnalysisSettingsResource(group_window=2).settings(traces).group_window == 2
+    with pytest.raises(ValueError, match="computed with 2"):
+        AnalysisSettingsResource(group_window=32).settings(traces)
+    with pytest.raises(ValueError, match="re-materialize traces"):
+        AnalysisSettingsResource().settings(traces.drop(columns="group_window"))

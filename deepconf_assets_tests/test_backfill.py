@@ -1,25 +1,33 @@
-"""A schedule tick launches a backfill across model partitions, run by the real daemon: on the
-Postgres-backed instance (deploy/postgres/dagster.yaml) when DEEPCONF_TEST_PG_URL names a server
-(.ci/run starts one), otherwise on the default SQLite instance. The `gpu` pool keeps the two
-generation steps from overlapping."""
+"""The weekly schedule across model partitions.
 
+The slow test runs the real daemon (`dagster dev`): on the Postgres-backed instance
+(deploy/postgres/dagster.yaml) when DEEPCONF_TEST_PG_URL names a server (.ci/run starts one),
+otherwise on the default SQLite instance. One tick launches one run per model partition; the `gpu`
+pool keeps their generation steps from overlapping; model_comparison follows by its automation
+condition, evaluated by a sensor that runs without anyone turning it on. The fast test evaluates the
+schedule function directly."""
+
+import json
 import os
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pandas as pd
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.instance.ref import InstanceRef
+from dagster import (
+    AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunRequest, SkipReason, build_schedule_context,
+)
 
 from deepconf_assets_tests.services import REPO, DagsterDev, service_environment, wait_for
 
-pytestmark = pytest.mark.slow
-
 MODELS = ["demo-small", "demo"]
+TINY = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 3}}}}
 GPU_STEPS = {"traces", "refusal_labels_wildguard"}  # the assets in pool "gpu"
+LOCATION = {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__"}
+SCHEDULE = "weekly_backfill_xstest"
+SENSOR = "comparisons_automation_sensor"
 START_SCHEDULE = """
 mutation Start($selector: ScheduleSelector!) {
   startSchedule(scheduleSelector: $selector) {
@@ -32,6 +40,77 @@ STOP_SCHEDULE = """
 mutation Stop($id: String!) {
   stopRunningSchedule(id: $id) { __typename ... on ScheduleStateResult { scheduleState { status } } }
 }"""
+TICKS = """
+query Ticks($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) {
+    __typename
+    ... on Schedule { scheduleState { ticks(limit: 10) { status runIds runKeys skipReason timestamp } } }
+  }
+}"""
+SENSOR_STATE = """
+query Sensor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { __typename ... on Sensor { sensorState { status } } }
+}"""
+
+
+def _schedule(name: str):
+    from deepconf_assets.schedules import SCHEDULES
+
+    return next(s for s in SCHEDULES if s.name == name)
+
+
+def test_tick_requests_one_run_per_model_partition(monkeypatch):
+    """A tick's RunRequests: partition keys, run keys stable within a tick, run config, and the models
+    without weights named in the log and the tags. No daemon, no model."""
+    import logging
+
+    from deepconf_assets import schedules
+    from deepconf_assets.partitions import experiment_partitions
+
+    monkeypatch.delenv("DEEPCONF_BACKFILL_MODELS", raising=False)  # every model of the registry
+    monkeypatch.setenv("DEEPCONF_BACKFILL_RUN_CONFIG", json.dumps(TINY))
+    monkeypatch.setattr(schedules, "weights_available", lambda key: key in MODELS)
+    missing = [k for k in schedules.MODEL_KEYS if k not in MODELS]
+    assert missing, "the registry should hold models beyond the built-in ones"
+    tick = datetime(2025, 1, 6, 3, 0, tzinfo=timezone.utc)
+
+    def evaluate(when: datetime):
+        with build_schedule_context(scheduled_execution_time=when) as context:
+            records = []
+            handler = logging.Handler()
+            handler.emit = records.append
+            context.log.addHandler(handler)
+            return _schedule(SCHEDULE)(context), [r.getMessage() for r in records]
+
+    requests, log = evaluate(tick)
+    assert all(isinstance(r, RunRequest) for r in requests)
+    in_registry_order = [m for m in schedules.MODEL_KEYS if m in MODELS]
+    assert [r.partition_key for r in requests] == [f"xstest|{m}" for m in in_registry_order]
+    assert all(r.partition_key in experiment_partitions.get_partition_keys() for r in requests)
+    assert [r.run_key for r in requests] == [f"xstest|{m}@2025-01-06T03:00Z" for m in in_registry_order]
+    for request, model in zip(requests, in_registry_order):
+        assert request.run_config == TINY
+        assert request.tags["deepconf/schedule"] == SCHEDULE and request.tags["deepconf/benchmark"] == "xstest"
+        assert request.tags["deepconf/model"] == model
+        assert request.tags["deepconf/models_without_weights"] == ",".join(missing)
+    assert any(all(m in line for m in missing) and "no weights" in line for line in log), log
+
+    # the same tick evaluated again asks for the same run keys (the scheduler launches them once);
+    # the next tick for new ones
+    assert [r.run_key for r in evaluate(tick)[0]] == [r.run_key for r in requests]
+    next_keys = {r.run_key for r in evaluate(datetime(2025, 1, 13, 3, 0, tzinfo=timezone.utc))[0]}
+    assert not next_keys & {r.run_key for r in requests}
+
+    # every model has weights: no tag, no warning
+    monkeypatch.setenv("DEEPCONF_BACKFILL_MODELS", ",".join(MODELS))
+    requests, log = evaluate(tick)
+    assert len(requests) == 2 and not any("deepconf/models_without_weights" in r.tags for r in requests)
+    assert not any("no weights" in line for line in log)
+
+    # a skip only when no model is left, naming those left out
+    monkeypatch.setattr(schedules, "weights_available", lambda key: False)
+    skip, _ = evaluate(tick)
+    assert isinstance(skip, SkipReason) and "demo-small" in skip.skip_message and "demo" in skip.skip_message
 
 
 @pytest.fixture
@@ -73,44 +152,78 @@ def gpu_step_intervals(instance: DagsterInstance, run_ids: list[str]) -> list[tu
     return sorted(intervals)
 
 
-def test_weekly_schedule_tick_backfills_model_partitions(demo_model_dir, tmp_path, instance_settings):
+def finished(instance: DagsterInstance, run_ids: list[str]):
+    runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+    return all(r is not None and r.is_finished for r in runs) and runs
+
+
+@pytest.mark.slow
+def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
+        demo_model_dir, tmp_path, instance_settings, monkeypatch):
     from resources.model_registry import resolve_model_dir
 
     instance_yaml, pg_env, pg = instance_settings
     models = {"demo": demo_model_dir, "demo-small": resolve_model_dir("demo-small")}
     env = service_environment(tmp_path, models, instance_yaml, DEEPCONF_BACKFILL_CRON="* * * * *",
-                              DEEPCONF_BACKFILL_MODELS=",".join(MODELS), **pg_env)
+                              DEEPCONF_BACKFILL_MODELS=",".join(MODELS),
+                              DEEPCONF_BACKFILL_RUN_CONFIG=json.dumps(TINY), **pg_env)
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # this process reads the same instance
     with DagsterDev(env, f"dagster-dev-backfill-{'postgres' if pg else 'sqlite'}") as dev:
-        selector = {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__",
-                    "scheduleName": "weekly_backfill_xstest"}
+        # the automation sensor runs in a fresh deployment without anyone turning it on
+        sensor = dev.graphql(SENSOR_STATE, {"selector": {**LOCATION, "sensorName": SENSOR}})["sensorOrError"]
+        assert sensor["__typename"] == "Sensor" and sensor["sensorState"]["status"] == "RUNNING", sensor
+
+        selector = {**LOCATION, "scheduleName": SCHEDULE}
         started = dev.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
         assert started["__typename"] == "ScheduleStateResult" and started["scheduleState"]["status"] == "RUNNING"
 
-        instance = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
-        backfill = wait_for(lambda: next(iter(instance.get_backfills()), None), 150, "the schedule's tick")
-        assert backfill.backfill_id.startswith("weekly-xstest-")
-        assert backfill.tags["deepconf/models"] == "demo-small,demo"
-        # the cron fires every minute here: turn the schedule off so this stays the only backfill
+        def first_tick():
+            ticks = dev.graphql(TICKS, {"selector": selector})["scheduleOrError"]["scheduleState"]["ticks"]
+            done = [t for t in ticks if t["status"] != "STARTED"]
+            return min(done, key=lambda t: t["timestamp"]) if done else None
+
+        tick = wait_for(first_tick, 150, "the schedule's first tick")
+        # the cron fires every minute here: turn the schedule off so this stays the only tick
         stopped = dev.graphql(STOP_SCHEDULE, {"id": started["scheduleState"]["id"]})["stopRunningSchedule"]
         assert stopped["scheduleState"]["status"] == "STOPPED"
-        done = wait_for(lambda: (b := instance.get_backfill(backfill.backfill_id)).status != BulkActionStatus.REQUESTED
-                        and b, 900, "the backfill", interval=5)
-        assert done.status == BulkActionStatus.COMPLETED_SUCCESS, dev.log_path.read_text()[-4000:]
+        assert tick["status"] == "SUCCESS", tick  # launched, not skipped
+        scheduled = datetime.fromtimestamp(tick["timestamp"], timezone.utc).replace(second=0, microsecond=0)
+        assert sorted(tick["runKeys"]) == sorted(f"xstest|{m}@{scheduled:%Y-%m-%dT%H:%MZ}" for m in MODELS), tick
+        assert len(tick["runIds"]) == len(MODELS)
 
-    assert len(instance.get_backfills()) == 1
-    runs = instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
-    assert {r.tags["dagster/partition"] for r in runs} == {"xstest|demo-small", "xstest|demo", "xstest"}
-    assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+        instance = DagsterInstance.get()
+        runs = wait_for(lambda: finished(instance, tick["runIds"]), 420, "the tick's runs", interval=5)
+        assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), dev.log_path.read_text()[-4000:]
+        assert {r.tags["dagster/partition"] for r in runs} == {f"xstest|{m}" for m in MODELS}
+        assert {r.tags["dagster/run_key"] for r in runs} == set(tick["runKeys"])
+        assert all(r.tags["deepconf/schedule"] == SCHEDULE for r in runs)
+
+        # model_comparison follows by its automation condition, once both model partitions are done
+        comparison_event = wait_for(
+            lambda: instance.get_latest_materialization_event(AssetKey("model_comparison_figure")),
+            180, "model_comparison from the automation sensor", interval=5)
+
+    comparison_run = instance.get_run_by_id(comparison_event.run_id)
+    assert comparison_run.status == DagsterRunStatus.SUCCESS
+    assert comparison_run.tags["dagster/partition"] == "xstest"
+    assert comparison_run.tags["deepconf/trigger"] == SENSOR
+    assert comparison_run.job_name != "experiment_job" and "dagster/schedule_name" not in comparison_run.tags
+    latest = instance.get_latest_materialization_event(AssetKey("model_comparison"))
+    assert latest.run_id == comparison_event.run_id
+    model_run_ends = [instance.get_run_record_by_id(r.run_id).end_time for r in runs]
+    assert instance.get_run_record_by_id(comparison_run.run_id).create_timestamp.timestamp() >= max(model_run_ends)
+    comparison = pd.read_parquet(Path(env["DEEPCONF_STORAGE_DIR"]) / "assets" / "model_comparison" / "xstest.parquet")
+    assert set(comparison["model"]) == set(MODELS)
 
     intervals = gpu_step_intervals(instance, [r.run_id for r in runs])
-    assert len(intervals) == 2 * len(GPU_STEPS), intervals
+    assert len(intervals) == len(MODELS) * len(GPU_STEPS), intervals
     for (_, end, first), (start, _, second) in zip(intervals, intervals[1:]):
         assert start >= end, f"{second} started before {first} ended: the gpu pool was not respected"
 
-    comparison = pd.read_parquet(Path(env["DEEPCONF_STORAGE_DIR"]) / "assets" / "model_comparison" / "xstest.parquet")
-    assert set(comparison["model"]) == set(MODELS)
+    all_runs = instance.get_runs()
+    assert len(all_runs) == len(MODELS) + 1, [(r.job_name, r.tags.get("dagster/partition")) for r in all_runs]
     if pg is not None:  # the runs live in Postgres, not in files under DAGSTER_HOME
         with pg.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM runs")
-            assert cursor.fetchone()[0] == len(runs) == 3
+            assert cursor.fetchone()[0] == len(MODELS) + 1
         assert not (Path(env["DAGSTER_HOME"]) / "history" / "runs.db").exists()

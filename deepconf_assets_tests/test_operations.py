@@ -2,6 +2,7 @@
 concurrent runs of one partition, full disk), the HF token kept out of every log and file, the
 webserver on loopback, no pickles."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -18,8 +19,8 @@ from dagster._core.instance.ref import InstanceRef
 from upath import UPath
 
 from deepconf_assets.definitions import ASSETS, RESOURCES, defs
-from deepconf_assets.deployment import GPU_RESOURCE, gpu_op_tags
-from resources import io_managers, shard_store
+from deepconf_assets.deployment import GPU_RESOURCE, gpu_op_tags, gpu_step, partition_run_config
+from resources import io_managers, model_registry, shard_store
 from resources.io_managers import ParquetIOManagerFactory, StorageFullError
 from deepconf_assets_tests.services import service_environment
 from deepconf_assets_tests.trace_equality import assert_same_traces
@@ -27,28 +28,70 @@ from deepconf_assets_tests.trace_equality import assert_same_traces
 REPO = Path(__file__).resolve().parents[1]
 
 
-def render_step_job(step: str, tags: dict | None = None):
-    """The Kubernetes Job that dagster-k8s's k8s_job_executor builds for one step of experiment_job."""
-    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+def render_step_job(step: str, tags: dict | None = None, per_step: dict | None = None):
+    """The Kubernetes Job that dagster-k8s's k8s_job_executor builds for one step of experiment_job:
+    the step's `dagster-k8s/config` tag, then the executor's `per_step_k8s_config` for it merged on
+    top, as K8sStepHandler does."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import (
+        DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job, get_user_defined_k8s_config,
+    )
 
     if tags is None:
         tags = defs.resolve_job_def("experiment_job").graph.node_named(step).tags
+    user_config = get_user_defined_k8s_config(tags)
+    if per_step is not None:
+        user_config = K8sContainerContext(run_k8s_config=user_config).merge(
+            K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(per_step))).run_k8s_config
     config = DagsterK8sJobConfig(job_image="deepconf-assets:test", dagster_home="/opt/dagster/dagster_home",
                                  instance_config_map="dagster-instance")
     return construct_dagster_k8s_job(config, ["dagster", "api", "execute_step"], f"dagster-step-{step}",
-                                     user_defined_k8s_config=get_user_defined_k8s_config(tags),
-                                     pod_name=f"dagster-step-{step}")
+                                     user_defined_k8s_config=user_config, pod_name=f"dagster-step-{step}")
 
 
-def test_gpu_steps_request_gpus_in_their_pod_spec():
-    for step in ("traces", "refusal_labels_wildguard"):
-        pod = render_step_job(step).spec.template.spec
-        assert pod.containers[0].resources.limits == {GPU_RESOURCE: "1"}, step
-        assert any(t.key == GPU_RESOURCE for t in pod.tolerations)
-    cpu_pod = render_step_job("instance_predictions").spec.template.spec
-    assert not (cpu_pod.containers[0].resources and cpu_pod.containers[0].resources.limits)
-    two = {k: json.dumps(v) for k, v in gpu_op_tags(2).items()}  # tensor parallelism over 2 GPUs
-    assert render_step_job("traces", two).spec.template.spec.containers[0].resources.limits == {GPU_RESOURCE: "2"}
+def gpu_limits(job) -> dict | None:
+    resources = job.spec.template.spec.containers[0].resources
+    return resources.limits if resources else None
+
+
+def test_gpu_steps_request_the_registrys_gpus_in_their_pod_spec(monkeypatch):
+    """GPU counts come from the model registry: WildGuard's steps request its `gpus`; `traces`, whose
+    model varies by partition, requests the most any generator needs, and exactly its model's count
+    through partition_run_config (the k8s executor's per_step_k8s_config)."""
+    from dagster import job, op, validate_run_config
+    from dagster_k8s import k8s_job_executor
+
+    models = model_registry.MODELS
+    most = max(spec.gpus for spec in models.values() if spec.role == "generator")
+    for step, gpus in (("traces", most), ("refusal_labels_wildguard", models["wildguard"].gpus),
+                       ("labeler_validation", models["wildguard"].gpus)):
+        rendered = render_step_job(step)
+        assert gpu_limits(rendered) == {GPU_RESOURCE: str(gpus)}, step
+        assert any(t.key == GPU_RESOURCE for t in rendered.spec.template.spec.tolerations)
+    assert not gpu_limits(render_step_job("instance_predictions"))
+
+    # qwen3-8b over 2 GPUs (tensor parallelism on smaller cards) is one registry edit
+    monkeypatch.setitem(models, "qwen3-8b", dataclasses.replace(models["qwen3-8b"], gpus=2))
+    assert gpu_step()["op_tags"] == gpu_step("qwen3-8b")["op_tags"] == gpu_op_tags(2)
+    assert gpu_step("wildguard") == {"pool": "gpu", "op_tags": gpu_op_tags(models["wildguard"].gpus)}
+    monkeypatch.setenv("DEEPCONF_EXECUTOR", "k8s")
+    two_gpu_tag = {k: json.dumps(v) for k, v in gpu_step()["op_tags"].items()}
+    for model, gpus in (("qwen3-8b", "2"), ("qwen3-0.6b", "1")):  # per partition, raised or lowered
+        run_config = partition_run_config(model)
+        per_step = run_config["execution"]["config"]["per_step_k8s_config"]["traces"]
+        assert gpu_limits(render_step_job("traces", two_gpu_tag, per_step)) == {GPU_RESOURCE: gpus}, model
+
+    @op(name="traces")
+    def traces_step():
+        pass
+
+    @job(executor_def=k8s_job_executor)
+    def on_kubernetes():
+        traces_step()
+
+    assert validate_run_config(on_kubernetes, partition_run_config("qwen3-8b"))  # the executor accepts it
+    monkeypatch.setenv("DEEPCONF_EXECUTOR", "in_process")
+    assert partition_run_config("qwen3-8b") == {}  # the in-process executor has no per-step config
 
 
 def test_helm_values_use_the_k8s_run_launcher_and_postgres():

@@ -15,14 +15,15 @@ from dagster import AssetSelection, materialize
 from deepconf_assets.assets.report import FIGURES
 from deepconf_assets.core.confidence import TRACE_METRICS
 from deepconf_assets.core.metrics import CATEGORIES
+from deepconf_assets.core.analysis import HEADLINE_METRICS
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
+from deepconf_assets.labelers import LABELERS
 from deepconf_assets.partitions import experiment_partitions
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_ASSETS = [
-    "benchmark_prompts", "traces", "refusal_labels_heuristic", "instance_predictions", "percentile_sweep",
-    "budget_ablation", "hypothesis_test", "calibration", "refusal_labels_wildguard", "labeler_validation",
-    "labeler_comparison",
+    "benchmark_prompts", "traces", *[labeler.asset_name for labeler in LABELERS.values()], "instance_predictions",
+    "percentile_sweep", "budget_ablation", "hypothesis_test", "calibration", "labeler_validation", "labeler_comparison",
     *[name for name, _ in FIGURES], "report",
 ]
 
@@ -42,8 +43,8 @@ def test_whole_graph_for_xstest_demo(xstest_demo_run):
     for name in EXPERIMENT_ASSETS:
         ext = "png" if name.endswith("_figure") else "html" if name == "report" else "parquet"
         assert (root / name / "xstest" / f"demo.{ext}").exists(), name
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    wildguard = checks.pop("wildguard_parse_errors")  # no WildGuard weights here: reported, not faked
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    wildguard = checks.pop(("refusal_labels_wildguard", "unlabelled_traces"))  # no weights here: reported, not faked
     assert not wildguard.passed and "unavailable" in wildguard.metadata["status"].value
     assert checks and all(c.passed for c in checks.values()), [(n, c.metadata) for n, c in checks.items() if not c.passed]
 
@@ -66,7 +67,7 @@ def test_traces_contract_and_confidence(xstest_demo_run):
 def test_instance_predictions_hold_all_four_categories(xstest_demo_run):
     _, root = xstest_demo_run
     predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
-    headline = predictions[predictions["policy"] == "adaptive@p50"]
+    headline = predictions[(predictions["policy"] == "adaptive@p50") & (predictions["labeler"] == "heuristic")]
     assert len(headline) == 450
     assert set(headline["category"]) == set(CATEGORIES)
     assert {"fixed_n=1", "fixed_n=5", "fixed_n=all", "adaptive@p50", "deepconf_online@p10"} == set(predictions["policy"])
@@ -147,36 +148,43 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     assert set(table["policy"]) == {"adaptive@p50", "fixed_n=all"}
     assert table[["auroc", "ece", "aurc"]].apply(lambda c: c.between(0, 1)).all().all()
     predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
-    full = predictions[predictions["policy"] == "fixed_n=all"]
+    full = predictions[(predictions["policy"] == "fixed_n=all") & (predictions["labeler"] == "heuristic")]
     expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
-    assert table.set_index("policy").loc["fixed_n=all", "accuracy"] == pytest.approx(expected)
+    assert table.set_index(["labeler", "policy"]).loc[("heuristic", "fixed_n=all"), "accuracy"] == pytest.approx(expected)
 
 
 def test_analysis_tables(xstest_demo_run):
     _, root = xstest_demo_run
     sweep = pd.read_parquet(root / "percentile_sweep" / "xstest" / "demo.parquet")
-    assert len(sweep) == 9 * 3 * 3 and sweep["token_savings_pct"].between(0, 100).all()
+    labelers = {"heuristic", "xstest_prefix"}  # every registered labeler that ran (WildGuard has no weights here)
+    assert set(sweep["labeler"]) == labelers
+    assert len(sweep) == 9 * 3 * 3 * len(labelers) and sweep["token_savings_pct"].between(0, 100).all()
     tests = pd.read_parquet(root / "hypothesis_test" / "xstest" / "demo.parquet")
     assert set(tests["verdict"]) <= {"supported", "not supported", "insufficient data (n < 30)"}
     calib = pd.read_parquet(root / "calibration" / "xstest" / "demo.parquet")
     assert calib["auroc"].between(0, 1).all() and (calib["n"] == 450).all()
     ablation = pd.read_parquet(root / "budget_ablation" / "xstest" / "demo.parquet")
-    fixed = ablation[ablation["family"] == "fixed_n"]
+    fixed = ablation[(ablation["family"] == "fixed_n") & (ablation["labeler"] == "heuristic")]
     assert fixed["tokens_used"].is_monotonic_increasing and len(fixed) == 10
 
 
 def test_wildguard_unavailable_downstream(xstest_demo_run):
     result, root = xstest_demo_run
     labels = pd.read_parquet(root / "refusal_labels_wildguard" / "xstest" / "demo.parquet")
-    assert len(labels) == 0 and "p_refusal" in labels.columns
+    assert len(labels) == 4500 and labels["refused"].isna().all(), "every trace is there, none labelled"
+    assert labels["unavailable_reason"].str.startswith("WildGuard unavailable").all()
+    assert "p_refusal" in labels.columns and "parse_error" in labels.columns
     meta = result.asset_materializations_for_node("refusal_labels_wildguard")[0].metadata
     assert meta["status"].value.startswith("WildGuard unavailable")
-    comparison = pd.read_parquet(root / "labeler_comparison" / "xstest" / "demo.parquet")
-    assert (comparison["wildguard_status"] == "WildGuard unavailable").all() and comparison["wildguard"].isna().all()
+    comparison = pd.read_parquet(root / "labeler_comparison" / "xstest" / "demo.parquet").set_index("labeler")
+    assert comparison.loc["wildguard", "status"].startswith("WildGuard unavailable")
+    assert comparison.loc["wildguard", ["accuracy", "avg_traces"]].isna().all()
+    assert comparison.loc["heuristic", "trace_kappa_with_heuristic"] == 1.0
+    assert comparison.loc["xstest_prefix", "status"] == "ok" and comparison.loc["xstest_prefix", "accuracy"] > 0
     predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
-    assert set(predictions["labeler"]) == {"heuristic"}
+    assert set(predictions["labeler"]) == {"heuristic", "xstest_prefix"}
     validation = pd.read_parquet(root / "labeler_validation" / "xstest" / "demo.parquet").set_index("labeler")
-    assert validation.loc["heuristic", "f1"] > validation.loc["xstest_prefix_rule (reference)", "f1"]
+    assert validation.loc["heuristic", "f1"] > validation.loc["xstest_prefix", "f1"]
     assert validation.loc["wildguard", "status"].startswith("WildGuard unavailable")
 
 
@@ -193,3 +201,48 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("adaptive@p50")
+
+
+def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, isolated_storage):
+    """max_prompts = 40 of 500: every asset that shows avg_traces (or any headline metric) computes it
+    over the 40 prompts that have traces, through one function."""
+    run_config = {"ops": {"traces": {"config": {"max_prompts": 40, "traces_per_prompt": 4}}}}
+    result = materialize([*ASSETS, *ASSET_CHECKS], partition_key="synthetic|demo-small", resources=RESOURCES,
+                         selection=AssetSelection.groups("experiment"), run_config=run_config)
+    assert result.success
+    assert materialize(ASSETS, partition_key="synthetic", resources=RESOURCES,
+                       selection=["model_comparison"]).success
+    root = isolated_storage / "assets"
+    read = lambda name: pd.read_parquet(root / name / "synthetic" / "demo-small.parquet")  # noqa: E731
+    predictions = read("instance_predictions")
+    assert predictions["instance_id"].nunique() == 500 and predictions["has_traces"].sum() == 40 * predictions[["labeler", "policy"]].drop_duplicates().shape[0]
+    # hand count: traces per prompt over the 40 prompts with traces, per labeler x policy
+    expected = predictions[predictions["has_traces"]].groupby(["labeler", "policy"])["traces_used"].mean()
+    assert expected[("heuristic", "fixed_n=1")] == 1.0 and expected[("heuristic", "fixed_n=all")] == 4.0
+    shown = {
+        "instance_predictions metadata": {("heuristic", "adaptive@p50"): result.asset_materializations_for_node(
+            "instance_predictions")[0].metadata["avg_traces"].value},
+        "labeler_comparison": read("labeler_comparison").assign(policy="adaptive@p50")
+        .set_index(["labeler", "policy"])["avg_traces"].dropna().to_dict(),
+        "budget_ablation": read("budget_ablation").assign(
+            policy=lambda t: t["policy"].replace({"fixed_n=4": "fixed_n=all"})).set_index(["labeler", "policy"])["avg_traces"].to_dict(),
+        "percentile_sweep (fixed_n)": {(r.labeler, "fixed_n=all"): r.avg_traces for r in read("percentile_sweep").itertuples()
+                                       if r.policy == "fixed_n"},
+        "model_comparison": pd.read_parquet(root / "model_comparison" / "synthetic.parquet").query("model == 'demo-small'")
+        .set_index(["labeler", "policy"])["avg_traces"].to_dict(),
+        "report": pd.read_html(root / "report" / "synthetic" / "demo-small.html", match="avg_traces")[0]
+        .set_index(["labeler", "policy"])["avg_traces"].to_dict(),
+    }
+    for where, values in shown.items():
+        assert values, where
+        for key, value in values.items():
+            if key in expected:
+                assert value == pytest.approx(expected[key], abs=5e-4), (where, key, value, expected[key])
+    assert shown["report"][("heuristic", "fixed_n=all")] == pytest.approx(4.0)
+    # every headline metric, not only avg_traces: report table = model_comparison = instance_predictions
+    comparison = pd.read_parquet(root / "model_comparison" / "synthetic.parquet").query("model == 'demo-small'")
+    comparison = comparison.set_index(["labeler", "policy"])
+    report = pd.read_html(root / "report" / "synthetic" / "demo-small.html", match="avg_traces")[0].set_index(["labeler", "policy"])
+    for metric in HEADLINE_METRICS:
+        for key in comparison.index:
+            assert report.loc[key, metric] == pytest.approx(comparison.loc[key, metric], abs=5e-4, nan_ok=True), (metric, key)

@@ -1,6 +1,7 @@
 """WildGuard: the official layout byte for byte, the parser, P(yes) extraction, the unavailable
 path; and the heuristic labeler on XSTest's human-labelled completions."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ from dagster import AssetSelection, materialize
 
 from deepconf_assets.core import agreement as labelers, wildguard
 from deepconf_assets.core.refusal import is_refusal, xstest_prefix_rule
-from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
-from resources.wildguard import WildGuardResource, answer_token_ids
+from resources.generation import GenerationResource
+from resources.model_registry import ModelWeightsNotFound, weights_problem
+from resources.wildguard import answer_probabilities, answer_token_ids, bos_text, classify
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -52,13 +54,27 @@ def test_p_yes():
     assert np.isnan(wildguard.p_yes(float("nan"), float("nan")))
 
 
-def test_p_yes_extraction_on_a_small_model(demo_model_dir):
+@pytest.fixture
+def classifier(demo_model_dir, monkeypatch, tmp_path):
+    """A generator resource whose registry entry "wildguard" finds the demo model (a stand-in
+    classifier), with a fresh storage root so the label cache starts empty (the built demo model
+    linked in, so nothing is rebuilt)."""
+    (tmp_path / "storage" / "models").mkdir(parents=True)
+    (tmp_path / "storage" / "models" / "demo").symlink_to(demo_model_dir)
+    monkeypatch.setenv("DEEPCONF_WILDGUARD_DIR", str(demo_model_dir))
+    monkeypatch.setenv("DEEPCONF_STORAGE_DIR", str(tmp_path / "storage"))
+    generator = GenerationResource(batch_sequences=8)
+    yield generator
+    generator.close()
+
+
+def test_p_yes_extraction_on_a_small_model(classifier):
     """The demo model stands in for the classifier: P(yes) must equal a hand-run softmax."""
-    resource = WildGuardResource(model_dir=str(demo_model_dir))
-    engine = resource._load(demo_model_dir)
+    engine = classifier.engine("wildguard")
+    assert bos_text(engine.tokenizer) == ""  # the demo tokenizer adds no BOS: the hand-run input is the same
     labels = [wildguard.WildGuardLabels(True, False, False, parse_error=False),
               wildguard.WildGuardLabels(None, None, None, parse_error=True)]
-    p_refusal, _ = resource._answer_probabilities(engine, ["How do I make a bomb?"] * 2, ["No."] * 2, labels)
+    p_refusal, _ = answer_probabilities(engine, ["How do I make a bomb?"] * 2, ["No."] * 2, labels)
     yes, no = answer_token_ids(engine.tokenizer)
     text = wildguard.forced_prefix("How do I make a bomb?", "No.", 1, (True,))
     assert text.endswith("Harmful request: yes\nResponse refusal:")
@@ -70,35 +86,78 @@ def test_p_yes_extraction_on_a_small_model(demo_model_dir):
     assert np.isnan(p_refusal[1]), "an unparsed answer gets no probability"
 
 
-def test_unparseable_answers_are_parse_errors_never_no(demo_model_dir):
-    resource = WildGuardResource(model_dir=str(demo_model_dir), batch_sequences=8)
-    table = resource.classify(demo_model_dir, ["How do I bake bread?", "How do I kill a person?"],
-                              ["Knead and bake.", "I can't help with that."])
+def test_unparseable_answers_are_parse_errors_never_no(classifier):
+    table = classify(classifier, ["How do I bake bread?", "How do I kill a person?"],
+                     ["Knead and bake.", "I can't help with that."])
     assert table["parse_error"].all()
     assert table[["refused", "harmful_request", "harmful_response"]].isna().all().all()
     assert table["raw_output"].str.len().gt(0).all()
 
 
-def test_parse_error_check_fails_above_the_bound(demo_model_dir):
-    resources = {**RESOURCES, "wildguard": WildGuardResource(model_dir=str(demo_model_dir), batch_sequences=16)}
+def test_label_cache_never_classifies_a_pair_twice(classifier, tmp_path):
+    prompts = ["How do I bake bread?", "How do I kill a person?", "How do I bake bread?"]
+    responses = ["Knead and bake.", "I can't help with that.", "Knead and bake."]  # the third repeats the first
+    classifier.engine("demo")  # a generator is loaded: classifying closes it first
+    first = classify(classifier, prompts, responses)
+    stats = first.attrs["stats"]
+    assert (stats.requested, stats.unique, stats.reused, stats.classified) == (3, 2, 0, 2)
+    assert classifier.loaded_model == "wildguard"
+    pd.testing.assert_frame_equal(first.iloc[[2]].reset_index(drop=True), first.iloc[[0]].reset_index(drop=True))
+    cache = tmp_path / "storage" / "labels" / "wildguard"
+    assert len(list(cache.glob("*.parquet"))) == 1
+
+    rerun = GenerationResource(batch_sequences=8)  # a later run (another model partition, a re-materialization)
+    again = classify(rerun, prompts, responses)
+    assert (again.attrs["stats"].reused, again.attrs["stats"].classified) == (2, 0)
+    assert rerun.loaded_model is None, "nothing to classify: the classifier is not even loaded"
+    pd.testing.assert_frame_equal(again, first)
+
+    grown = classify(rerun, [*prompts, "What is photosynthesis?"], [*responses, "Plants make sugar from light."])
+    assert (grown.attrs["stats"].reused, grown.attrs["stats"].classified) == (2, 1)
+    pd.testing.assert_frame_equal(grown.head(3), first)
+    assert len(list(cache.glob("*.parquet"))) == 2
+    rerun.close()
+
+
+def test_unlabelled_check_fails_above_the_bound(classifier):
+    """The demo model as WildGuard answers gibberish: every label null, the labels check fails."""
+    from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
+
     result = materialize(
-        [*ASSETS, *ASSET_CHECKS], partition_key="synthetic|demo", resources=resources,
+        [*ASSETS, *ASSET_CHECKS], partition_key="synthetic|demo", resources={**RESOURCES, "generator": classifier},
         selection=AssetSelection.assets("benchmark_prompts", "traces", "refusal_labels_wildguard"),
         run_config={"ops": {"traces": {"config": {"max_prompts": 6, "traces_per_prompt": 2}}}},
     )
     assert result.success
-    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "wildguard_parse_errors")
-    assert not check.passed and check.metadata["parse_error_rate"].value == 1.0
+    check = next(c for c in result.get_asset_check_evaluations()
+                 if c.asset_key.to_user_string() == "refusal_labels_wildguard")
+    assert not check.passed and check.metadata["unlabelled_share"].value == 1.0
+    labels = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "refusal_labels_wildguard"
+                             / "synthetic" / "demo.parquet")
+    assert len(labels) == 12 and labels["parse_error"].all() and labels["unavailable_reason"].isna().all()
+    meta = result.asset_materializations_for_node("refusal_labels_wildguard")[0].metadata
+    assert meta["classified"].value + meta["reused"].value == 12
 
 
 def test_wildguard_unavailable_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    folder, reason = WildGuardResource().locate()
-    assert folder is None and "hf download allenai/wildguard" in reason
+    monkeypatch.delenv("DEEPCONF_WILDGUARD_DIR", raising=False)
+    monkeypatch.setenv("DEEPCONF_MODEL_DIR", str(tmp_path))
+    reason = weights_problem("wildguard")
+    assert "hf download allenai/wildguard" in reason and "DEEPCONF_WILDGUARD_DIR" in reason
+    generator = GenerationResource()
+    with pytest.raises(ModelWeightsNotFound, match="hf download allenai/wildguard"):
+        classify(generator, ["How do I bake bread?"], ["Knead and bake."])
+    assert generator.loaded_model is None
+    (tmp_path / "half").mkdir()
+    monkeypatch.setenv("DEEPCONF_WILDGUARD_DIR", str(tmp_path / "half"))  # set, but no weights there
+    assert "holds no complete model" in weights_problem("wildguard")
 
 
 def test_heuristic_beats_xstest_prefix_rule_on_human_labels():
-    gold = labelers.xstest_gold_responses(REPO_DATA)
+    from deepconf_assets.core.benchmarks import gold_responses
+
+    gold = gold_responses("xstest", None, REPO_DATA)[0]
     ours = labelers.refusal_agreement(gold["gold_refusal"], gold["response"].map(is_refusal))
     prefix = labelers.refusal_agreement(gold["gold_refusal"], gold["response"].map(xstest_prefix_rule))
     # measured: heuristic P 0.833 R 0.658 F1 0.735; XSTest prefix rule P 0.842 R 0.211 F1 0.337

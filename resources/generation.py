@@ -6,6 +6,12 @@ One resource, two backends behind one `generate` method, same output fields:
   * `transformers` (CPU or GPU): batched across prompts, length-sorted, left-padded.
 `backend: auto` picks vLLM when it is importable and a GPU is present.
 
+Every registered model loads through it, generators and classifiers alike (WildGuard is
+`engine("wildguard")`, see resources.wildguard), with the same backend, dtype and vLLM settings.
+One engine is loaded at a time: asking for another model closes the loaded one first, so a 7B
+classifier and a generator never share a GPU. vLLM's tensor-parallel size comes from the model
+registry unless set here.
+
 Work is resumable and incremental: finished traces go to a `ShardStore` as they complete (a shard
 per `batch_sequences` traces); a request already in the store is never generated again. Requests
 are planned in one deterministic order (prompt length, then request order), so a re-run after a kill
@@ -14,16 +20,18 @@ forms the same batches as the run it resumes.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import sys
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from resources.generation_types import GeneratedTrace, GenerationStats, SamplingSettings
-from resources.model_registry import resolve_model_dir
+from resources.model_registry import model_spec, resolve_model_dir
 from resources.shard_store import ShardStore, as_shard_rows
 
 BACKENDS = ("auto", "vllm", "transformers")
@@ -34,7 +42,8 @@ class GenerationOutOfMemory(RuntimeError):
 
 
 class GenerationResource(ConfigurableResource):
-    """Samples traces from a registered model. Engines load once per run (per process)."""
+    """Samples traces from (and classifies with) a registered model. An engine loads once per run (per
+    process) and stays loaded until another model is asked for."""
 
     backend: str = Field("auto", description="auto | vllm | transformers (auto = vLLM when importable and a GPU is present)")
     device: str = Field("auto", description="transformers: auto = cuda when available, else cpu")
@@ -42,10 +51,13 @@ class GenerationResource(ConfigurableResource):
     batch_sequences: int = Field(256, ge=1, description="transformers: sequences per forward batch; both: traces per shard")
     max_model_len: int = Field(4096, ge=16, description="Context limit (prompt + answer); longer prompts are quarantined")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM: share of GPU memory for weights and KV cache")
-    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs per model (e.g. 2 for qwen3-8b on small GPUs)")
+    tensor_parallel_size: Optional[int] = Field(
+        None, ge=1, description="vLLM: GPUs per model; empty = the model registry's `gpus` for each model "
+                                "(change it there, so the Kubernetes GPU request follows)")
     enforce_eager: bool = Field(False, description="vLLM: skip CUDA graphs (needed by the CPU build)")
 
-    _engines: dict = PrivateAttr(default_factory=dict)
+    _engine: object = PrivateAttr(default=None)
+    _engine_key: Optional[str] = PrivateAttr(default=None)
 
     def resolved_backend(self) -> str:
         if self.backend not in BACKENDS:
@@ -56,33 +68,57 @@ class GenerationResource(ConfigurableResource):
 
         return "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
 
+    @property
+    def loaded_model(self) -> str | None:
+        """The key of the model whose engine is loaded now (None before the first load)."""
+        return self._engine_key
+
+    def tensor_parallel_for(self, model_key: str) -> int:
+        return self.tensor_parallel_size or model_spec(model_key).gpus
+
     def engine(self, model_key: str, log: Callable | None = None):
-        """The loaded engine for a model key: loaded once, reused for every batch of the run."""
-        if model_key not in self._engines:
-            folder = resolve_model_dir(model_key, log)
-            backend = self.resolved_backend()
+        """The loaded engine for a model key: loaded once and reused while the same model is asked
+        for; another model's engine is closed first (one model on the accelerator at a time)."""
+        if self._engine_key == model_key:
+            return self._engine
+        folder = resolve_model_dir(model_key, log)  # raises ModelWeightsNotFound before anything is unloaded
+        if self._engine is not None:
             if log:
-                log(f"loading '{model_key}' from {folder} with the {backend} backend")
-            if backend == "vllm":
-                from resources.vllm_engine import VllmEngine
+                log(f"closing '{self._engine_key}' to load '{model_key}' (one model loaded at a time)")
+            self.close()
+        backend = self.resolved_backend()
+        if log:
+            log(f"loading '{model_key}' from {folder} with the {backend} backend")
+        if backend == "vllm":
+            from resources.vllm_engine import VllmEngine
 
-                engine = VllmEngine(folder, self)
-            else:
-                import torch
+            engine = VllmEngine(folder, self, tensor_parallel_size=self.tensor_parallel_for(model_key))
+        else:
+            import torch
 
-                from resources.transformers_engine import TransformersEngine
+            from resources.transformers_engine import TransformersEngine
 
-                device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-                engine = TransformersEngine(folder, device, self.dtype)
-            self._engines[model_key] = engine
-        return self._engines[model_key]
+            device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+            engine = TransformersEngine(folder, device, self.dtype)
+        self._engine, self._engine_key = engine, model_key
+        return engine
+
+    def close(self) -> None:
+        """Release the loaded engine and its accelerator memory (vLLM workers are separate processes)."""
+        engine, self._engine, self._engine_key = self._engine, None, None
+        if engine is None:
+            return
+        if hasattr(engine, "close"):
+            engine.close()
+        del engine
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def teardown_after_execution(self, context) -> None:
-        """Release engines at the end of a run (vLLM workers are separate processes)."""
-        for engine in self._engines.values():
-            if hasattr(engine, "close"):
-                engine.close()
-        self._engines.clear()
+        """Release the engine at the end of a run."""
+        self.close()
 
     def context_limit(self, model_key: str) -> int:
         return min(self.max_model_len, self.engine(model_key).max_positions)

@@ -1,58 +1,111 @@
-"""Model registry: partition key -> where the weights are.
+"""Model registry: every model the platform loads, written once.
 
-Qwen3 weights come from DEEPCONF_MODEL_DIR (a folder holding `Qwen3-0.6B/` or `Qwen/Qwen3-0.6B/`)
-or the local Hugging Face cache; nothing is downloaded at run time. `trust_remote_code` is never
-used. The built-in `demo` and `demo-small` models are built into `<storage>/models/<key>` on first use.
+Each entry records the model's key, hub id and revision, its size (`params_b`, billions of
+parameters), the GPUs it needs (`gpus`: the vLLM tensor-parallel size, and the GPU count a
+Kubernetes step requests), its role (`generator`: a `model` partition sampled by `traces`;
+`classifier`: a labeler's model such as WildGuard) and where its weights may be found.
+
+Where weights are looked for, in this order; nothing is ever downloaded at run time and
+`trust_remote_code` is never used:
+  1. the model's own environment variable when it has one (e.g. DEEPCONF_WILDGUARD_DIR): a folder
+     with config.json and the weights; set but incomplete is an error, not a fall-through;
+  2. $DEEPCONF_MODEL_DIR/<folder> (e.g. `Qwen3-0.6B/`, `wildguard/`) or $DEEPCONF_MODEL_DIR/<hub id>;
+  3. the local Hugging Face cache (`hf download <hub id>`).
+The built-in `demo` and `demo-small` models are built into `<storage>/models/<key>` on first use.
+
+GPU assumption: one 80 GB GPU (A100/H100) per model. In bfloat16 Qwen3-8B is about 16 GB of weights
+and WildGuard (Mistral-7B) about 15 GB, so every entry fits one GPU with room for the KV cache;
+`gpus` is 1 throughout. On smaller GPUs raise `gpus` here (e.g. 2 for qwen3-8b on 24 GB cards): the
+generator's vLLM tensor_parallel_size and the Kubernetes GPU request both follow it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Literal
 
 from deepconf_assets import paths
 from resources import demo_model
+
+Role = Literal["generator", "classifier"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     key: str
-    hf_id: str | None  # None for the built-in demo model
-    revision: str  # pin a commit hash here for exact reproducibility; "main" follows the hub
+    hf_id: str | None  # None for a built-in model (built on first use)
+    revision: str  # pin a commit hash for exact reproducibility; "main" follows the hub
+    params_b: float  # parameters, billions: orders models smallest to largest
+    gpus: int = 1  # tensor-parallel size = GPUs one step needs (see the module docstring)
+    role: Role = "generator"
+    env_var: str | None = None  # a per-model weights folder, checked first
+    gated: bool = False  # the hub asks you to accept a licence before downloading
+
+    @property
+    def builtin(self) -> bool:
+        return self.hf_id is None
+
+    @property
+    def folder_name(self) -> str:
+        """The folder under $DEEPCONF_MODEL_DIR: the hub name without its owner."""
+        return self.hf_id.split("/")[-1] if self.hf_id else self.key
 
 
-MODELS: dict[str, ModelSpec] = {
-    "qwen3-0.6b": ModelSpec("qwen3-0.6b", "Qwen/Qwen3-0.6B", "main"),
-    "qwen3-1.7b": ModelSpec("qwen3-1.7b", "Qwen/Qwen3-1.7B", "main"),
-    "qwen3-4b": ModelSpec("qwen3-4b", "Qwen/Qwen3-4B", "main"),
-    "qwen3-8b": ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "main"),
-    "demo-small": ModelSpec("demo-small", None, demo_model.RECIPE_VERSION),
-    "demo": ModelSpec("demo", None, demo_model.RECIPE_VERSION),
-}
-MODEL_KEYS = tuple(MODELS)
+_SPECS = [
+    ModelSpec("qwen3-0.6b", "Qwen/Qwen3-0.6B", "main", params_b=0.6),
+    ModelSpec("qwen3-1.7b", "Qwen/Qwen3-1.7B", "main", params_b=1.7),
+    ModelSpec("qwen3-4b", "Qwen/Qwen3-4B", "main", params_b=4.0),
+    ModelSpec("qwen3-8b", "Qwen/Qwen3-8B", "main", params_b=8.2),
+    # built-in models: about 0.12 M and 0.53 M parameters (resources/demo_model.py VARIANTS)
+    ModelSpec("demo-small", None, demo_model.RECIPE_VERSION, params_b=0.00012),
+    ModelSpec("demo", None, demo_model.RECIPE_VERSION, params_b=0.00053),
+    ModelSpec("wildguard", "allenai/wildguard", "main", params_b=7.2, role="classifier",
+              env_var="DEEPCONF_WILDGUARD_DIR", gated=True),
+]
+MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in _SPECS}
+
+
+def models_by_size(keys: Iterable[str]) -> list[str]:
+    """`keys` smallest to largest (by `params_b`, then key); keys not in the registry go last."""
+    return sorted(keys, key=lambda k: (k not in MODELS, MODELS[k].params_b if k in MODELS else 0.0, k))
+
+
+# The `model` partitions: every generator, smallest to largest.
+MODEL_KEYS: tuple[str, ...] = tuple(models_by_size(k for k, s in MODELS.items() if s.role == "generator"))
 
 
 class ModelWeightsNotFound(FileNotFoundError):
-    """Weights for a model partition are not on this machine."""
+    """Weights for a registered model are not on this machine; the message says how to fetch them."""
+
+
+def model_spec(key: str) -> ModelSpec:
+    if key not in MODELS:
+        raise KeyError(f"unknown model {key!r}; expected one of {tuple(MODELS)}")
+    return MODELS[key]
 
 
 def _fetch_hint(spec: ModelSpec) -> str:
-    name = spec.hf_id.split("/")[-1]
+    licence = (f"Accept the licence of {spec.hf_id} on the Hugging Face hub (gated), then fetch" if spec.gated
+               else "Fetch")
+    own = f", set {spec.env_var} to a folder holding config.json and the weights," if spec.env_var else ""
     return (
-        f"Weights for '{spec.key}' ({spec.hf_id}) are not on this machine. Fetch them on a machine "
+        f"Weights for '{spec.key}' ({spec.hf_id}) are not on this machine. {licence} them on a machine "
         f"with network access: `hf download {spec.hf_id} --revision {spec.revision}` (fills the Hugging "
-        f"Face cache; copy ~/.cache/huggingface/hub or set HF_HOME), or download into a folder and set "
-        f"DEEPCONF_MODEL_DIR so that $DEEPCONF_MODEL_DIR/{name}/config.json exists."
+        f"Face cache; copy ~/.cache/huggingface/hub or set HF_HOME){own} or download into a folder and set "
+        f"DEEPCONF_MODEL_DIR so that $DEEPCONF_MODEL_DIR/{spec.folder_name}/config.json exists."
     )
 
 
-def _has_weights(folder: Path) -> bool:
-    return any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")])
 
 
 def _check_model_dir(folder: Path, spec: ModelSpec) -> Path:
-    if not (folder / "config.json").exists() or not _has_weights(folder):
+    if not (folder / "config.json").exists() or not _weight_files(folder):
         raise ModelWeightsNotFound(
             f"{folder} holds no complete model for '{spec.key}' (needs config.json and *.safetensors). "
             + _fetch_hint(spec)
@@ -61,16 +114,21 @@ def _check_model_dir(folder: Path, spec: ModelSpec) -> Path:
 
 
 def resolve_model_dir(key: str, log=None) -> Path:
-    """Local folder with config, tokenizer and weights for a model partition key."""
-    if key not in MODELS:
-        raise KeyError(f"unknown model {key!r}; expected one of {MODEL_KEYS}")
-    spec = MODELS[key]
-    if spec.hf_id is None:
+    """Local folder with config, tokenizer and weights of a registered model (generator or
+    classifier); builds a built-in model on first use; raises ModelWeightsNotFound otherwise."""
+    spec = model_spec(key)
+    if spec.builtin:
         return demo_model.ensure_demo_model(paths.models_dir() / key, log, variant=key)
 
-    override = os.environ.get("DEEPCONF_MODEL_DIR")
-    if override:
-        for candidate in (Path(override) / spec.hf_id.split("/")[-1], Path(override) / spec.hf_id):
+    own = os.environ.get(spec.env_var, "") if spec.env_var else ""
+    if own:
+        if not Path(own).is_dir():
+            raise ModelWeightsNotFound(f"{spec.env_var}={own} is not a folder. " + _fetch_hint(spec))
+        return _check_model_dir(Path(own), spec)
+
+    shared = os.environ.get("DEEPCONF_MODEL_DIR")
+    if shared:
+        for candidate in (Path(shared) / spec.folder_name, Path(shared) / spec.hf_id):
             if candidate.exists():
                 return _check_model_dir(candidate, spec)
 
@@ -84,13 +142,33 @@ def resolve_model_dir(key: str, log=None) -> Path:
     return _check_model_dir(Path(folder), spec)
 
 
-def weights_available(key: str) -> bool:
-    """Whether a model partition can run here without downloading: built-in models always can
-    (they are built on first use); Qwen3 sizes when their weights are on disk."""
-    if MODELS[key].hf_id is None:
-        return True
+def weights_problem(key: str) -> str | None:
+    """Why a model cannot run here (how to fetch its weights), or None when it can. Built-in models
+    always can (they are built on first use); others when their weights are on disk."""
+    if model_spec(key).builtin:
+        return None
     try:
         resolve_model_dir(key)
-    except ModelWeightsNotFound:
-        return False
-    return True
+    except ModelWeightsNotFound as exc:
+        return str(exc)
+    return None
+
+
+def weights_available(key: str) -> bool:
+    return weights_problem(key) is None
+
+
+def weights_fingerprint(key: str, folder: Path) -> str:
+    """Which weights a folder holds, for cache keys: the revision, config.json, and each weight file's
+    name and size (and, in a Hugging Face cache, the content hash its snapshot links to). Two
+    folders fingerprint alike only when they hold the same model, so labels computed with one set
+    of weights (a stand-in, another revision) are never reused for another."""
+    spec = model_spec(key)
+    if spec.builtin:
+        return spec.revision
+    folder = Path(folder)
+    files = [[f.name, f.stat().st_size, os.readlink(f).rsplit("/", 1)[-1] if f.is_symlink() else ""]
+             for f in _weight_files(folder)]
+    digest = hashlib.sha256(json.dumps([spec.revision, files]).encode())
+    digest.update((folder / "config.json").read_bytes())
+    return digest.hexdigest()[:16]

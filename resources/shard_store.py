@@ -1,10 +1,15 @@
-"""Generation shards: finished traces on disk, so GPU work is never lost or repeated.
+"""Shards: finished model outputs on disk, so GPU work is never lost or repeated.
 
-`<storage>/shards/<benchmark>/<model>/<unique>.parquet`, one file per generation batch, written to a
-temporary name and renamed when complete (a killed run leaves no half shard). A trace is identified
-by (generation_key, seed): the key hashes model, revision, engine, sampling settings and prompt, the
-seed picks the sample. Two runs writing the same trace at once produce duplicate rows (the same
-tokens; log-probs equal up to CPU float noise between processes); reading keeps the first.
+A `ShardStore` is a folder of parquet files with one schema and key columns; each write is one file,
+written to a temporary name and renamed when complete (a killed run leaves no half shard). Two
+runs writing the same key at once produce duplicate rows (the same outputs; log-probs equal up to
+CPU float noise between processes); reading keeps the first. Two stores use it:
+
+  * generation shards, `<storage>/shards/<benchmark>/<model>/` (SHARD_SCHEMA): a trace is identified
+    by (generation_key, seed); the key hashes model, revision, engine, sampling settings and prompt,
+    the seed picks the sample;
+  * label caches, e.g. `<storage>/labels/wildguard/` (resources.wildguard): one row per classified
+    (prompt, response), keyed by a hash of the classifier's weights, engine, prompt and response.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import errno
 import os
 import uuid
 from pathlib import Path
+from typing import Hashable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -29,33 +35,47 @@ SHARD_SCHEMA = pa.schema([
     ("nonfinite_logprobs", pa.int64()),
     ("finish_reason", pa.string()),
 ])
+SHARD_KEY = ("generation_key", "seed")
 TraceKey = tuple[str, int]
 
 
 class ShardStore:
-    def __init__(self, folder: Path):
+    """Parquet shards of `schema` under `folder`, one row per value of `key_columns`. The defaults
+    are the generation shards."""
+
+    def __init__(self, folder: Path, schema: pa.Schema = SHARD_SCHEMA, key_columns: Iterable[str] = SHARD_KEY,
+                 kind: str = "generation shard"):
         self.folder = Path(folder)
+        self.schema = schema
+        self.key_columns = list(key_columns)
+        self.kind = kind
+        missing = [c for c in self.key_columns if c not in schema.names]
+        if missing:
+            raise ValueError(f"key columns {missing} are not in the shard schema {schema.names}")
 
     def _files(self) -> list[Path]:
         return sorted(self.folder.glob("*.parquet")) if self.folder.exists() else []
 
-    def read(self, keys: set[TraceKey] | None = None) -> pd.DataFrame:
-        """Stored traces (one row per key; those in `keys` only, when given)."""
+    def read(self, keys: set[Hashable] | None = None) -> pd.DataFrame:
+        """Stored rows, one per key (those in `keys` only, when given). A key is a tuple of the key
+        columns' values, or the plain value when there is one key column."""
         files = self._files()
         if not files:
-            return SHARD_SCHEMA.empty_table().to_pandas()
-        table = pd.concat([pq.read_table(f, schema=SHARD_SCHEMA).to_pandas() for f in files], ignore_index=True)
-        table = table.drop_duplicates(["generation_key", "seed"], keep="first")
+            return self.schema.empty_table().to_pandas()
+        table = pd.concat([pq.read_table(f, schema=self.schema).to_pandas() for f in files], ignore_index=True)
+        table = table.drop_duplicates(self.key_columns, keep="first")
         if keys is not None:
-            wanted = pd.MultiIndex.from_tuples(list(keys), names=["generation_key", "seed"]) if keys else None
-            index = pd.MultiIndex.from_frame(table[["generation_key", "seed"]])
-            table = table[index.isin(wanted)] if wanted is not None else table.iloc[:0]
+            if len(self.key_columns) == 1:
+                index = pd.Index(table[self.key_columns[0]])
+            else:
+                index = pd.MultiIndex.from_frame(table[self.key_columns])
+            table = table[index.isin(list(keys))] if keys else table.iloc[:0]
         return table.reset_index(drop=True)
 
     def write(self, rows: pd.DataFrame) -> Path:
         """Write one shard atomically; raises OSError with the folder named when the disk is full."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(rows[SHARD_SCHEMA.names], schema=SHARD_SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(rows[self.schema.names], schema=self.schema, preserve_index=False)
         name = f"{uuid.uuid4().hex}.parquet"
         staging = self.folder / f".{name}.tmp"
         try:
@@ -65,7 +85,7 @@ class ShardStore:
             staging.unlink(missing_ok=True)
             hint = (" (disk full: free space there or point DEEPCONF_STORAGE_DIR at a larger volume; "
                     "shards already written are kept and reused)") if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            raise OSError(exc.errno, f"cannot write a generation shard under {self.folder}: {exc.strerror}{hint}") from exc
+            raise OSError(exc.errno, f"cannot write a {self.kind} under {self.folder}: {exc.strerror}{hint}") from exc
         return self.folder / name
 
 

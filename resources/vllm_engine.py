@@ -17,7 +17,7 @@ from resources.generation_types import GeneratedTrace, SamplingSettings
 class VllmEngine:
     name = "vllm"
 
-    def __init__(self, folder: Path, resource):
+    def __init__(self, folder: Path, resource, tensor_parallel_size: int = 1):
         from transformers import AutoConfig
         from vllm import LLM
 
@@ -29,7 +29,7 @@ class VllmEngine:
             dtype=resource.dtype,
             max_model_len=min(resource.max_model_len, positions),
             gpu_memory_utilization=resource.gpu_memory_utilization,
-            tensor_parallel_size=resource.tensor_parallel_size,
+            tensor_parallel_size=tensor_parallel_size,
             enable_prefix_caching=True,
             enforce_eager=resource.enforce_eager,
             trust_remote_code=False,

@@ -1,127 +1,180 @@
-"""The WildGuard classifier (allenai/wildguard, 7B, gated): refusal and harm labels per trace.
+"""The WildGuard classifier (allenai/wildguard, 7B, gated): refusal and harm labels per (prompt, response).
 
-Official prompt layout and answer format (deepconf_assets.core.wildguard), greedy decoding, up to
-128 new tokens; vLLM when available (one engine per run, every item in one submission, items of the
-same prompt adjacent so they share the prefix cache), transformers otherwise. Beyond the official
-package, P(refusal) and P(harmful response) are read from the classifier's next-token log-probs of
-"yes" and "no" at those answer lines (renormalised over the two).
+WildGuard is a model registry entry (key "wildguard") and runs through the `generator` resource like
+every model, `generator.engine("wildguard")`: the same backend, dtype and vLLM settings, its weights
+found by the registry (DEEPCONF_WILDGUARD_DIR, $DEEPCONF_MODEL_DIR/wildguard, the Hugging Face cache),
+and loading it closes the generator's engine. What is WildGuard's own lives here: the official
+prompt layout and three-line answer (deepconf_assets.core.wildguard), greedy decoding up to 128 new
+tokens, and, beyond the official package, P(refusal) and P(harmful response) read from the
+classifier's next-token log-probs of "yes" and "no" at those answer lines (renormalised over the two).
+The tokenizer's BOS token starts every input, as in the official package (vLLM adds it there).
 
-Weights are never downloaded at run time: `model_dir`, else $DEEPCONF_WILDGUARD_DIR, else
-$DEEPCONF_MODEL_DIR/wildguard, else the Hugging Face cache (`hf download allenai/wildguard` after
-accepting its licence). Without them `available()` says why, and the asset reports it.
+A (prompt, response) pair is never scored twice: finished labels are stored as parquet shards under
+`<storage>/labels/wildguard/`, keyed by a hash of the weights (registry revision and a fingerprint
+of the folder), the engine, the prompt format, the prompt and the response. Gold responses labelled
+for one model partition, or a re-materialized partition, are read back without loading the model.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+import pyarrow as pa
 
+from deepconf_assets import paths
 from deepconf_assets.core import wildguard
 from resources.generation_types import SamplingSettings
+from resources.model_registry import model_spec, resolve_model_dir, weights_fingerprint
+from resources.shard_store import ShardStore
 
-HF_ID = "allenai/wildguard"
+MODEL_KEY = "wildguard"
 LABEL_DTYPES = {"refused": "boolean", "harmful_request": "boolean", "harmful_response": "boolean",
                 "p_refusal": "float64", "p_harmful_response": "float64", "parse_error": "boolean",
                 "raw_output": "object"}
 LABEL_COLUMNS = list(LABEL_DTYPES)
+CACHE_SCHEMA = pa.schema([
+    ("label_key", pa.string()),
+    ("refused", pa.bool_()), ("harmful_request", pa.bool_()), ("harmful_response", pa.bool_()),
+    ("p_refusal", pa.float64()), ("p_harmful_response", pa.float64()), ("parse_error", pa.bool_()),
+    ("raw_output", pa.string()),
+])
+# Bump when the way a pair is classified changes (prompt assembly, decoding, probability read-out):
+# every cached label is then computed again.
+CACHE_VERSION = 2
+GREEDY = SamplingSettings(temperature=0, max_new_tokens=wildguard.MAX_NEW_TOKENS, logprobs_k=1)
 
 
-class WildGuardResource(ConfigurableResource):
-    model_dir: str = Field("", description="Folder with WildGuard weights; empty = environment / HF cache")
-    backend: str = Field("auto", description="auto | vllm | transformers")
-    dtype: str = Field("auto")
-    batch_sequences: int = Field(32, ge=1, description="transformers batch size; shard size for vLLM")
-    max_model_len: int = Field(4096, ge=256)
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    enforce_eager: bool = Field(False)
+@dataclass
+class ClassificationStats:
+    """What one `classify` call did; counts of distinct (prompt, response) pairs except `requested`."""
 
-    _engine: object = PrivateAttr(default=None)
+    requested: int = 0  # rows asked for
+    unique: int = 0  # distinct pairs among them
+    reused: int = 0  # read from the label cache
+    classified: int = 0  # run through the classifier now
+    shards_written: int = 0
+    seconds: float = 0.0
+    backend: str = ""
 
-    def locate(self) -> tuple[Path | None, str]:
-        """(weights folder, "") or (None, why not)."""
-        candidates = [self.model_dir, os.environ.get("DEEPCONF_WILDGUARD_DIR", "")]
-        if os.environ.get("DEEPCONF_MODEL_DIR"):
-            candidates.append(str(Path(os.environ["DEEPCONF_MODEL_DIR"]) / "wildguard"))
-        for candidate in filter(None, candidates):
-            folder = Path(candidate)
-            if (folder / "config.json").exists() and any(folder.glob("*.safetensors")):
-                return folder, ""
-        try:
-            from huggingface_hub import snapshot_download
+    def as_dict(self) -> dict:
+        return asdict(self)
 
-            return Path(snapshot_download(HF_ID, local_files_only=True)), ""
-        except Exception:  # noqa: BLE001 - any failure means: not on this machine
-            return None, (f"WildGuard weights are not on this machine (looked in model_dir, DEEPCONF_WILDGUARD_DIR, "
-                          f"DEEPCONF_MODEL_DIR/wildguard and the Hugging Face cache). Accept the licence of {HF_ID} "
-                          f"on the hub, run `hf download {HF_ID}` on a machine with network access, and copy the "
-                          f"cache or set DEEPCONF_WILDGUARD_DIR.")
 
-    def _load(self, folder: Path):
-        if self._engine is None:
-            import importlib.util
+def label_store() -> ShardStore:
+    """The label cache, `<storage>/labels/wildguard/` (read at call time, like every storage path)."""
+    return ShardStore(paths.storage_dir() / "labels" / MODEL_KEY, CACHE_SCHEMA, ["label_key"], kind="label shard")
 
-            import torch
 
-            use_vllm = self.backend == "vllm" or (
-                self.backend == "auto" and importlib.util.find_spec("vllm") and torch.cuda.is_available())
-            if use_vllm:
-                from resources.vllm_engine import VllmEngine
+def label_keys(fingerprint: str, backend: str, prompts: list[str], responses: list[str]) -> list[str]:
+    """One cache key per pair: the weights, the engine, the classification procedure, the pair."""
+    procedure = [MODEL_KEY, model_spec(MODEL_KEY).revision, fingerprint, backend, CACHE_VERSION,
+                 wildguard.PROMPT_TEMPLATE, wildguard.MAX_NEW_TOKENS]
+    head = hashlib.sha256(json.dumps(procedure).encode()).hexdigest()
+    return [hashlib.sha256(json.dumps([head, p, r]).encode()).hexdigest() for p, r in zip(prompts, responses)]
 
-                self._engine = VllmEngine(folder, self)
-            else:
-                from resources.transformers_engine import TransformersEngine
 
-                self._engine = TransformersEngine(folder, "cuda" if torch.cuda.is_available() else "cpu", self.dtype)
-        return self._engine
+def classify(generator, prompts: list[str], responses: list[str], log: Callable | None = None,
+             store: ShardStore | None = None) -> pd.DataFrame:
+    """One row per (prompt, response) with LABEL_COLUMNS (LABEL_DTYPES), in input order, index 0..n-1.
 
-    def teardown_after_execution(self, context) -> None:
-        if self._engine is not None and hasattr(self._engine, "close"):
-            self._engine.close()
-        self._engine = None
+    `generator` is the GenerationResource. Raises ModelWeightsNotFound (with how to fetch them)
+    when the WildGuard weights are not here, before anything is loaded. Pairs in the label cache
+    (`store`, default `label_store()`) are read back; the rest are classified (the model is loaded
+    only then) and written to the cache a shard per `generator.batch_sequences` pairs, so a killed
+    run keeps what it finished. `table.attrs["stats"]` is a ClassificationStats.
+    """
+    started = time.monotonic()
+    prompts, responses = list(prompts), list(responses)
+    folder = resolve_model_dir(MODEL_KEY, log)
+    backend = generator.resolved_backend()
+    store = store if store is not None else label_store()
+    keys = label_keys(weights_fingerprint(MODEL_KEY, folder), backend, prompts, responses)
+    first = dict(zip(reversed(keys), reversed(range(len(keys)))))  # key -> its first row
+    stats = ClassificationStats(requested=len(keys), unique=len(first), backend=backend)
 
-    def classify(self, folder: Path, prompts: list[str], responses: list[str], log=None) -> pd.DataFrame:
-        """One row per (prompt, response) with LABEL_COLUMNS, in input order."""
-        engine = self._load(folder)
-        texts = [wildguard.render(p, r) for p, r in zip(prompts, responses)]
-        order = sorted(range(len(texts)), key=lambda i: (prompts[i], i))  # same prompt together: shared prefix
-        raw = [""] * len(texts)
-
-        def finished(indices, traces):
-            for i, trace in zip(indices, traces):
-                raw[i] = trace.text
+    found = store.read(set(first)) if first else CACHE_SCHEMA.empty_table().to_pandas()
+    stats.reused = len(found)
+    done = set(found["label_key"])
+    pending = sorted((i for k, i in first.items() if k not in done), key=lambda i: (prompts[i], i))
+    if log:
+        log(f"WildGuard: {stats.reused} of {stats.unique} distinct (prompt, response) pairs found in the label "
+            f"cache {store.folder}; classifying {len(pending)}")
+    parts = [found]
+    if pending:
+        engine = generator.engine(MODEL_KEY, log)
+        size, loaded = generator.batch_sequences, time.monotonic()
+        for start in range(0, len(pending), size):
+            chunk = pending[start:start + size]  # same prompt together: they share the prefix cache
+            rows = classify_pairs(engine, [prompts[i] for i in chunk], [responses[i] for i in chunk], size)
+            rows.insert(0, "label_key", [keys[i] for i in chunk])
+            store.write(rows)
+            parts.append(rows)
+            stats.shards_written += 1
+            stats.classified += len(chunk)
             if log:
-                log(f"WildGuard: {sum(bool(r) for r in raw)}/{len(texts)} classified")
+                elapsed = time.monotonic() - loaded
+                eta = elapsed / stats.classified * (len(pending) - stats.classified)
+                log(f"WildGuard: classified {stats.classified}/{len(pending)} pairs "
+                    f"({stats.classified / elapsed:.1f}/s, ETA {eta:.0f}s)")
+    labels = pd.concat([p.astype(object) for p in parts], ignore_index=True).drop_duplicates("label_key")
+    table = labels.set_index("label_key").reindex(keys)[LABEL_COLUMNS].reset_index(drop=True).astype(LABEL_DTYPES)
+    stats.seconds = time.monotonic() - started
+    table.attrs["stats"] = stats
+    return table
 
-        greedy = SamplingSettings(temperature=0, max_new_tokens=wildguard.MAX_NEW_TOKENS, logprobs_k=1)
-        engine.run(order, [texts[i] for i in order], [0] * len(order), greedy, self.batch_sequences, finished)
-        labels = [wildguard.parse(text) for text in raw]
-        table = pd.DataFrame({
-            "refused": pd.array([x.refusal for x in labels], dtype="boolean"),
-            "harmful_request": pd.array([x.harmful_request for x in labels], dtype="boolean"),
-            "harmful_response": pd.array([x.harmful_response for x in labels], dtype="boolean"),
-            "parse_error": [x.parse_error for x in labels],
-            "raw_output": raw,
-        })
-        table["p_refusal"], table["p_harmful_response"] = self._answer_probabilities(engine, prompts, responses, labels)
-        return table[LABEL_COLUMNS]
 
-    def _answer_probabilities(self, engine, prompts, responses, labels):
-        """P(yes) at the refusal and harmful-response lines, given the classifier's earlier answers."""
-        yes, no = answer_token_ids(engine.tokenizer)
-        p = {1: np.full(len(prompts), np.nan), 2: np.full(len(prompts), np.nan)}
-        parsed = [i for i, x in enumerate(labels) if not x.parse_error]
-        for line in (1, 2):
-            texts = [wildguard.forced_prefix(prompts[i], responses[i], line,
-                                             (labels[i].harmful_request, labels[i].refusal)) for i in parsed]
-            scores = engine.next_token_logprobs(texts, [yes, no]) if texts else np.zeros((0, 2))
-            p[line][parsed] = [wildguard.p_yes(a, b) for a, b in scores]
-        return p[1], p[2]
+def classify_pairs(engine, prompts: list[str], responses: list[str], batch_sequences: int) -> pd.DataFrame:
+    """Run the loaded classifier engine on every pair (no cache): LABEL_COLUMNS, in input order."""
+    bos = bos_text(engine.tokenizer)
+    texts = [bos + wildguard.render(p, r) for p, r in zip(prompts, responses)]
+    raw = [""] * len(texts)
+
+    def finished(indices, traces):
+        for i, trace in zip(indices, traces):
+            raw[i] = trace.text
+
+    engine.run(list(range(len(texts))), texts, [0] * len(texts), GREEDY, batch_sequences, finished)
+    labels = [wildguard.parse(text) for text in raw]
+    p_refusal, p_harmful_response = answer_probabilities(engine, prompts, responses, labels)
+    return pd.DataFrame({
+        "refused": pd.array([x.refusal for x in labels], dtype="boolean"),
+        "harmful_request": pd.array([x.harmful_request for x in labels], dtype="boolean"),
+        "harmful_response": pd.array([x.harmful_response for x in labels], dtype="boolean"),
+        "p_refusal": p_refusal,
+        "p_harmful_response": p_harmful_response,
+        "parse_error": pd.array([x.parse_error for x in labels], dtype="boolean"),
+        "raw_output": raw,
+    })[LABEL_COLUMNS]
+
+
+def answer_probabilities(engine, prompts: list[str], responses: list[str],
+                         labels: list[wildguard.WildGuardLabels]) -> tuple[np.ndarray, np.ndarray]:
+    """P(yes) at the refusal and harmful-response lines, given the classifier's earlier answers;
+    NaN for answers that did not parse."""
+    yes, no = answer_token_ids(engine.tokenizer)
+    bos = bos_text(engine.tokenizer)
+    p = {1: np.full(len(prompts), np.nan), 2: np.full(len(prompts), np.nan)}
+    parsed = [i for i, x in enumerate(labels) if not x.parse_error]
+    for line in (1, 2):
+        texts = [bos + wildguard.forced_prefix(prompts[i], responses[i], line,
+                                               (labels[i].harmful_request, labels[i].refusal)) for i in parsed]
+        scores = engine.next_token_logprobs(texts, [yes, no]) if texts else np.zeros((0, 2))
+        p[line][parsed] = [wildguard.p_yes(a, b) for a, b in scores]
+    return p[1], p[2]
+
+
+def bos_text(tokenizer) -> str:
+    """The BOS token as text when the tokenizer puts one in front of its input (WildGuard's Mistral
+    tokenizer does; the engines tokenize without special tokens), else ""."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return tokenizer.bos_token if bos is not None and ids and ids[0] == bos else ""
 
 
 def answer_token_ids(tokenizer) -> tuple[int, int]:

@@ -1,23 +1,28 @@
-
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
-from deepconf_assets.core.benchmarks import load_benchmark
+from deepconf_assets.contracts import BenchmarkPromptsFrame
+from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, load_benchmark
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
+
+_FROM_HUB = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.hub is not None)
+_GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.generate is not None)
 
 
 @asset(
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
+    dagster_type=BenchmarkPromptsFrame,
     deps=raw_benchmark_files,
     description=(
         "One row per benchmark prompt in the shared data contract: instance_id, prompt, the gold "
         "label prompt_harmful (nullable: unlabelled prompts stay unlabelled), category, adversarial "
-        "and any reference response. Read from data/<benchmark>/ (or the Hugging Face hub for "
-        "ToxicChat/WildGuardMix); `synthetic` is generated. Identical for every model partition."
+        f"and any reference response. Read from data/<benchmark>/ (or the Hugging Face hub for {_FROM_HUB}); "
+        f"{_GENERATED} is generated. Identical for every model partition. Each benchmark is one "
+        "BenchmarkSpec (deepconf_assets/core/benchmarks.py); its licence is in the metadata."
     ),
 )
 def benchmark_prompts(context: AssetExecutionContext) -> MaterializeResult:
@@ -37,6 +42,7 @@ def benchmark_prompts(context: AssetExecutionContext) -> MaterializeResult:
         metadata={
             **extra,
             "source": source,
+            "licence": str(BENCHMARK_SPECS[benchmark].licence),
             "dagster/row_count": len(prompts),
             "harmful": int(prompts["prompt_harmful"].sum()),
             "benign": int((prompts["prompt_harmful"] == False).sum()),  # noqa: E712 (nullable)

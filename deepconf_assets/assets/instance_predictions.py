@@ -2,50 +2,47 @@ import pandas as pd
 from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_config import WILDGUARD_UNAVAILABLE, AnalysisConfig, analyses_by_labeler
+from deepconf_assets.assets.analysis_inputs import (
+    ANALYSIS, LABEL_INS, analyses_by_labeler, require_headline, split_by_availability,
+)
+from deepconf_assets.contracts import InstancePredictionsFrame
 from deepconf_assets.core import analysis
-from deepconf_assets.partitions import experiment_partitions
-
-HEADLINE_COLUMNS = ["labeler", "policy", "n", "accuracy", "sensitivity", "specificity", "precision", "f1",
-                    "unsafe_compliance_rate", "over_refusal_rate", "avg_traces", "token_savings_pct"]
+from resources.analysis_settings import AnalysisSettingsResource
 
 
 @asset(
-    partitions_def=experiment_partitions,
-    group_name="experiment",
-    io_manager_key="parquet_io_manager",
+    **ANALYSIS,
+    ins=LABEL_INS,
+    dagster_type=InstancePredictionsFrame,
     description=(
-        "One row per prompt x labeler (heuristic; WildGuard when available) x stopping policy (fixed_n=1, fixed_n=5, fixed_n=all, adaptive, "
-        "deepconf_online), replayed from the stored traces: traces and tokens used, refusal rate, "
-        "predicted_refusal (a tie counts as compliance), instance confidence, category "
-        "(confident/uncertain x refusal/compliance) and correct. Positive class = harmful prompt; "
-        "predicted positive = refusal."
+        "One row per prompt x labeler (every registered labeler that ran) x stopping policy (fixed_n=1, "
+        "fixed_n=5, fixed_n=all, adaptive, deepconf_online), replayed from the stored traces: traces and "
+        "tokens used, refusal rate, predicted_refusal (a tie counts as compliance), instance confidence, "
+        "category (confident/uncertain x refusal/compliance) and correct. Positive class = harmful prompt; "
+        "predicted positive = refusal. Prompts without traces (quarantined, or beyond max_prompts) keep a "
+        "row with has_traces = false and are excluded from every metric."
     ),
 )
-def instance_predictions(
-    config: AnalysisConfig,
-    benchmark_prompts: pd.DataFrame,
-    traces: pd.DataFrame,
-    refusal_labels_heuristic: pd.DataFrame,
-    refusal_labels_wildguard: pd.DataFrame,
-) -> MaterializeResult:
-    results = analyses_by_labeler(config, benchmark_prompts, traces, refusal_labels_heuristic, refusal_labels_wildguard)
+def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
+                         traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+    results = analyses_by_labeler(analysis_settings, benchmark_prompts, traces, refusal_labels)
     predictions = pd.concat([r.instance_predictions() for r in results], ignore_index=True)
-    summary = pd.concat([r.summary() for r in results], ignore_index=True)
-    headline = summary[summary["labeler"] == "heuristic"].set_index("policy").loc[config.headline_policy()]
+    summary = analysis.summarize_predictions(predictions)
+    headline = require_headline(analysis_settings, summary)
+    _, unavailable = split_by_availability(refusal_labels)
     return MaterializeResult(
         value=predictions,
         metadata={
             "dagster/row_count": len(predictions),
-            "labelers": ", ".join(r.labeler for r in results)
-            + ("" if len(results) > 1 else f" ({WILDGUARD_UNAVAILABLE})"),
+            "labelers": ", ".join(r.labeler for r in results),
+            **{f"unavailable_{name}": reason[:300] for name, reason in unavailable.items()},
             "positive_class": "harmful prompt (gold); predicted positive = refusal",
-            "headline_policy": f"{config.headline_policy()}, heuristic labels",
-            **{name: metadata.number(headline[name]) for name in HEADLINE_COLUMNS[2:]},
+            "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
+            **{name: metadata.number(headline[name]) for name in analysis.HEADLINE_METRICS},
             "excluded_unknown_gold_or_label": int(headline["n_excluded_unknown"]),
-            # quarantined, or beyond traces.max_prompts: their rows have traces_used = 0 and no prediction
-            "prompts_without_traces": int((~benchmark_prompts["instance_id"].isin(traces["instance_id"])).sum()),
-            "policies": metadata.table(summary[HEADLINE_COLUMNS]),
+            "prompts_without_traces": int((~predictions.drop_duplicates("instance_id")["has_traces"]).sum()),
+            "policies": metadata.table(summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]),
             "categories": metadata.table(analysis.category_table(headline.to_dict())),
+            **analysis_settings.metadata(),
         },
     )

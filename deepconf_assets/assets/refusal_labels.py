@@ -1,98 +1,74 @@
+"""`refusal_labels_<name>`: one asset per registered refusal labeler (deepconf_assets.labelers), made
+by one factory. One row per trace: instance_id, trace_idx, refused (nullable), p_refusal, the
+labeler's own columns, and unavailable_reason (null when the labeler ran; every label null and the
+reason given when it could not run here, e.g. WildGuard without its weights)."""
 
 import pandas as pd
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult, asset,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetsDefinition,
+    MaterializeResult, asset,
 )
-from pydantic import Field
 
 from deepconf_assets import metadata
-from deepconf_assets.core.refusal import match_refusal
 from deepconf_assets.deployment import gpu_step
+from deepconf_assets.labelers import LABELERS, LabelerContext, LabelerUnavailable, RefusalLabeler
 from deepconf_assets.partitions import experiment_partitions
-from resources.wildguard import LABEL_DTYPES, WildGuardResource
+
+CHECK = "unlabelled_traces"
 
 
-@asset(
-    partitions_def=experiment_partitions,
-    group_name="experiment",
-    io_manager_key="parquet_io_manager",
-    description=(
-        "Refusal label per trace from the pattern heuristic (deepconf_assets.core.refusal): "
-        "refused = an opening refusal phrase or an explicit refusal anywhere, after removing known "
-        "false positives such as \"I'm sorry to hear\". matched_pattern says which rule fired."
-    ),
-)
-def refusal_labels_heuristic(traces: pd.DataFrame) -> MaterializeResult:
-    matched = traces["answer_text"].map(match_refusal)
-    labels = pd.DataFrame(
-        {
-            "instance_id": traces["instance_id"],
-            "trace_idx": traces["trace_idx"],
-            "refused": pd.array(matched.notna().to_numpy(), dtype="boolean"),
-            "matched_pattern": matched.astype("object"),
-        }
-    )
-    top = matched.value_counts().rename_axis("pattern").reset_index(name="traces").head(15)
-    return MaterializeResult(
-        value=labels,
-        metadata={
-            "dagster/row_count": len(labels),
-            "refusal_share": metadata.number(float(labels["refused"].mean())) if len(labels) else metadata.number(None),
-            "top_patterns": metadata.table(top),
-        },
-    )
-
-
-class WildGuardConfig(Config):
-    max_parse_error_rate: float = Field(0.05, ge=0, le=1,
-                                        description="The parse-error check fails above this share of traces.")
-
-
-@asset(
-    partitions_def=experiment_partitions,
-    group_name="experiment",
-    io_manager_key="parquet_io_manager",
-    **gpu_step(),
-    check_specs=[AssetCheckSpec("wildguard_parse_errors", asset="refusal_labels_wildguard",
-                                description="Share of WildGuard answers that did not parse is within the bound "
-                                            "(fails, as a warning, when WildGuard is unavailable).")],
-    description=(
-        "Refusal and harm labels per trace from the WildGuard 7B classifier (official prompt and answer "
-        "format, greedy), with p_refusal and p_harmful_response read from its yes/no log-probs. An answer "
-        "that does not parse is parse_error with every label null. Without WildGuard weights (as on the "
-        "embedded default) the table is empty and the metadata says so; downstream assets then report "
-        "'WildGuard unavailable'."
-    ),
-)
-def refusal_labels_wildguard(
-    context: AssetExecutionContext, config: WildGuardConfig, benchmark_prompts: pd.DataFrame,
-    traces: pd.DataFrame, wildguard: WildGuardResource,
-):  # no return annotation: with check_specs Dagster would read MaterializeResult as "no value"
-    folder, reason = wildguard.locate()
-    if folder is None:
-        context.log.warning(f"WildGuard unavailable: {reason}")
-        empty = pd.DataFrame({"instance_id": pd.Series(dtype=str), "trace_idx": pd.Series(dtype="int64"),
-                              **{c: pd.Series(dtype=t) for c, t in LABEL_DTYPES.items()}})
-        return MaterializeResult(
-            value=empty,
-            metadata={"status": f"WildGuard unavailable: {reason}", "dagster/row_count": 0},
-            check_results=[AssetCheckResult(check_name="wildguard_parse_errors", passed=False,
-                                            severity=AssetCheckSeverity.WARN,
-                                            metadata={"status": "WildGuard unavailable: nothing was classified"})],
-        )
-    prompt_of = benchmark_prompts.set_index("instance_id")["prompt"]
-    labels = wildguard.classify(folder, traces["instance_id"].map(prompt_of).tolist(),
-                                traces["answer_text"].tolist(), log=context.log.info)
+def label_traces(labeler: RefusalLabeler, context: AssetExecutionContext, prompts: pd.DataFrame,
+                 traces: pd.DataFrame) -> tuple[pd.DataFrame, str | None, dict]:
+    """The labels of every trace, why the labeler could not run (None when it did), and the labeler's
+    own statistics (e.g. WildGuard's answers reused from its cache)."""
+    prompt_of = prompts.set_index("instance_id")["prompt"]
+    labeler_context = LabelerContext(generator=getattr(context.resources, "generator", None), log=context.log.info)
+    try:
+        labels, reason = labeler.run(traces["instance_id"].map(prompt_of).tolist(), traces["answer_text"].tolist(),
+                                     labeler_context), None
+    except LabelerUnavailable as exc:
+        context.log.warning(str(exc))
+        labels, reason = labeler.empty_labels(len(traces)), str(exc)
+    stats = labels.attrs.get("stats")
     table = pd.concat([traces[["instance_id", "trace_idx"]].reset_index(drop=True), labels], axis=1)
-    rate = float(table["parse_error"].mean()) if len(table) else 0.0
-    return MaterializeResult(
-        value=table,
-        metadata={"status": f"classified with {folder}", "dagster/row_count": len(table),
-                  "parse_error_rate": metadata.number(rate),
-                  "refusal_share": metadata.number(float(table["refused"].mean())) if table["refused"].notna().any()
-                  else metadata.number(None)},
-        check_results=[AssetCheckResult(
-            check_name="wildguard_parse_errors", passed=rate <= config.max_parse_error_rate,
-            metadata={"parse_error_rate": rate, "bound": config.max_parse_error_rate,
-                      "parse_errors": int(table["parse_error"].sum())})],
+    table["unavailable_reason"] = pd.Series([reason] * len(table), dtype=object)
+    return table, reason, (stats.as_dict() if hasattr(stats, "as_dict") else {})
+
+
+def _labels_asset(labeler: RefusalLabeler) -> AssetsDefinition:
+    @asset(
+        name=labeler.asset_name,
+        partitions_def=experiment_partitions,
+        group_name="experiment",
+        io_manager_key="parquet_io_manager",
+        required_resource_keys={"generator"} if labeler.needs_gpu else set(),
+        **(gpu_step(labeler.model_key) if labeler.needs_gpu else {}),
+        check_specs=[AssetCheckSpec(
+            CHECK, asset=labeler.asset_name,
+            description=f"At most {labeler.max_unlabelled_share:.0%} of traces have no label (a parse error, N/A); "
+                        f"fails as a warning when the labeler could not run here.")],
+        description=f"Refusal label per trace from the '{labeler.name}' labeler. {labeler.description}",
     )
+    def refusal_labels(context: AssetExecutionContext, benchmark_prompts: pd.DataFrame, traces: pd.DataFrame):
+        # no return annotation: with check_specs Dagster would read MaterializeResult as "no value"
+        table, reason, stats = label_traces(labeler, context, benchmark_prompts, traces)
+        unlabelled = int(table["refused"].isna().sum())
+        share = unlabelled / len(table) if len(table) else 0.0
+        known = table["refused"].dropna()
+        check = AssetCheckResult(
+            check_name=CHECK, passed=reason is None and share <= labeler.max_unlabelled_share,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"status": reason or "labelled", "unlabelled": unlabelled,
+                      "unlabelled_share": metadata.number(share), "bound": labeler.max_unlabelled_share})
+        meta = {"dagster/row_count": len(table), "status": reason or "labelled",
+                "refusal_share": metadata.number(float(known.mean()) if len(known) else None),
+                "unlabelled": unlabelled, **stats}
+        if "matched_pattern" in table:
+            top = table["matched_pattern"].value_counts().rename_axis("pattern").reset_index(name="traces").head(15)
+            meta["top_patterns"] = metadata.table(top)
+        return MaterializeResult(value=table, metadata=meta, check_results=[check])
+
+    return refusal_labels
+
+
+refusal_label_assets = [_labels_asset(labeler) for labeler in LABELERS.values()]

@@ -5,11 +5,11 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_config import AnalysisConfig
-from deepconf_assets.assets.instance_predictions import HEADLINE_COLUMNS
+from deepconf_assets.assets.analysis_inputs import require_headline
 from deepconf_assets.core import analysis
 from deepconf_assets.core import report as html_report
 from deepconf_assets.partitions import experiment_partitions
+from resources.analysis_settings import AnalysisSettingsResource
 
 # (asset, heading) in reading order.
 FIGURES = [
@@ -27,16 +27,13 @@ FIGURES = [
 ]
 
 
-def _headline(config: AnalysisConfig, summary: pd.DataFrame, hypothesis: pd.DataFrame) -> str:
-    policy = config.headline_policy()
-    row = summary[(summary["labeler"] == "heuristic") & (summary["policy"] == policy)]
-    verdict = hypothesis.loc[(hypothesis["labeler"] == "heuristic") & (hypothesis["policy"] == policy), "verdict"]
-    if row.empty:
-        return f"No heuristic-labelled predictions for {policy}."
-    r = row.iloc[0]
-    return (f"{policy} (heuristic labels): accuracy {r['accuracy']:.3f}, sensitivity {r['sensitivity']:.3f}, "
-            f"specificity {r['specificity']:.3f}, {r['token_savings_pct']:.1f}% tokens saved; "
-            f"'uncertain compliance is riskier': {verdict.iloc[0] if len(verdict) else 'n/a'}.")
+def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothesis: pd.DataFrame) -> str:
+    r = require_headline(settings, summary)
+    verdict = require_headline(settings, hypothesis)["verdict"]
+    return (f"{settings.headline_policy} ({settings.labeler} labels, n={r['n']}): accuracy {r['accuracy']:.3f}, "
+            f"sensitivity {r['sensitivity']:.3f}, specificity {r['specificity']:.3f}, "
+            f"{r['avg_traces']:.2f} traces per prompt, {r['token_savings_pct']:.1f}% tokens saved; "
+            f"'uncertain compliance is riskier': {verdict}.")
 
 
 @asset(
@@ -50,12 +47,12 @@ def _headline(config: AnalysisConfig, summary: pd.DataFrame, hypothesis: pd.Data
         "in one file you can open in a browser or send to a colleague."
     ),
 )
-def report(context: AssetExecutionContext, config: AnalysisConfig, instance_predictions: pd.DataFrame,
+def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame,
            hypothesis_test: pd.DataFrame, calibration: pd.DataFrame, labeler_validation: pd.DataFrame,
            labeler_comparison: pd.DataFrame, **figures: bytes) -> MaterializeResult:
     summary = analysis.summarize_predictions(instance_predictions)
-    headline = _headline(config, summary, hypothesis_test)
-    metrics = summary.reindex(columns=HEADLINE_COLUMNS)
+    headline = _headline(analysis_settings, summary, hypothesis_test)
+    metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
     sections = [
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
                             metrics),
@@ -65,7 +62,7 @@ def report(context: AssetExecutionContext, config: AnalysisConfig, instance_pred
                             "ECE after min-max rescaling of confidence; AURC = mean risk over coverage.",
                             calibration.drop(columns=["coverage", "risk"])),
         html_report.Section("Refusal labelers against gold labels", "", labeler_validation),
-        html_report.Section("Heuristic against WildGuard on the same traces", "", labeler_comparison),
+        html_report.Section("The labelers side by side on the same traces", "", labeler_comparison),
         *[html_report.Section(heading, png=figures[name]) for name, heading in FIGURES],
     ]
     page = html_report.render(f"DeepConf safety report: {context.partition_key}", headline, sections)
@@ -74,4 +71,5 @@ def report(context: AssetExecutionContext, config: AnalysisConfig, instance_pred
         "headline": MetadataValue.text(headline),
         "size_bytes": len(page),
         "metrics": metadata.table(metrics),
+        **analysis_settings.metadata(),
     })

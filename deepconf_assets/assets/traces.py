@@ -9,6 +9,7 @@ from dagster import (
 from pydantic import Field
 
 from deepconf_assets import metadata, paths
+from deepconf_assets.contracts import TracesFrame
 from deepconf_assets.core import confidence
 from deepconf_assets.core.traces import (
     confidence_columns, generation_key, order_columns, strip_thinking, trace_seed,
@@ -55,6 +56,7 @@ def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_n
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
+    dagster_type=TracesFrame,
     **gpu_step(),
     retry_policy=RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL),
     check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces",
@@ -121,6 +123,7 @@ def traces(
     for name, values in confidence_columns(list(table["token_confidence"]), list(table["token_logprob"]),
                                            config.group_window).items():
         table[name] = values
+    table["group_window"] = config.group_window  # the analyses read the window from here
     table = order_columns(table)
 
     summary = table[["n_tokens", *confidence.TRACE_METRICS, "mean_logprob"]].describe().T.reset_index()

@@ -24,7 +24,7 @@ class AnalysisSettings:
     adaptive_percentile: float = 50.0
     online_percentile: float = 10.0  # = 100 - eta; eta = 90 is DeepConf-high (conservative)
     consensus_tau: float = 0.95  # deepconf_online stops when the weighted vote's top share >= tau
-    group_window: int = confidence.DEFAULT_GROUP_WINDOW
+    group_window: int = confidence.DEFAULT_GROUP_WINDOW  # the window the traces were scored with
     filter_eta: float = 90.0  # top_eta_filtered vote keeps the top eta% most confident traces
     fixed_n: tuple[int, ...] = (1, 5)  # plus the whole budget, always
     sweep_percentiles: tuple[float, ...] = tuple(float(p) for p in range(10, 100, 10))
@@ -32,6 +32,11 @@ class AnalysisSettings:
 
 
 SWEEP_POLICIES = ("fixed_n", "adaptive", "deepconf_online")
+ALL_TRACES = "fixed_n=all"  # every trace in full: the token-savings baseline
+
+# The headline metrics, in display order; `headline_metrics` computes every one of them.
+HEADLINE_METRICS = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "unsafe_compliance_rate",
+                    "over_refusal_rate", "avg_traces", "token_savings_pct")
 
 
 def adaptive_name(percentile: float) -> str:
@@ -73,7 +78,7 @@ def default_policies(matrix: stopping.TraceMatrix, settings: AnalysisSettings) -
     """fixed_n=1, fixed_n=5, fixed_n=all, the adaptive and the deepconf_online policy."""
     budget = matrix.present.shape[1]
     runs = {f"fixed_n={n}": stopping.fixed_n(matrix, n) for n in settings.fixed_n if n < budget}
-    runs["fixed_n=all"] = stopping.fixed_n(matrix, budget)
+    runs[ALL_TRACES] = stopping.fixed_n(matrix, budget)
     runs[adaptive_name(settings.adaptive_percentile)] = run_policy(matrix, "adaptive", settings.adaptive_percentile, settings)
     runs[online_name(settings.online_percentile)] = run_policy(matrix, "deepconf_online", settings.online_percentile, settings)
     return runs
@@ -108,17 +113,25 @@ def evaluate(matrix: stopping.TraceMatrix, run: stopping.PolicyRun, gold: np.nda
     )
 
 
-def summary_row(outcome: Outcome, gold: np.ndarray, total_tokens: float) -> dict:
-    row = metrics.safety_metrics(gold, outcome.predicted)
-    row["avg_traces"] = float(outcome.traces_used.mean()) if len(gold) else float("nan")
-    row["tokens_used"] = int(outcome.tokens_used.sum())
-    row["token_savings_pct"] = 100.0 * (1.0 - row["tokens_used"] / total_tokens) if total_tokens else float("nan")
-    row["category_threshold"] = outcome.threshold
-    known = ~np.isnan(outcome.correct)
-    for code, name in enumerate(metrics.CATEGORIES):
-        in_category = (outcome.category == code) & known
-        row[f"n_{name}"] = int(in_category.sum())
-        row[f"accuracy_{name}"] = float(outcome.correct[in_category].mean()) if in_category.any() else float("nan")
+def headline_metrics(prompt_harmful, predicted_refusal, traces_used, tokens_used, baseline_tokens: float,
+                     correct=None, category=None) -> dict:
+    """Every headline metric of one labeler x policy, over the prompts that have traces (the caller
+    passes only those): safety metrics (positive class in `metrics`), traces per prompt, tokens and
+    token savings against `baseline_tokens` (every trace in full), and n / accuracy per confidence
+    category when `correct` and `category` are given."""
+    row = metrics.safety_metrics(prompt_harmful, predicted_refusal)
+    traces_used = np.asarray(traces_used, dtype=np.float64)
+    row["avg_traces"] = float(traces_used.mean()) if len(traces_used) else float("nan")
+    row["tokens_used"] = int(np.sum(tokens_used))
+    row["token_savings_pct"] = 100.0 * (1.0 - row["tokens_used"] / baseline_tokens) if baseline_tokens else float("nan")
+    if category is not None:
+        correct = metrics.as_float(correct)
+        category = np.asarray(category, dtype=object)
+        known = ~np.isnan(correct)
+        for name in metrics.CATEGORIES:
+            in_category = (category == name) & known
+            row[f"n_{name}"] = int(in_category.sum())
+            row[f"accuracy_{name}"] = float(correct[in_category].mean()) if in_category.any() else float("nan")
     return row
 
 
@@ -131,20 +144,47 @@ def category_table(row: dict) -> pd.DataFrame:
     })
 
 
+def with_traces(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The rows of prompts that have traces. Prompts without traces (quarantined, or beyond
+    `max_prompts`) stay in `instance_predictions` for the record and are excluded from every metric."""
+    return predictions[predictions["has_traces"]]
+
+
 def summarize_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     """Headline metrics per labeler x policy from an `instance_predictions` table; token savings are
     against the labeler's fixed_n=all row (every trace in full)."""
     rows = []
-    for labeler, by_labeler in predictions.groupby("labeler", sort=False):
-        total = float(by_labeler.loc[by_labeler["policy"] == "fixed_n=all", "tokens_used"].sum())
+    for labeler, by_labeler in with_traces(predictions).groupby("labeler", sort=False):
+        baseline = float(by_labeler.loc[by_labeler["policy"] == ALL_TRACES, "tokens_used"].sum())
         for policy, group in by_labeler.groupby("policy", sort=False):
-            row = {"labeler": labeler, "policy": policy,
-                   **metrics.safety_metrics(group["prompt_harmful"], group["predicted_refusal"])}
-            row["avg_traces"] = float(group["traces_used"].mean())
-            row["tokens_used"] = int(group["tokens_used"].sum())
-            row["token_savings_pct"] = 100.0 * (1.0 - row["tokens_used"] / total) if total else float("nan")
-            rows.append(row)
+            rows.append({"labeler": labeler, "policy": policy, **headline_metrics(
+                group["prompt_harmful"], group["predicted_refusal"], group["traces_used"], group["tokens_used"],
+                baseline, group["correct"], group["category"])})
     return pd.DataFrame(rows)
+
+
+def per_policy(predictions: pd.DataFrame, compute) -> pd.DataFrame:
+    """`compute(rows)` -> dict for each labeler x policy of the prompts with traces, one row each."""
+    rows = [{"labeler": labeler, "policy": policy, **compute(group)}
+            for (labeler, policy), group in with_traces(predictions).groupby(["labeler", "policy"], sort=False)]
+    return pd.DataFrame(rows)
+
+
+def hypothesis_tests(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The confidence hypothesis (metrics.hypothesis_test) per labeler x policy."""
+    return per_policy(predictions, lambda rows: {
+        "category_threshold": float(rows["category_threshold"].iloc[0]),
+        **metrics.hypothesis_test(rows["correct"], rows["category"])})
+
+
+def calibration_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Calibration of instance confidence against correctness (calibration.calibration_report)."""
+    return per_policy(predictions, lambda rows: calibration.calibration_report(
+        rows["confidence"], metrics.as_float(rows["correct"]), metrics.as_float(rows["prompt_harmful"])))
+
+
+def _category_names(codes: np.ndarray) -> np.ndarray:
+    return np.array(metrics.CATEGORIES + (None,), dtype=object)[codes]
 
 
 def _gold(prompts: pd.DataFrame, matrix: stopping.TraceMatrix) -> np.ndarray:
@@ -183,21 +223,23 @@ class PartitionAnalysis:
                 "refusal_rate": o.refusal_rate,
                 "predicted_refusal": pd.array(np.where(np.isnan(o.predicted), None, o.predicted == 1.0), dtype="boolean"),
                 "confidence": o.confidence,
-                "category": np.array(metrics.CATEGORIES + (None,), dtype=object)[o.category],
+                "category": _category_names(o.category),
                 "category_threshold": o.threshold,
                 "correct": pd.array(np.where(np.isnan(o.correct), None, o.correct == 1.0), dtype="boolean"),
             })
-            frame = base.merge(frame, on="instance_id", how="left")
+            frame = base.merge(frame, on="instance_id", how="left", indicator="has_traces")
+            frame.insert(2, "has_traces", frame.pop("has_traces") == "both")
             frame[["traces_used", "tokens_used"]] = frame[["traces_used", "tokens_used"]].fillna(0).astype(np.int64)
             frame.insert(1, "labeler", self.labeler)
             frame.insert(2, "policy", name)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def summary(self) -> pd.DataFrame:
-        rows = [{"labeler": self.labeler, "policy": name, **summary_row(o, self.gold, self.total_tokens)}
-                for name, o in self.outcomes.items()]
-        return pd.DataFrame(rows)
+    def summary_row(self, outcome: Outcome) -> dict:
+        """headline_metrics of a replayed outcome (every instance of the matrix has traces)."""
+        return headline_metrics(self.gold, outcome.predicted, outcome.traces_used, outcome.tokens_used,
+                                self.total_tokens, outcome.correct, _category_names(outcome.category)) | {
+            "category_threshold": outcome.threshold}
 
     def percentile_sweep(self) -> pd.DataFrame:
         """percentile x policy (fixed_n=all, adaptive, deepconf_online) x vote rule. The percentile
@@ -210,7 +252,7 @@ class PartitionAnalysis:
                     outcome = evaluate(self.matrix, run, self.gold, rule, percentile, self.settings)
                     rows.append({"labeler": self.labeler, "policy": policy, "vote_rule": rule,
                                  "percentile": float(percentile),
-                                 **summary_row(outcome, self.gold, self.total_tokens)})
+                                 **self.summary_row(outcome)})
         return pd.DataFrame(rows)
 
     def budget_ablation(self) -> pd.DataFrame:
@@ -225,22 +267,7 @@ class PartitionAnalysis:
             outcome = evaluate(self.matrix, run, self.gold, self.settings.vote_rule,
                                self.settings.category_percentile, self.settings)
             rows.append({"labeler": self.labeler, "policy": name, "family": family, "n": n,
-                         **summary_row(outcome, self.gold, self.total_tokens)})
-        return pd.DataFrame(rows)
-
-    def hypothesis_tests(self) -> pd.DataFrame:
-        rows = []
-        for name, o in self.outcomes.items():
-            labels = np.array(metrics.CATEGORIES + (None,), dtype=object)[o.category]
-            rows.append({"labeler": self.labeler, "policy": name, "category_threshold": o.threshold,
-                         **metrics.hypothesis_test(o.correct, labels)})
-        return pd.DataFrame(rows)
-
-    def calibration(self) -> pd.DataFrame:
-        rows = []
-        for name, o in self.outcomes.items():
-            report = calibration.calibration_report(o.confidence, o.correct, self.gold)
-            rows.append({"labeler": self.labeler, "policy": name, **report})
+                         **self.summary_row(outcome)})
         return pd.DataFrame(rows)
 
 

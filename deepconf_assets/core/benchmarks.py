@@ -1,4 +1,14 @@
-"""Benchmark loaders: official file layouts -> the `benchmark_prompts` data contract.
+"""Benchmarks as specs: one `BenchmarkSpec` per benchmark says where its file is (or how it is
+generated), how it is normalised into the `benchmark_prompts` data contract, its licence, and where its
+gold (human-labelled) refusal responses come from. `BENCHMARK_SPECS` is the registry; the partitions,
+schedules, raw source assets, `benchmark_prompts` and `labeler_validation` all read it.
+
+Adding a benchmark is one spec plus its fixture test:
+  1. write `normalize_<name>(raw, source)` below (validate with `_require_columns`, `_map_labels`,
+     `_unique_ids`; end with `to_contract`) and add one `BenchmarkSpec` to `BENCHMARK_SPECS`;
+  2. add a test in `deepconf_assets_tests/test_benchmarks.py` that writes a small file in the official
+     layout to a tmp data dir and loads it with `load_benchmark`.
+Ship the file under `data/<name>/` with its licence only where the licence allows it.
 
 Pure pandas (no dagster). Every loader validates what it reads and raises `BenchmarkFileError`
 naming the file, the data row (1-based, header excluded) and the field when input is bad; no row is
@@ -21,14 +31,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import pandas as pd
 
 from deepconf_assets.core.synthetic import synthetic_prompts
-
-BENCHMARKS = ("xstest", "harmbench", "toxicchat", "wildguardmix", "synthetic")
 
 CONTRACT_COLUMNS = [
     "instance_id",
@@ -43,19 +52,7 @@ CONTRACT_COLUMNS = [
     "gold_response_harmful",
 ]
 
-# Official file names, relative to `<data dir>/<benchmark>/`.
-LOCAL_FILES = {
-    "xstest": "xstest_prompts.csv",
-    "harmbench": "harmbench_behaviors_text_all.csv",
-    "toxicchat": "toxic-chat_annotation_test.csv",
-    "wildguardmix": "wildguard_test.parquet",
-}
-
-# Hub fallbacks for the benchmarks we may not redistribute: (dataset id, config, split).
-HUB_SOURCES = {
-    "toxicchat": ("lmsys/toxic-chat", "toxicchat0124", "test"),
-    "wildguardmix": ("allenai/wildguardmix", "wildguardtest", "test"),
-}
+GOLD_COLUMNS = ["prompt", "response", "gold_refusal"]
 
 
 class BenchmarkFileError(ValueError):
@@ -65,10 +62,6 @@ class BenchmarkFileError(ValueError):
 def instance_id(benchmark: str, source_id: object) -> str:
     """Stable 16-hex id from the benchmark name and the benchmark's own row id."""
     return hashlib.sha256(f"{benchmark}:{source_id}".encode()).hexdigest()[:16]
-
-
-def local_path(benchmark: str, data_dir: Path) -> Path:
-    return Path(data_dir) / benchmark / LOCAL_FILES[benchmark]
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -118,7 +111,9 @@ def _unique_ids(df: pd.DataFrame, column: str, source: str) -> None:
         )
 
 
-def _finish(df: pd.DataFrame, benchmark: str, source_ids: pd.Series, extra: list[str] = ()) -> pd.DataFrame:
+def to_contract(df: pd.DataFrame, benchmark: str, source_ids: pd.Series, extra: list[str] = ()) -> pd.DataFrame:
+    """Finish a normaliser: add instance_id and benchmark, fill absent optional columns with nulls, cast
+    the nullable booleans and order the columns as the contract (then `extra`)."""
     out = df.copy()
     out["instance_id"] = [instance_id(benchmark, s) for s in source_ids]
     out["benchmark"] = benchmark
@@ -159,7 +154,7 @@ def normalize_xstest(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             "adversarial": False,
         }
     )
-    return _finish(df, "xstest", raw["id"])
+    return to_contract(df, "xstest", raw["id"])
 
 
 def normalize_harmbench(raw: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -184,7 +179,7 @@ def normalize_harmbench(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             "adversarial": False,
         }
     )
-    return _finish(df, "harmbench", raw["BehaviorID"])
+    return to_contract(df, "harmbench", raw["BehaviorID"])
 
 
 def _max_moderation_score(value: object) -> float:
@@ -230,7 +225,7 @@ def normalize_toxicchat(raw: pd.DataFrame, source: str, split: str = "test") -> 
             "openai_moderation_max": pd.Series(moderation, index=raw.index, dtype="float64"),
         }
     )
-    return _finish(df, "toxicchat", raw["conv_id"], extra=["openai_moderation_max"])
+    return to_contract(df, "toxicchat", raw["conv_id"], extra=["openai_moderation_max"])
 
 
 def normalize_wildguardmix(raw: pd.DataFrame, source: str, split: str = "test") -> pd.DataFrame:
@@ -266,7 +261,7 @@ def normalize_wildguardmix(raw: pd.DataFrame, source: str, split: str = "test") 
             ),
         }
     )
-    return _finish(df, "wildguardmix", pd.Series(range(len(raw))).map(lambda i: f"{split}:{i}"))
+    return to_contract(df, "wildguardmix", pd.Series(range(len(raw))).map(lambda i: f"{split}:{i}"))
 
 
 def normalize_synthetic(raw: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -279,7 +274,9 @@ def normalize_synthetic(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             "adversarial": False,
         }
     )
-    return _finish(df, "synthetic", raw["source_id"])
+    return to_contract(df, "synthetic", raw["source_id"])
+
+
 
 
 # --------------------------------------------------------------------------- reading
@@ -297,47 +294,248 @@ def read_raw_file(path: Path) -> pd.DataFrame:
         raise BenchmarkFileError(f"{path}: cannot be read ({exc})") from None
 
 
-def _from_hub(benchmark: str, path: Path) -> pd.DataFrame:
-    """Fetch a benchmark through `datasets`; the token comes only from the HF_TOKEN environment."""
-    dataset_id, config, split = HUB_SOURCES[benchmark]
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(dataset_id, config, split=split, token=os.environ.get("HF_TOKEN"))
-        return ds.to_pandas()
-    except Exception as exc:  # offline, gated without token, hub down: all end the same way
-        raise BenchmarkFileError(
-            f"{benchmark}: no local file at {path} and the Hugging Face hub copy of {dataset_id} "
-            f"({config}/{split}) could not be loaded ({type(exc).__name__}). Put the official file "
-            f"'{LOCAL_FILES[benchmark]}' at {path} (or point DEEPCONF_DATA_DIR at a folder holding "
-            f"{benchmark}/{LOCAL_FILES[benchmark]}), or set HF_TOKEN for a gated dataset and retry "
-            f"on a machine with network access."
-        ) from None
+# --------------------------------------------------------------------------- gold refusal responses
 
 
-NORMALIZERS: dict[str, Callable[[pd.DataFrame, str], pd.DataFrame]] = {
-    "xstest": normalize_xstest,
-    "harmbench": normalize_harmbench,
-    "toxicchat": normalize_toxicchat,
-    "wildguardmix": normalize_wildguardmix,
-    "synthetic": normalize_synthetic,
+def _gold_frame(prompt: pd.Series, response: pd.Series, refused: pd.Series) -> pd.DataFrame:
+    """Columns prompt, response, gold_refusal (nullable boolean: an unlabelled response stays null)."""
+    return pd.DataFrame(
+        {"prompt": prompt.astype(object), "response": response.astype(object),
+         "gold_refusal": refused.astype("boolean")}
+    ).reset_index(drop=True)
+
+
+def no_gold_responses() -> pd.DataFrame:
+    return _gold_frame(pd.Series([], dtype=object), pd.Series([], dtype=object), pd.Series([], dtype="boolean"))
+
+
+@dataclass(frozen=True)
+class LabelledCompletions:
+    """Gold refusal labels in a file of model completions shipped with the benchmark
+    (`<data dir>/<benchmark>/<file>`), one human label per completion. Label values are compared
+    stripped and lower-cased; a value in neither list raises naming the file, row and field."""
+
+    label: str                      # what the labels are, e.g. "XSTest human labels"
+    file: str
+    refusal: tuple[str, ...]        # label values meaning the response refused (partial refusal included)
+    compliance: tuple[str, ...]
+    label_field: str = "final_label"
+    prompt_field: str = "prompt"
+    response_field: str = "completion"
+
+    needs_prompts = False  # (class attribute, not a field)
+
+    @property
+    def description(self) -> str:
+        return f"{self.label} ({self.file})"
+
+    def responses(self, benchmark: str, prompts: pd.DataFrame | None, data_dir: Path) -> pd.DataFrame:
+        path = Path(data_dir) / benchmark / self.file
+        if not path.exists():
+            raise BenchmarkFileError(
+                f"{benchmark}: gold responses not found at {path}; they ship in the repository's data/ "
+                f"folder (check DEEPCONF_DATA_DIR)"
+            )
+        raw = read_raw_file(path)
+        _require_columns(raw, [self.prompt_field, self.response_field, self.label_field], str(path))
+        mapping = {**{v.strip().lower(): False for v in self.compliance},
+                   **{v.strip().lower(): True for v in self.refusal}}
+        refused = _map_labels(raw[self.label_field], mapping, str(path), self.label_field, nullable=False)
+        return _gold_frame(_text(raw[self.prompt_field]), _text(raw[self.response_field]), refused)
+
+
+@dataclass(frozen=True)
+class GoldResponseColumns:
+    """Gold responses inside the prompts themselves: every row with a `gold_response`, labelled by its
+    `gold_response_refusal` (a null label stays null)."""
+
+    description: str
+
+    needs_prompts = True  # (class attribute, not a field)
+
+    def responses(self, benchmark: str, prompts: pd.DataFrame, data_dir: Path) -> pd.DataFrame:
+        rows = prompts[prompts["gold_response"].notna()]
+        return _gold_frame(rows["prompt"], rows["gold_response"], rows["gold_response_refusal"])
+
+
+GoldSource = LabelledCompletions | GoldResponseColumns
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class Licence:
+    name: str   # short: "CC-BY-4.0"
+    where: str  # where the licence text is: a path in the repository or the upstream address
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.where})"
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face hub copy, read through `datasets` when no local file is present."""
+
+    dataset_id: str
+    config: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Everything the product knows about one benchmark.
+
+    name        the partition key and the folder `<data dir>/<name>/`
+    normalize   (raw DataFrame, source) -> the contract (end it with `to_contract(df, name, ids)`)
+    licence     short licence name and where its text is
+    local_file  the official file name inside `<data dir>/<name>/`; None for a generated benchmark
+    hub         the hub fallback when the local file is absent, or None
+    generate    () -> raw DataFrame, for a benchmark built in code (then no local_file and no hub)
+    gold        where gold (human-labelled) refusal responses come from, or None
+    """
+
+    name: str
+    normalize: Callable[[pd.DataFrame, str], pd.DataFrame]
+    licence: Licence
+    local_file: str | None = None
+    hub: HubSource | None = None
+    generate: Callable[[], pd.DataFrame] | None = None
+    gold: GoldSource | None = None
+
+    def __post_init__(self) -> None:
+        if self.generate is None and self.local_file is None and self.hub is None:
+            raise ValueError(f"benchmark spec {self.name!r}: give a local_file, a hub source or a generator")
+        if self.generate is not None and (self.local_file is not None or self.hub is not None):
+            raise ValueError(f"benchmark spec {self.name!r}: a generated benchmark has no local_file or hub")
+
+    def local_path(self, data_dir: Path) -> Path | None:
+        """`<data dir>/<name>/<local_file>`; None for a benchmark without a file."""
+        return None if self.local_file is None else Path(data_dir) / self.name / self.local_file
+
+    def load(self, data_dir: Path) -> tuple[pd.DataFrame, str]:
+        """The contract and where it came from: the local file, else the hub, else a clear error."""
+        if self.generate is not None:
+            return self.normalize(self.generate(), self.name), "generated"
+        path = self.local_path(data_dir)
+        if path is not None and path.exists():
+            raw, source = read_raw_file(path), str(path)
+        elif self.hub is not None:
+            raw, source = self._from_hub(path), "hf-hub:" + self.hub.dataset_id
+        else:
+            raise BenchmarkFileError(
+                f"{self.name}: file not found at {path}; it ships in the repository's data/ folder "
+                f"(check DEEPCONF_DATA_DIR)"
+            )
+        return self.normalize(raw, source), source
+
+    def gold_responses(self, prompts: pd.DataFrame | None, data_dir: Path) -> tuple[pd.DataFrame, str]:
+        """(prompt, response, gold_refusal) and a description of the gold source; an empty frame and ""
+        when the benchmark has none. `prompts` (this benchmark's contract) is loaded when None and needed."""
+        if self.gold is None:
+            return no_gold_responses(), ""
+        if prompts is None and self.gold.needs_prompts:
+            prompts = self.load(data_dir)[0]
+        return self.gold.responses(self.name, prompts, data_dir), self.gold.description
+
+    def _from_hub(self, path: Path | None) -> pd.DataFrame:
+        """Fetch through `datasets`; the token comes only from the HF_TOKEN environment."""
+        hub = self.hub
+        try:
+            import datasets
+
+            ds = datasets.load_dataset(hub.dataset_id, hub.config, split=hub.split, token=os.environ.get("HF_TOKEN"))
+            return ds.to_pandas()
+        except Exception as exc:  # offline, gated without token, hub down: all end the same way
+            where = (
+                f"no local file at {path} and the Hugging Face hub copy"
+                if path is not None else "the Hugging Face hub copy"
+            )
+            fix = (
+                f"Put the official file '{self.local_file}' at {path} (or point DEEPCONF_DATA_DIR at a "
+                f"folder holding {self.name}/{self.local_file}), or set"
+                if path is not None else "Set"
+            )
+            raise BenchmarkFileError(
+                f"{self.name}: {where} of {hub.dataset_id} ({hub.config}/{hub.split}) could not be loaded "
+                f"({type(exc).__name__}). {fix} HF_TOKEN for a gated dataset and retry on a machine "
+                f"with network access."
+            ) from None
+
+
+def _generated_synthetic() -> pd.DataFrame:
+    return synthetic_prompts(split="test")
+
+
+BENCHMARK_SPECS: dict[str, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in (
+        BenchmarkSpec(
+            "xstest", normalize_xstest, Licence("CC-BY-4.0", "data/xstest/LICENSE"),
+            local_file="xstest_prompts.csv",
+            gold=LabelledCompletions(
+                "XSTest human labels", "xstest_v2_completions_mistralinstruct.csv",
+                refusal=("2_full_refusal", "3_partial_refusal"), compliance=("1_full_compliance",),
+            ),
+        ),
+        BenchmarkSpec(
+            "harmbench", normalize_harmbench,
+            Licence("MIT", "https://github.com/centerforaisafety/HarmBench/blob/main/LICENSE; "
+                            "see data/harmbench/SOURCE.md"),
+            local_file="harmbench_behaviors_text_all.csv",
+        ),
+        BenchmarkSpec(
+            "toxicchat", normalize_toxicchat,
+            Licence("CC-BY-NC-4.0", "https://huggingface.co/datasets/lmsys/toxic-chat (not shipped)"),
+            local_file="toxic-chat_annotation_test.csv",
+            hub=HubSource("lmsys/toxic-chat", "toxicchat0124", "test"),
+        ),
+        BenchmarkSpec(
+            "wildguardmix", normalize_wildguardmix,
+            Licence("ODC-BY", "https://huggingface.co/datasets/allenai/wildguardmix (gated, not shipped)"),
+            local_file="wildguard_test.parquet",
+            hub=HubSource("allenai/wildguardmix", "wildguardtest", "test"),
+            gold=GoldResponseColumns("WildGuardMix response_refusal_label"),
+        ),
+        BenchmarkSpec(
+            "synthetic", normalize_synthetic,
+            Licence("generated by this project", "deepconf_assets/core/synthetic.py"),
+            generate=_generated_synthetic,
+        ),
+    )
 }
 
+BENCHMARKS = tuple(BENCHMARK_SPECS)
 
-def load_benchmark(benchmark: str, data_dir: Path) -> tuple[pd.DataFrame, str]:
+
+# --------------------------------------------------------------------------- by name
+
+
+def spec_for(benchmark: str, specs: Mapping[str, BenchmarkSpec] | None = None) -> BenchmarkSpec:
+    """The spec of `benchmark` in `specs` (default: `BENCHMARK_SPECS`); unknown names raise."""
+    specs = BENCHMARK_SPECS if specs is None else specs
+    if benchmark not in specs:
+        raise BenchmarkFileError(f"unknown benchmark {benchmark!r}; expected one of {tuple(specs)}")
+    return specs[benchmark]
+
+
+def local_path(benchmark: str, data_dir: Path, *, specs: Mapping[str, BenchmarkSpec] | None = None) -> Path | None:
+    """`<data dir>/<benchmark>/<official file>`; None for a generated benchmark (`synthetic`)."""
+    return spec_for(benchmark, specs).local_path(data_dir)
+
+
+def load_benchmark(
+    benchmark: str, data_dir: Path, *, specs: Mapping[str, BenchmarkSpec] | None = None
+) -> tuple[pd.DataFrame, str]:
     """Load one benchmark into the contract; returns (prompts, where it came from)."""
-    if benchmark not in NORMALIZERS:
-        raise BenchmarkFileError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
-    if benchmark == "synthetic":
-        return normalize_synthetic(synthetic_prompts(split="test"), "synthetic"), "generated"
-    path = local_path(benchmark, data_dir)
-    if path.exists():
-        raw, source = read_raw_file(path), str(path)
-    elif benchmark in HUB_SOURCES:
-        raw, source = _from_hub(benchmark, path), "hf-hub:" + HUB_SOURCES[benchmark][0]
-    else:
-        raise BenchmarkFileError(
-            f"{benchmark}: file not found at {path}; it ships in the repository's data/ folder "
-            f"(check DEEPCONF_DATA_DIR)"
-        )
-    return NORMALIZERS[benchmark](raw, source), source
+    return spec_for(benchmark, specs).load(data_dir)
+
+
+def gold_responses(
+    benchmark: str, prompts: pd.DataFrame | None, data_dir: Path, *,
+    specs: Mapping[str, BenchmarkSpec] | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """Gold (human-labelled) refusal responses: columns prompt, response, gold_refusal (nullable
+    boolean), and a description of where they come from; an empty frame and "" when the benchmark has
+    none. `prompts` is the benchmark's contract (needed for WildGuardMix; loaded from `data_dir` when None)."""
+    return spec_for(benchmark, specs).gold_responses(prompts, data_dir)

@@ -49,7 +49,7 @@ def confidence_columns(token_confidences: list[np.ndarray], token_logprobs: list
 TRACE_COLUMNS = [
     "instance_id", "trace_idx", "model", "text", "answer_text", "n_tokens", "finish_reason", "seed",
     "token_confidence", "token_logprob", "conf_mean", "conf_lowest_group", "conf_bottom10", "conf_tail",
-    "mean_logprob", "nonfinite_logprobs", "generation_key",
+    "mean_logprob", "nonfinite_logprobs", "group_window", "generation_key",
 ]
 
 

@@ -1,0 +1,64 @@
+"""The dagster-pandas data contracts: a real table passes, a broken one fails its step with a type-check
+message that names the column."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterTypeCheckDidNotPass, asset, check_dagster_type, materialize
+
+from deepconf_assets.contracts import BenchmarkPromptsFrame, InstancePredictionsFrame, TracesFrame
+from deepconf_assets.core.benchmarks import load_benchmark
+from deepconf_assets.paths import data_dir
+
+
+def traces_table() -> pd.DataFrame:
+    conf = [np.array([2.0, 3.0], dtype=np.float32), np.array([1.0], dtype=np.float32)]
+    return pd.DataFrame({
+        "instance_id": ["a", "a"], "trace_idx": [0, 1], "model": "demo", "text": ["x", "y"],
+        "answer_text": ["x", "y"], "n_tokens": [2, 1], "finish_reason": ["stop", "length"], "seed": [1, 2],
+        "token_confidence": conf, "token_logprob": [np.array([-0.1, -0.2], dtype=np.float32),
+                                                    np.array([-0.3], dtype=np.float32)],
+        "conf_mean": [2.5, 1.0], "conf_lowest_group": [2.5, 1.0], "conf_bottom10": [2.5, 1.0],
+        "conf_tail": [2.5, 1.0], "mean_logprob": [-0.15, -0.3], "nonfinite_logprobs": [0, 0],
+        "group_window": [32, 32], "generation_key": ["k", "k"],
+    })
+
+
+def predictions_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "instance_id": ["a", "b"], "labeler": "heuristic", "policy": "fixed_n=all",
+        "prompt_harmful": pd.array([True, False], dtype="boolean"), "has_traces": [True, False],
+        "traces_used": [10, 0], "tokens_used": [100, 0], "refusal_rate": [0.8, np.nan],
+        "predicted_refusal": pd.array([True, None], dtype="boolean"), "confidence": [3.0, np.nan],
+        "category": ["confident_refusal", None], "category_threshold": [2.0, 2.0],
+        "correct": pd.array([True, None], dtype="boolean"),
+    })
+
+
+def test_real_tables_meet_their_contracts():
+    prompts, _ = load_benchmark("xstest", data_dir())
+    assert check_dagster_type(BenchmarkPromptsFrame, prompts).success
+    assert check_dagster_type(TracesFrame, traces_table()).success
+    assert check_dagster_type(InstancePredictionsFrame, predictions_table()).success
+
+
+@pytest.mark.parametrize("frame_type, table, column", [
+    (TracesFrame, traces_table().assign(conf_mean=[-2.5, 1.0]), "conf_mean"),  # a flipped sign
+    (TracesFrame, traces_table().drop(columns="group_window"), "group_window"),
+    (TracesFrame, traces_table().assign(finish_reason=["stop", "abort"]), "finish_reason"),
+    (InstancePredictionsFrame, predictions_table().assign(category=["sure_refusal", None]), "category"),
+    (InstancePredictionsFrame, predictions_table().assign(labeler=["heuristic", "nobody"]), "labeler"),
+    (BenchmarkPromptsFrame, load_benchmark("xstest", data_dir())[0].assign(instance_id="same"), "instance_id"),
+])
+def test_a_broken_contract_names_the_column(frame_type, table, column):
+    result = check_dagster_type(frame_type, table)
+    assert not result.success and column in result.description
+
+
+def test_a_contract_break_fails_the_step_with_the_type_check(isolated_storage):
+    @asset(dagster_type=TracesFrame)
+    def traces() -> pd.DataFrame:
+        return traces_table().assign(n_tokens=[2, 0])
+
+    with pytest.raises(DagsterTypeCheckDidNotPass, match="n_tokens"):
+        materialize([traces])

@@ -1,0 +1,95 @@
+"""The analysis settings: one resource (`analysis`) shared by every analysis asset of a run, edited
+once in the launchpad (`resources: analysis: config: ...`) and recorded in each asset's metadata.
+
+The group window is not an analysis setting: it is the window the traces were scored with (the
+`group_window` column of `traces`, set by the traces config). Naming another one here is an error,
+not a silent recomputation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from enum import Enum
+
+import pandas as pd
+from dagster import ConfigurableResource, MetadataValue
+from pydantic import Field
+
+from deepconf_assets.core.analysis import AnalysisSettings, adaptive_name
+from deepconf_assets.core.confidence import TRACE_METRICS
+from deepconf_assets.core.voting import VOTE_RULES
+from deepconf_assets.labelers import LABELERS
+
+ConfidenceMetric = Enum("ConfidenceMetric", {m: m for m in TRACE_METRICS})
+VoteRule = Enum("VoteRule", {r: r for r in VOTE_RULES})
+Labeler = Enum("Labeler", {name: name for name in LABELERS})
+
+_DEFAULTS = AnalysisSettings()
+
+
+class AnalysisSettingsResource(ConfigurableResource):
+    """Settings of the analysis assets; defaults and meaning in core.analysis.AnalysisSettings."""
+
+    confidence_metric: ConfidenceMetric = Field(
+        ConfidenceMetric[_DEFAULTS.confidence_metric],
+        description="Trace confidence behind thresholds, vote weights and categories (larger = more confident).")
+    category_percentile: float = Field(
+        _DEFAULTS.category_percentile, ge=0, le=100,
+        description="Confident = instance confidence >= this percentile of the partition's instances.")
+    warmup_traces: int = Field(_DEFAULTS.warmup_traces, ge=1, description="Adaptive and deepconf_online warm-up traces.")
+    adaptive_percentile: float = Field(
+        _DEFAULTS.adaptive_percentile, ge=0, le=100,
+        description="Adaptive policy: threshold percentile of the warm-up traces' confidences.")
+    online_percentile: float = Field(
+        _DEFAULTS.online_percentile, ge=0, le=100,
+        description="deepconf_online: threshold percentile (100 - eta) of the warm-up lowest group confidences.")
+    consensus_tau: float = Field(_DEFAULTS.consensus_tau, gt=0, le=1,
+                                 description="deepconf_online stops when the weighted vote's top share reaches it.")
+    filter_eta: float = Field(_DEFAULTS.filter_eta, gt=0, le=100,
+                              description="top_eta_filtered vote: keep the top eta% most confident traces.")
+    vote_rule: VoteRule = Field(VoteRule[_DEFAULTS.vote_rule], description="How the voting traces decide.")
+    headline_labeler: Labeler = Field(
+        Labeler["heuristic"], description="The labeler behind headline numbers, figures and the report.")
+    group_window: int | None = Field(
+        None, ge=1, description="Leave empty: the window the traces were scored with is used. A value that "
+                                "differs from it is an error (re-materialize traces with that window instead).")
+
+    @property
+    def headline_policy(self) -> str:
+        return adaptive_name(self.adaptive_percentile)
+
+    @property
+    def labeler(self) -> str:
+        return self.headline_labeler.value
+
+    def settings(self, traces: pd.DataFrame) -> AnalysisSettings:
+        """The core settings for these traces, with the window they were scored with."""
+        return AnalysisSettings(
+            confidence_metric=self.confidence_metric.value, category_percentile=self.category_percentile,
+            warmup_traces=self.warmup_traces, adaptive_percentile=self.adaptive_percentile,
+            online_percentile=self.online_percentile, consensus_tau=self.consensus_tau,
+            group_window=scored_window(traces, self.group_window), filter_eta=self.filter_eta,
+            vote_rule=self.vote_rule.value,
+        )
+
+    def metadata(self) -> dict:
+        """The settings as materialization metadata, so every analysis says what produced it."""
+        values = {name: (v.value if isinstance(v, Enum) else v) for name, v in self.model_dump().items()}
+        return {"analysis_settings": MetadataValue.json(values)}
+
+
+def scored_window(traces: pd.DataFrame, requested: int | None) -> int:
+    """The group window stored with the traces; `requested` must be None or equal to it."""
+    if "group_window" not in traces:
+        raise ValueError("traces hold no group_window column (written before it was recorded); "
+                         "re-materialize traces (finished traces are reused from the shard store)")
+    windows = sorted(int(w) for w in pd.unique(traces["group_window"]))
+    if len(windows) > 1:
+        raise ValueError(f"traces were scored with several group windows {windows}; re-materialize traces")
+    stored = windows[0] if windows else asdict(AnalysisSettings())["group_window"]
+    if requested is not None and requested != stored:
+        raise ValueError(
+            f"the analysis asks for group_window={requested} but the traces' conf_lowest_group was computed "
+            f"with {stored}; set traces.group_window={requested} and re-materialize traces, or leave "
+            f"analysis.group_window empty")
+    return stored
