@@ -80,12 +80,16 @@ def test_a_labeler_returning_the_wrong_rows_fails_loudly():
 
 
 @pytest.mark.slow
-def test_adding_a_labeler_is_one_module(demo_model_dir, tmp_path):
+def test_adding_a_labeler_is_one_module(isolated_storage, tmp_path):
     """A toy labeler in its own module, nothing else changed: it becomes an asset, a labeler of every
     analysis, a row of validation and comparison, and can be the headline labeler."""
     (tmp_path / "toy_labeler.py").write_text(TOY_MODULE)
+    storage = tmp_path / "storage"  # its own asset files (the session's built models are shared)
+    (isolated_storage / "models").mkdir(exist_ok=True)
+    storage.mkdir()
+    (storage / "models").symlink_to(isolated_storage / "models")
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               DEEPCONF_LABELER_MODULES="toy_labeler")
+               DEEPCONF_LABELER_MODULES="toy_labeler", DEEPCONF_STORAGE_DIR=str(storage))
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(TOY_RUN)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
