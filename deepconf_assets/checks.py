@@ -10,7 +10,7 @@ from deepconf_assets.assets.benchmark_prompts import benchmark_prompts
 from deepconf_assets.assets.instance_predictions import instance_predictions
 from deepconf_assets.assets.traces import traces
 from deepconf_assets.core import metrics
-from deepconf_assets.core.confidence import TRACE_METRICS, sign_and_finiteness
+from deepconf_assets.core.confidence import TRACE_METRICS, confidence_sign_check, sign_and_finiteness
 from deepconf_assets.partitions import experiment_partitions
 
 
@@ -44,6 +44,23 @@ def prompts_not_empty(benchmark_prompts: pd.DataFrame) -> AssetCheckResult:
                          "negative value means the sign was flipped somewhere (larger must mean more confident).")
 def traces_confidence_valid(traces: pd.DataFrame) -> AssetCheckResult:
     return AssetCheckResult(**confidence_violations(traces))
+
+
+def confidence_sign(traces: pd.DataFrame) -> dict:
+    """passed + metadata for traces_confidence_sign (a function so tests can feed it bad tables)."""
+    result = confidence_sign_check(traces["conf_mean"], traces["mean_logprob"])
+    return {"passed": result["passed"],
+            "metadata": {"spearman_conf_mean_vs_mean_logprob": float(result["spearman"]),
+                         "traces": result["n"], "assessable": result["assessable"], "verdict": result["verdict"]}}
+
+
+@asset_check(asset=traces, partitions_def=experiment_partitions, blocking=True,
+             description="Trace confidence rises with the sampled tokens' likelihood: over a partition of >= 30 "
+                         "traces, the Spearman correlation of conf_mean with mean_logprob must be positive. The "
+                         "sampled-token NLL (the predecessor's quantity, >= 0 so it passes the sign check above) "
+                         "correlates negatively and fails. Fewer than 30 traces: passes, marked not assessable.")
+def traces_confidence_sign(traces: pd.DataFrame) -> AssetCheckResult:
+    return AssetCheckResult(**confidence_sign(traces))
 
 
 @asset_check(asset=traces, partitions_def=experiment_partitions,

@@ -77,5 +77,7 @@ InstancePredictionsFrame = create_dagster_pandas_dataframe_type(
         PandasColumn.categorical_column("category", set(CATEGORIES), ignore_missing_vals=True),
         PandasColumn.float_column("category_threshold", ignore_missing_vals=True),  # NaN without traces
         PandasColumn.boolean_column("correct"),
+        # mean n_tokens of the traces that voted (the length covariate of the hypothesis test); NaN without traces
+        PandasColumn.float_column("mean_tokens", min_value=0.0, ignore_missing_vals=True),
     ],
 )

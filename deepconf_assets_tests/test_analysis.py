@@ -95,14 +95,21 @@ def test_vote_rules_and_tie_rule():
 def test_top_eta_filtered_vote():
     m = matrix()
     full = stopping.fixed_n(m, 5)
-    # A, eta 50: keep ceil(2.5) = 3 most confident of conf 4 2 3 3 4 -> traces 0, 4 and 2 (tie: lower index)
+    # A, eta 50, official rule: keep conf >= 50th percentile of 4 2 3 3 4 = 3 -> traces 0, 2, 3, 4
+    # (ties at the threshold all kept). Before issue 12 the default was the ceil rule (below): 3 traces, 7/11.
     kept = voting.top_eta_mask(full.votes, m.confidence, 50)
-    assert kept[0].tolist() == [True, False, True, False, True]
+    assert kept[0].tolist() == [True, False, True, True, True]
     share, predicted = voting.vote(m.refused, full.votes, m.confidence, "top_eta_filtered", eta=50)
-    assert share[0] == pytest.approx(7 / 11)  # refuse 4 + 3, comply 4
+    assert share[0] == pytest.approx(10 / 14)  # refuse 4 + 3 + 3, comply 4
     assert predicted[0] == 1.0
-    # eta small keeps at least one trace
-    assert voting.top_eta_mask(full.votes, m.confidence, 1).sum(axis=1).tolist() == [1, 1]
+    # ceil rule (an option): keep ceil(2.5) = 3 most confident -> traces 0, 4 and 2 (tie: lower index)
+    kept = voting.top_eta_mask(full.votes, m.confidence, 50, eta_rule="ceil")
+    assert kept[0].tolist() == [True, False, True, False, True]
+    share, _ = voting.vote(m.refused, full.votes, m.confidence, "top_eta_filtered", eta=50, eta_rule="ceil")
+    assert share[0] == pytest.approx(7 / 11)  # refuse 4 + 3, comply 4
+    # eta small: the ceil rule keeps at least one trace; the official rule keeps the traces tied at the top
+    assert voting.top_eta_mask(full.votes, m.confidence, 1, eta_rule="ceil").sum(axis=1).tolist() == [1, 1]
+    assert voting.top_eta_mask(full.votes, m.confidence, 1).sum(axis=1).tolist() == [2, 2]  # A: 4, 4; B: 2, 2
 
 
 def test_partition_analysis_by_hand():
@@ -133,7 +140,7 @@ def test_sweep_and_ablation_shapes():
     traces, prompts = two_instances()
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=2))
     sweep = result.percentile_sweep()
-    assert len(sweep) == 9 * 3 * 3
+    assert len(sweep) == 9 * (1 + 1 + len(analysis.AnalysisSettings().sweep_taus) + 1) * 3
     assert set(sweep["vote_rule"]) == set(voting.VOTE_RULES)
     assert sweep["token_savings_pct"].between(0, 100).all()
     assert (sweep[[f"n_{c}" for c in metrics.CATEGORIES]].sum(axis=1) == 2).all()
@@ -176,16 +183,17 @@ def test_hypothesis_test_by_hand():
     result = metrics.hypothesis_test(np.array(correct), np.array(category, dtype=object))
     assert (result["n_uncertain_compliance"], result["n_confident_compliance"]) == (40, 40)
     assert result["accuracy_difference"] == pytest.approx(0.5 - 0.875)
-    assert result["fisher_p_one_sided"] == pytest.approx(_fisher_less(20, 40, 35, 40), rel=1e-9)
-    assert result["fisher_p_one_sided"] < 0.001 and result["verdict"] == "supported"
-    assert result["ci95_low"] < -0.375 < result["ci95_high"] < 0
+    assert result["fisher_p_one_sided_h1"] == pytest.approx(_fisher_less(20, 40, 35, 40), rel=1e-9)
+    assert result["fisher_p_two_sided"] < 0.001 and result["verdict"] == "supported"
+    assert result["direction"] == "uncertain worse"
+    assert result["diff_ci_low"] < -0.375 < result["diff_ci_high"] < 0
     small = metrics.hypothesis_test(np.array(correct[:30] + correct[40:70]), np.array(category[:30] + category[40:70], dtype=object))
-    assert small["n_uncertain_compliance"] == 30 and small["verdict"] in ("supported", "not supported")
+    assert small["n_uncertain_compliance"] == 30 and small["verdict"] in ("supported", "no evidence")
     tiny = metrics.hypothesis_test(np.array(correct[:29] + correct[40:80]), np.array(category[:29] + category[40:80], dtype=object))
     assert tiny["verdict"] == "insufficient data (n < 30)"
     reverse = metrics.hypothesis_test(np.array([1.0] * 35 + [0.0] * 5 + [1.0] * 20 + [0.0] * 20),
                                       np.array(category[:80], dtype=object))
-    assert reverse["verdict"] == "not supported"
+    assert reverse["verdict"] == "opposite direction" and reverse["direction"] == "uncertain better"
 
 
 def test_calibration_by_hand():
@@ -194,9 +202,12 @@ def test_calibration_by_hand():
     # most confident first: correct 1 1 0 0 -> risks 0, 0, 1/3, 2/4
     np.testing.assert_allclose(report["risk"], [0, 0, 1 / 3, 1 / 2])
     assert report["aurc"] == pytest.approx((1 / 3 + 1 / 2) / 4)
-    # rescaled p = 0, 1/3, 2/3, 1, each in its own bin: ECE = (1/3 + 1/3) / 4; Brier = (1/9 + 1/9) / 4
-    assert report["ece"] == pytest.approx(1 / 6)
-    assert report["brier"] == pytest.approx(1 / 18)
+    # out-of-fold isotonic P(correct) (4 points: leave-one-out) = 0, 1/2, 1/2, 1 (test_verdicts works it out):
+    # bins hold {0: wrong}, {1/2, 1/2: one right} and {1: right} -> ECE 0; Brier = (1/4 + 1/4) / 4
+    assert report["ece_isotonic_oof"] == pytest.approx(0.0)
+    assert report["brier_isotonic_oof"] == pytest.approx(1 / 8)
+    assert "ece" not in report and "brier" not in report  # no min-max rescaled versions
+    assert report["auroc_ci_low"] == report["auroc_ci_high"] == 1.0  # every resample with both classes separates
     assert report["mwu_correct_vs_wrong_n_a"] == 2
 
 
@@ -267,3 +278,40 @@ def test_the_analysis_reads_the_window_the_traces_were_scored_with():
         AnalysisSettingsResource(group_window=32).settings(traces)
     with pytest.raises(ValueError, match="re-materialize traces"):
         AnalysisSettingsResource().settings(traces.drop(columns="group_window"))
+
+
+def test_decided_by_hand():
+    # A votes refuse, comply, refuse, refuse, comply: after 4 traces 3:1 with 1 left -> settled (3 > 1 + 1).
+    # B votes comply x3, refuse x2: after 3 traces 0:3 with 2 left -> settled (3 > 0 + 2).
+    run = stopping.decided(matrix())
+    assert run.used.sum(axis=1).tolist() == [4, 3]
+    assert run.spent.sum(axis=1).tolist() == [2 + 3 + 2 + 4, 6]
+    m = matrix()
+    _, settled = voting.vote(m.refused, run.votes, m.confidence)
+    _, full = voting.vote(m.refused, stopping.fixed_n(m, 5).votes, m.confidence)
+    assert settled.tolist() == full.tolist() == [1.0, 0.0]
+
+
+def test_consensus_reachable_by_hand():
+    # 2:1 after 3 warm-up traces needs x more agreeing with (2 + x) / (3 + x) >= tau.
+    assert not stopping.consensus_reachable(3, 10, 0.95)  # x = 17 > 7
+    assert stopping.consensus_reachable(3, 10, 0.9)  # x = 7
+    assert not stopping.consensus_reachable(3, 9, 0.9)
+    assert stopping.consensus_reachable(3, 10, 0.8)  # x = 2
+    assert stopping.consensus_reachable(1, 3, 0.99)  # no dissent possible in a warm-up of one
+
+
+def test_pareto_efficient_by_hand():
+    tokens = [10, 100, 50, 50, 60]
+    accuracy = [0.6, 0.7, 0.7, 0.65, 0.7]
+    # 50 tokens at 0.7 dominates 100 and 60 at 0.7 and 50 at 0.65; 10 tokens at 0.6 is the cheapest
+    assert analysis.pareto_efficient(tokens, accuracy).tolist() == [True, False, True, False, False]
+
+
+def test_stopping_sources_by_hand():
+    sources = analysis.stopping_sources(traces_used=[3, 5, 4], traces_available=[5, 5, 5], warmup=3,
+                                        later_used=[0, 2, 1], later_cut=[0, 1, 1], later_cut_mid_trace=[0, 1, 0])
+    assert sources["share_stopped_at_warmup"] == pytest.approx(1 / 3)
+    assert sources["share_stopped_early"] == pytest.approx(2 / 3)
+    assert sources["share_later_traces_cut"] == pytest.approx(2 / 3)
+    assert sources["share_later_traces_cut_mid_trace"] == pytest.approx(1 / 3)

@@ -35,7 +35,7 @@ def test_nonfinite_logprobs_are_clipped_and_counted():
 def test_trace_metrics_by_hand():
     values = np.array([1, 2, 3, 4, 5], dtype=float)
     m = confidence.trace_metrics(values, np.array([5]), window=2)
-    # groups (window 2): 1.5 2.5 3.5 4.5 -> mean 3, lowest 1.5, bottom ceil(10% of 4)=1 group 1.5, tail 4.5
+    # groups (window 2): 1.5 2.5 3.5 4.5 -> mean 3, lowest 1.5, bottom max(1, floor(10% of 4))=1 group 1.5, tail 4.5
     assert m["conf_mean"][0] == pytest.approx(3.0)
     assert m["conf_lowest_group"][0] == pytest.approx(1.5)
     assert m["conf_bottom10"][0] == pytest.approx(1.5)

@@ -31,7 +31,7 @@ def predictions_table() -> pd.DataFrame:
         "traces_used": [10, 0], "tokens_used": [100, 0], "refusal_rate": [0.8, np.nan],
         "predicted_refusal": pd.array([True, None], dtype="boolean"), "confidence": [3.0, np.nan],
         "category": ["confident_refusal", None], "category_threshold": [2.0, 2.0],
-        "correct": pd.array([True, None], dtype="boolean"),
+        "correct": pd.array([True, None], dtype="boolean"), "mean_tokens": [12.5, np.nan],
     })
 
 

@@ -14,7 +14,7 @@ from dagster import AssetSelection, materialize
 
 from deepconf_assets.assets.report import FIGURES
 from deepconf_assets.core.confidence import TRACE_METRICS
-from deepconf_assets.core.metrics import CATEGORIES
+from deepconf_assets.core.metrics import CATEGORIES, VERDICTS
 from deepconf_assets.core.analysis import HEADLINE_METRICS
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.labelers import LABELERS
@@ -55,7 +55,10 @@ def test_traces_contract_and_confidence(xstest_demo_run):
     assert len(traces) == 450 * 10 and traces["instance_id"].nunique() == 450
     assert np.isfinite(traces[list(TRACE_METRICS) + ["mean_logprob"]].to_numpy()).all()
     assert all(np.isfinite(v).all() for v in traces["token_confidence"])
-    assert (traces["conf_lowest_group"] <= traces["conf_mean"] + 1e-9).all()
+    # the lowest group is the smallest group; bottom-10 averages the lowest floor(10%) groups (at least one).
+    # (lowest group <= mean is NOT an invariant: with stride 1, edge tokens fall in fewer windows)
+    assert (traces["conf_lowest_group"] <= traces["conf_bottom10"] + 1e-6).all()
+    assert (traces["conf_lowest_group"] <= traces["conf_tail"] + 1e-6).all()
     means = np.array([np.mean(v, dtype=np.float64) for v in traces["token_confidence"]])
     np.testing.assert_allclose(traces["conf_mean"], means, rtol=1e-5)
     assert (traces["n_tokens"] == traces["token_confidence"].map(len)).all()
@@ -70,7 +73,7 @@ def test_instance_predictions_hold_all_four_categories(xstest_demo_run):
     headline = predictions[(predictions["policy"] == "adaptive@p50") & (predictions["labeler"] == "heuristic")]
     assert len(headline) == 450
     assert set(headline["category"]) == set(CATEGORIES)
-    assert {"fixed_n=1", "fixed_n=5", "fixed_n=all", "adaptive@p50", "deepconf_online@p10"} == set(predictions["policy"])
+    assert {"fixed_n=1", "fixed_n=5", "fixed_n=all", "adaptive@p50", "deepconf_online@p10", "decided"} == set(predictions["policy"])
     assert (predictions["traces_used"] >= 1).all()
     full = predictions[predictions["policy"] == "fixed_n=all"]
     assert (full["traces_used"] == 10).all()
@@ -145,12 +148,18 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     assert result.success
     table = pd.read_parquet(root / "model_comparison" / "xstest.parquet")
     assert set(table["model"]) == {"demo"}  # only the materialized model partition
-    assert set(table["policy"]) == {"adaptive@p50", "fixed_n=all"}
-    assert table[["auroc", "ece", "aurc"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert set(table["policy"]) == {"decided", "fixed_n=all"}  # the headline policy and the reference
+    assert table[["auroc", "ece_isotonic_oof", "aurc"]].apply(lambda c: c.between(0, 1)).all().all()
     predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
     full = predictions[(predictions["policy"] == "fixed_n=all") & (predictions["labeler"] == "heuristic")]
     expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
     assert table.set_index(["labeler", "policy"]).loc[("heuristic", "fixed_n=all"), "accuracy"] == pytest.approx(expected)
+
+
+def predictions_have_lengths(root) -> bool:
+    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    with_traces = predictions[predictions["has_traces"]]
+    return bool((with_traces["mean_tokens"] > 0).all())
 
 
 def test_analysis_tables(xstest_demo_run):
@@ -158,11 +167,17 @@ def test_analysis_tables(xstest_demo_run):
     sweep = pd.read_parquet(root / "percentile_sweep" / "xstest" / "demo.parquet")
     labelers = {"heuristic", "xstest_prefix"}  # every registered labeler that ran (WildGuard has no weights here)
     assert set(sweep["labeler"]) == labelers
-    assert len(sweep) == 9 * 3 * 3 * len(labelers) and sweep["token_savings_pct"].between(0, 100).all()
+    # fixed_n=all, adaptive and decided once per percentile, deepconf_online once per percentile and tau
+    assert len(sweep) == 9 * (1 + 1 + 5 + 1) * 3 * len(labelers) and sweep["token_savings_pct"].between(0, 100).all()
     tests = pd.read_parquet(root / "hypothesis_test" / "xstest" / "demo.parquet")
-    assert set(tests["verdict"]) <= {"supported", "not supported", "insufficient data (n < 30)"}
+    assert set(tests["verdict"]) | set(tests["verdict_stratified"]) <= set(VERDICTS)
+    assert tests[["fisher_p_two_sided", "p_holm", "cmh_p"]].notna().any().all()
+    assert (tests["p_holm"].dropna() >= tests.loc[tests["p_holm"].notna(), "fisher_p_two_sided"]).all()
+    assert predictions_have_lengths(root)
     calib = pd.read_parquet(root / "calibration" / "xstest" / "demo.parquet")
     assert calib["auroc"].between(0, 1).all() and (calib["n"] == 450).all()
+    assert ((calib["auroc_ci_low"] <= calib["auroc"]) & (calib["auroc"] <= calib["auroc_ci_high"])).all()
+    assert calib["ece_isotonic_oof"].between(0, 1).all() and "ece" not in calib
     ablation = pd.read_parquet(root / "budget_ablation" / "xstest" / "demo.parquet")
     fixed = ablation[(ablation["family"] == "fixed_n") & (ablation["labeler"] == "heuristic")]
     assert fixed["tokens_used"].is_monotonic_increasing and len(fixed) == 10
@@ -195,12 +210,13 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     assert not re.search(r'(src|href)="(?!data:)', page)  # self-contained: nothing fetched from elsewhere
     assert page.count('src="data:image/png;base64,') == len(FIGURES)
     predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
-    headline = predictions[(predictions["policy"] == "adaptive@p50") & (predictions["labeler"] == "heuristic")]
+    headline = predictions[(predictions["policy"] == "decided") & (predictions["labeler"] == "heuristic")]
     accuracy = (headline["predicted_refusal"] == headline["prompt_harmful"]).mean()
     assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
     assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
     meta = result.asset_materializations_for_node("report")[0].metadata
-    assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("adaptive@p50")
+    assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("decided")
+    assert "Pareto-efficient policies" in meta["headline"].value and "fixed_n=1" in page
 
 
 def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, isolated_storage):
@@ -220,9 +236,9 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
     expected = predictions[predictions["has_traces"]].groupby(["labeler", "policy"])["traces_used"].mean()
     assert expected[("heuristic", "fixed_n=1")] == 1.0 and expected[("heuristic", "fixed_n=all")] == 4.0
     shown = {
-        "instance_predictions metadata": {("heuristic", "adaptive@p50"): result.asset_materializations_for_node(
+        "instance_predictions metadata": {("heuristic", "decided"): result.asset_materializations_for_node(
             "instance_predictions")[0].metadata["avg_traces"].value},
-        "labeler_comparison": read("labeler_comparison").assign(policy="adaptive@p50")
+        "labeler_comparison": read("labeler_comparison").assign(policy="decided")
         .set_index(["labeler", "policy"])["avg_traces"].dropna().to_dict(),
         "budget_ablation": read("budget_ablation").assign(
             policy=lambda t: t["policy"].replace({"fixed_n=4": "fixed_n=all"})).set_index(["labeler", "policy"])["avg_traces"].to_dict(),
@@ -246,3 +262,17 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
     for metric in HEADLINE_METRICS:
         for key in comparison.index:
             assert report.loc[key, metric] == pytest.approx(comparison.loc[key, metric], abs=5e-4, nan_ok=True), (metric, key)
+
+
+def test_decided_matches_every_trace_with_fewer_tokens(xstest_demo_run):
+    """The zero-loss reference: the same predictions as fixed_n=all, from fewer traces."""
+    _, root = xstest_demo_run
+    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    rows = predictions[predictions["labeler"] == "heuristic"].set_index(["policy", "instance_id"])
+    decided, full = rows.loc["decided"], rows.loc["fixed_n=all"]
+    assert decided["predicted_refusal"].equals(full["predicted_refusal"])
+    assert decided["tokens_used"].sum() < full["tokens_used"].sum()
+    sweep = pd.read_parquet(root / "percentile_sweep" / "xstest" / "demo.parquet")
+    online = sweep[(sweep["policy"] == "deepconf_online") & (sweep["vote_rule"] == "majority")]
+    assert set(online["tau"]) == {0.6, 0.7, 0.8, 0.9, 0.95}
+    assert online["token_savings_pct"].max() - online["token_savings_pct"].min() > 3  # the setting matters

@@ -1,4 +1,5 @@
-"""Benchmark: the full percentile sweep (9 percentiles x 3 policies x 3 vote rules) on a synthetic
+"""Benchmark: the full sweep (9 percentiles x fixed_n, adaptive, deepconf_online at 5 consensus taus and
+decided x 3 vote rules = 216 rows) on a synthetic
 partition of 5,000 prompts x 10 traces x 256 tokens (about the predecessor's 48,145-trace run),
 vectorised (deepconf_assets.core) against a straightforward per-instance Python implementation of
 the same rules written here, checking that both give identical numbers.
@@ -11,7 +12,6 @@ Last line: speedup=<x> sweep_seconds=<s>
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
@@ -76,19 +76,32 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
         values = [float(v) for v in row.token_confidence]
         per_instance.setdefault(row.instance_id, []).append(
             {"conf": row.conf_mean, "refused": bool(row.refused), "tokens": row.n_tokens, "values": values,
-             "width": min(settings.group_window, len(values))})
+             "width": min(settings.group_window, len(values)),
+             "lowest": lowest_group(values, settings.group_window)})
     total_tokens = sum(t["tokens"] for ts in per_instance.values() for t in ts)
     w = settings.warmup_traces
 
+    # deepconf_online weighs votes by lowest group confidence (official DeepConf) or by the confidence metric
+    online_weight = "lowest" if settings.online_vote_weight == "lowest_group" else "conf"
+
     def top_share(votes):
-        refuse = sum(t["conf"] for t in votes if t["refused"])
-        total = sum(t["conf"] for t in votes)
+        refuse = sum(t[online_weight] for t in votes if t["refused"])
+        total = sum(t[online_weight] for t in votes)
         return max(refuse, total - refuse) / total if total > 0 else float("nan")
 
-    def policy(ts, name, p):
+    def policy(ts, name, p, tau):
         """(used traces, voting traces, tokens spent)"""
         if name == "fixed_n":
             return ts, ts, sum(t["tokens"] for t in ts)
+        if name == "decided":  # stop when the traces left cannot change the majority
+            used, refuse, comply = [], 0, 0
+            for k, t in enumerate(ts):
+                used.append(t)
+                refuse, comply = refuse + t["refused"], comply + (not t["refused"])
+                left = len(ts) - k - 1
+                if refuse > comply + left or comply > refuse + left:
+                    break
+            return used, used, sum(t["tokens"] for t in used)
         if name == "adaptive":
             threshold = np.percentile([t["conf"] for t in ts[:w]], p)
             used = list(ts[:w])
@@ -97,11 +110,11 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
                 if t["conf"] >= threshold:
                     break
             return used, used, sum(t["tokens"] for t in used)
-        threshold = np.percentile([lowest_group(t["values"], settings.group_window) for t in ts[:w]], p)
+        threshold = np.percentile([t["lowest"] for t in ts[:w]], p)
         used, votes, spent = list(ts[:w]), list(ts[:w]), sum(t["tokens"] for t in ts[:w])
         for t in ts[w:]:
             beta = top_share(votes)
-            if beta == beta and beta >= settings.consensus_tau:
+            if beta == beta and beta >= tau:
                 break
             used.append(t)
             cut_at = first_group_below(t["values"], settings.group_window, threshold)
@@ -112,14 +125,13 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
                 spent += cut_at + t["width"]
         return used, votes, spent
 
-    def decide(votes, rule):
-        weighted_total = sum(t["conf"] for t in votes)
-        if rule == "top_eta_filtered":
-            keep = max(1, math.ceil(len(votes) * settings.filter_eta / 100.0 - 1e-9))
-            order = sorted(range(len(votes)), key=lambda i: (-votes[i]["conf"], i))
-            votes = [votes[i] for i in sorted(order[:keep])]
-            weighted_total = sum(t["conf"] for t in votes)
-        weighted = sum(t["conf"] for t in votes if t["refused"]) / weighted_total
+    def decide(votes, rule, weight="conf"):
+        weighted_total = sum(t[weight] for t in votes)
+        if rule == "top_eta_filtered":  # official DeepConf: keep weights >= the (100 - eta)th percentile
+            cut = np.percentile([t[weight] for t in votes], 100.0 - settings.filter_eta)
+            votes = [t for t in votes if t[weight] >= cut]
+            weighted_total = sum(t[weight] for t in votes)
+        weighted = sum(t[weight] for t in votes if t["refused"]) / weighted_total
         if rule == "majority":
             share = sum(t["refused"] for t in votes) / len(votes)
         else:
@@ -129,14 +141,15 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
         return share > 0.5
 
     rows = []
+    taus = sorted({*settings.sweep_taus, settings.consensus_tau})
     for p in settings.sweep_percentiles:
-        for name in ("fixed_n", "adaptive", "deepconf_online"):
-            runs = {i: policy(ts, name, p) for i, ts in per_instance.items()}
+        for name, tau in [("fixed_n", -1), ("adaptive", -1), *[("deepconf_online", t) for t in taus], ("decided", -1)]:
+            runs = {i: policy(ts, name, p, tau) for i, ts in per_instance.items()}
             for rule in ("majority", "confidence_weighted", "top_eta_filtered"):
                 counts = {"tp": 0, "fn": 0, "fp": 0, "tn": 0}
                 preds, confs = {}, {}
                 for i, (used, votes, _) in runs.items():
-                    preds[i] = decide(votes, rule)
+                    preds[i] = decide(votes, rule, online_weight if name == "deepconf_online" else "conf")
                     confs[i] = sum(t["conf"] for t in votes) / len(votes)
                     key = ("t" if preds[i] == gold[i] else "f") + ("p" if preds[i] else "n")
                     counts[key] += 1
@@ -146,7 +159,7 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
                     level = "confident" if confs[i] >= threshold else "uncertain"
                     n_cat[f"{level}_{'refusal' if preds[i] else 'compliance'}"] += 1
                 tokens = sum(spent for _, _, spent in runs.values())
-                rows.append({"policy": name, "vote_rule": rule, "percentile": float(p), **counts,
+                rows.append({"policy": name, "vote_rule": rule, "percentile": float(p), "tau": float(tau), **counts,
                              "tokens_used": tokens,
                              "avg_traces": sum(len(u) for u, _, _ in runs.values()) / len(runs),
                              "token_savings_pct": 100 * (1 - tokens / total_tokens),
@@ -179,16 +192,18 @@ def main() -> None:
     slow_seconds = time.perf_counter() - started
     print(f"straightforward per-instance sweep: {slow_seconds:.2f} s")
 
-    keys = ["policy", "vote_rule", "percentile"]
+    keys = ["policy", "vote_rule", "percentile", "tau"]
+    fast["tau"] = fast["tau"].fillna(-1.0)  # policies without a consensus tau
     merged = fast.merge(slow, on=keys, suffixes=("", "_ref"))
-    assert len(merged) == len(fast) == len(slow) == 81, "both sweeps must cover 9 x 3 x 3 rows"
+    expected = len(settings.sweep_percentiles) * (3 + len({*settings.sweep_taus, settings.consensus_tau})) * 3
+    assert len(merged) == len(fast) == len(slow) == expected, f"both sweeps must cover {expected} rows"
     exact = ["tp", "fn", "fp", "tn", "tokens_used"] + [f"n_{c}" for c in CATEGORIES]
     for column in exact:
         mismatch = merged[merged[column] != merged[f"{column}_ref"]]
         assert mismatch.empty, f"{column} differs:\n{mismatch[keys + [column, column + '_ref']]}"
     for column in ("avg_traces", "token_savings_pct"):
         np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], rtol=1e-12, err_msg=column)
-    print("identical numbers: confusion counts, tokens, traces, savings and category counts on all 81 rows")
+    print(f"identical numbers: confusion counts, tokens, traces, savings and category counts on all {expected} rows")
     print(f"speedup={slow_seconds / fast_seconds:.1f} sweep_seconds={fast_seconds:.2f}")
 
 

@@ -15,14 +15,23 @@ import pandas as pd
 from dagster import ConfigurableResource, MetadataValue
 from pydantic import Field
 
-from deepconf_assets.core.analysis import AnalysisSettings, adaptive_name
-from deepconf_assets.core.confidence import TRACE_METRICS
+from deepconf_assets.core.analysis import ALL_TRACES, AnalysisSettings, adaptive_name, online_name
+from deepconf_assets.core.confidence import CONFIDENCE_CHOICES
+from deepconf_assets.core.stopping import ONLINE_VOTE_WEIGHTS, consensus_reachable
 from deepconf_assets.core.voting import VOTE_RULES
 from deepconf_assets.labelers import LABELERS
 
-ConfidenceMetric = Enum("ConfidenceMetric", {m: m for m in TRACE_METRICS})
+# The four DeepConf trace metrics, plus `predecessor_nll`: the predecessor's quantity, NOT DeepConf (the
+# mean sampled-token negative log-likelihood, -mean_logprob, larger = LESS likely), to reproduce its artifact.
+ConfidenceMetric = Enum("ConfidenceMetric", {m: m for m in CONFIDENCE_CHOICES})
+# deepconf_online vote weights: lowest_group (the official DeepConf code) or the confidence_metric.
+OnlineVoteWeight = Enum("OnlineVoteWeight", {w: w for w in ONLINE_VOTE_WEIGHTS})
 VoteRule = Enum("VoteRule", {r: r for r in VOTE_RULES})
 Labeler = Enum("Labeler", {name: name for name in LABELERS})
+# The policy behind headline numbers, figures and the report; "decided" equals fixed_n=all's predictions
+# with fewer traces. The report also names every Pareto-efficient policy (accuracy against tokens).
+HeadlinePolicy = Enum("HeadlinePolicy", {"decided": "decided", "adaptive": "adaptive",
+                                         "deepconf_online": "deepconf_online", "fixed_n_all": ALL_TRACES})
 
 _DEFAULTS = AnalysisSettings()
 
@@ -32,7 +41,10 @@ class AnalysisSettingsResource(ConfigurableResource):
 
     confidence_metric: ConfidenceMetric = Field(
         ConfidenceMetric[_DEFAULTS.confidence_metric],
-        description="Trace confidence behind thresholds, vote weights and categories (larger = more confident).")
+        description="Trace confidence behind thresholds, vote weights and categories (larger = more confident): "
+                    "conf_mean, conf_lowest_group, conf_bottom10, conf_tail (DeepConf). predecessor_nll is NOT "
+                    "DeepConf: the predecessor's mean sampled-token negative log-likelihood (-mean_logprob, larger "
+                    "= LESS likely), offered only to reproduce its sign artifact (asset predecessor_comparison).")
     category_percentile: float = Field(
         _DEFAULTS.category_percentile, ge=0, le=100,
         description="Confident = instance confidence >= this percentile of the partition's instances.")
@@ -48,6 +60,13 @@ class AnalysisSettingsResource(ConfigurableResource):
     filter_eta: float = Field(_DEFAULTS.filter_eta, gt=0, le=100,
                               description="top_eta_filtered vote: keep the top eta% most confident traces.")
     vote_rule: VoteRule = Field(VoteRule[_DEFAULTS.vote_rule], description="How the voting traces decide.")
+    online_vote_weight: OnlineVoteWeight = Field(
+        OnlineVoteWeight[_DEFAULTS.online_vote_weight],
+        description="deepconf_online vote weights (consensus and final vote): lowest_group = each trace's lowest "
+                    "group confidence, as the official DeepConf code; confidence_metric = the confidence_metric.")
+    headline_rule: HeadlinePolicy = Field(
+        HeadlinePolicy["decided"], description="The policy behind headline numbers, figures and the report "
+                                               "(adaptive and deepconf_online at their configured percentiles).")
     headline_labeler: Labeler = Field(
         Labeler["heuristic"], description="The labeler behind headline numbers, figures and the report.")
     group_window: int | None = Field(
@@ -56,7 +75,9 @@ class AnalysisSettingsResource(ConfigurableResource):
 
     @property
     def headline_policy(self) -> str:
-        return adaptive_name(self.adaptive_percentile)
+        rule = self.headline_rule.value
+        return {"adaptive": adaptive_name(self.adaptive_percentile),
+                "deepconf_online": online_name(self.online_percentile)}.get(rule, rule)
 
     @property
     def labeler(self) -> str:
@@ -69,8 +90,17 @@ class AnalysisSettingsResource(ConfigurableResource):
             warmup_traces=self.warmup_traces, adaptive_percentile=self.adaptive_percentile,
             online_percentile=self.online_percentile, consensus_tau=self.consensus_tau,
             group_window=scored_window(traces, self.group_window), filter_eta=self.filter_eta,
-            vote_rule=self.vote_rule.value,
+            vote_rule=self.vote_rule.value, online_vote_weight=self.online_vote_weight.value,
         )
+
+    def consensus_warning(self, budget: int) -> str | None:
+        """Why deepconf_online is degenerate at this budget, or None when its consensus is reachable."""
+        if consensus_reachable(self.warmup_traces, budget, self.consensus_tau):
+            return None
+        return (f"deepconf_online is degenerate: consensus_tau={self.consensus_tau:g} cannot be reached within "
+                f"{budget} traces after one dissenting warm-up trace ({self.warmup_traces} warm-up), so any split "
+                f"warm-up runs to the full budget and its savings measure warm-up unanimity, not confidence; "
+                f"lower consensus_tau or raise traces_per_prompt")
 
     def metadata(self) -> dict:
         """The settings as materialization metadata, so every analysis says what produced it."""

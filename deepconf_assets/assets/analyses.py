@@ -11,6 +11,18 @@ from deepconf_assets.core import analysis
 from resources.analysis_settings import AnalysisSettingsResource
 
 
+HYPOTHESIS = (
+    "H1: uncertain compliance is less accurate than confident compliance. Per labeler and policy: n and "
+    "accuracy per category, direction, two-sided Fisher exact p (and the one-sided p in H1's direction), "
+    "a two-sided bootstrap 95% CI of the accuracy difference, Holm-corrected p across the policies tested "
+    "(p_holm), and the verdict supported | opposite direction | no evidence | insufficient data (n < 30) "
+    "at alpha = 0.05 on p_holm. Stratified by prompt harmfulness over all decisions (uncertain vs "
+    "confident): Cochran-Mantel-Haenszel pooled OR, CI and p (Holm: cmh_p_holm, verdict_stratified), and "
+    "a logistic regression correct ~ uncertain + harmful + log(mean_tokens) (length-controlled). Read "
+    "from instance_predictions."
+)
+
+
 def _replayed(method: str, settings: AnalysisSettingsResource, prompts: pd.DataFrame, traces: pd.DataFrame,
               refusal_labels: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """`method` of PartitionAnalysis for every labeler that ran, stacked (column `labeler`)."""
@@ -22,9 +34,11 @@ def _replayed(method: str, settings: AnalysisSettingsResource, prompts: pd.DataF
     **ANALYSIS,
     ins=LABEL_INS,
     description=(
-        "Threshold percentiles 10..90 x policies (fixed_n=all, adaptive, deepconf_online) x vote rules "
-        "(majority, confidence-weighted, top-eta filtered): safety metrics, traces and tokens used, token "
-        "savings against generating every trace, and the confidence categories drawn at the same percentile."
+        "Threshold percentiles 10..90 x policies (fixed_n=all, adaptive, deepconf_online at consensus tau "
+        "0.6..0.95, decided) x vote rules (majority, confidence-weighted, top-eta filtered): safety metrics, traces and "
+        "tokens used, token savings against generating every trace, where the savings come from (instances "
+        "stopped at the warm-up or early, later traces cut mid-trace), and the confidence categories drawn at "
+        "the same percentile."
     ),
 )
 def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
@@ -32,11 +46,22 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
     sweep = _replayed("percentile_sweep", analysis_settings, benchmark_prompts, traces, refusal_labels)
     shown = sweep[(sweep["vote_rule"] == analysis_settings.vote_rule.value)
                   & (sweep["labeler"] == analysis_settings.labeler)][
-        ["policy", "percentile", "accuracy", "sensitivity", "specificity", "f1", "avg_traces",
-         "token_savings_pct", "n_uncertain_compliance", "accuracy_uncertain_compliance"]
+        ["policy", "percentile", "tau", "accuracy", "sensitivity", "specificity", "f1", "avg_traces",
+         "token_savings_pct", "share_stopped_early", "share_later_traces_cut_mid_trace", "n_uncertain_compliance",
+         "accuracy_uncertain_compliance", "categories_below_30"]
     ]
+    online = sweep[(sweep["policy"] == "deepconf_online") & (sweep["labeler"] == analysis_settings.labeler)
+                   & (sweep["vote_rule"] == analysis_settings.vote_rule.value)]
+    default = online[(online["percentile"] == analysis_settings.online_percentile)
+                     & (online["tau"] == analysis_settings.consensus_tau)]
+    warning = analysis_settings.consensus_warning(int(traces.groupby("instance_id").size().max()) if len(traces) else 0)
     return MaterializeResult(value=sweep, metadata={
         "dagster/row_count": len(sweep), "sweep": metadata.table(shown, max_rows=len(shown)),
+        "online_savings_pct_min": metadata.number(online["token_savings_pct"].min() if len(online) else None),
+        "online_savings_pct_max": metadata.number(online["token_savings_pct"].max() if len(online) else None),
+        "online_later_traces_cut_mid_trace": metadata.number(
+            default["share_later_traces_cut_mid_trace"].iloc[0] if len(default) else None),
+        "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace",
         "sweep_shown": f"{analysis_settings.labeler} labels, {analysis_settings.vote_rule.value} vote: "
                        f"{len(shown)} of {len(sweep)} rows (every labeler and vote rule is in the parquet file)",
         **analysis_settings.metadata()})
@@ -58,11 +83,7 @@ def budget_ablation(analysis_settings: AnalysisSettingsResource, benchmark_promp
 
 @asset(
     **ANALYSIS,
-    description=(
-        "H1: uncertain compliance is less accurate than confident compliance. Per labeler and policy: n and "
-        "accuracy per category, one-sided Fisher exact p, bootstrap 95% CI of the accuracy difference, and "
-        "the verdict supported | not supported | insufficient data (n < 30). Read from instance_predictions."
-    ),
+    description=HYPOTHESIS,
 )
 def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
     table = analysis.hypothesis_tests(instance_predictions)
@@ -72,8 +93,14 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predic
         metadata={
             "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
             "verdict": str(headline["verdict"]),
-            "fisher_p_one_sided": metadata.number(headline["fisher_p_one_sided"]),
+            "direction": str(headline["direction"]),
+            "fisher_p_two_sided": metadata.number(headline["fisher_p_two_sided"]),
+            "p_holm": metadata.number(headline["p_holm"]),
             "accuracy_difference": metadata.number(headline["accuracy_difference"]),
+            "verdict_stratified": str(headline["verdict_stratified"]),
+            "cmh_p": metadata.number(headline["cmh_p"]),
+            "cmh_odds_ratio": metadata.number(headline["cmh_odds_ratio"]),
+            "logit_uncertain_coef": metadata.number(headline["logit_uncertain_coef"]),
             "tests": metadata.table(table),
             **analysis_settings.metadata(),
         },
@@ -83,19 +110,22 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predic
 @asset(
     **ANALYSIS,
     description=(
-        "Does instance confidence separate correct from wrong decisions? Per labeler and policy: AUROC, ECE "
-        "(15 bins), Brier (confidence min-max rescaled to [0, 1]), AURC with the risk-coverage curve, and "
-        "Mann-Whitney U tests of confidence by correctness and by prompt harmfulness. Read from "
-        "instance_predictions."
+        "Does instance confidence separate correct from wrong decisions? Per labeler and policy, primary and "
+        "scale-free: AUROC and AURC (with the risk-coverage curve), each with a seeded bootstrap 95% CI. ECE "
+        "(15 bins) and Brier only on a probability: P(correct | confidence) by 5-fold out-of-fold isotonic "
+        "regression (ece_isotonic_oof, brier_isotonic_oof). Mann-Whitney U tests of confidence by correctness "
+        "and by prompt harmfulness. Read from instance_predictions."
     ),
 )
 def calibration(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
     table = analysis.calibration_table(instance_predictions)
-    shown = table[["labeler", "policy", "n", "auroc", "ece", "brier", "aurc", "mwu_correct_vs_wrong_p",
+    shown = table[["labeler", "policy", "n", "auroc", "auroc_ci_low", "auroc_ci_high", "aurc", "aurc_ci_low",
+                   "aurc_ci_high", "ece_isotonic_oof", "brier_isotonic_oof", "mwu_correct_vs_wrong_p",
                    "mwu_harmful_vs_benign_p"]]
     headline = require_headline(analysis_settings, table)
     return MaterializeResult(
         value=table,
         metadata={"auroc": metadata.number(headline["auroc"]), "aurc": metadata.number(headline["aurc"]),
+                  "ece_isotonic_oof": metadata.number(headline["ece_isotonic_oof"]),
                   "calibration": metadata.table(shown), **analysis_settings.metadata()},
     )

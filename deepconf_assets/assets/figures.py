@@ -105,6 +105,32 @@ confidence_by_harmfulness_figure = _confidence_figure(
     "confidence by prompt harmfulness", plots.POSITIVE_CLASS_NOTE)
 
 
+@asset(**FIGURE, description="Instance confidence against answer length (mean n_tokens of the voting traces, log "
+                              "scale) per confidence category; the title gives the length-controlled effect: the "
+                              "logistic coefficient of uncertain in correct ~ uncertain + harmful + log(mean_tokens).")
+def confidence_by_length_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+                                instance_predictions: pd.DataFrame, hypothesis_test: pd.DataFrame) -> MaterializeResult:
+    rows = _headline(analysis_settings, instance_predictions)
+    if "mean_tokens" not in rows:
+        raise ValueError("instance_predictions has no mean_tokens column; re-materialize instance_predictions")
+    rows = rows[rows["confidence"].notna() & (rows["mean_tokens"] > 0)]
+    groups = {label: (rows.loc[rows["category"] == c, "mean_tokens"].to_numpy(dtype=float),
+                      rows.loc[rows["category"] == c, "confidence"].to_numpy(dtype=float))
+              for c, label in CATEGORY_NAMES.items()}
+    test = _of_labeler(analysis_settings, hypothesis_test)
+    test = test[test["policy"] == analysis_settings.headline_policy]
+    effect = "length-controlled effect n/a"
+    if len(test) and np.isfinite(test["logit_uncertain_coef"].iloc[0]):
+        t = test.iloc[0]
+        effect = (f"uncertain: log-odds of correct {t['logit_uncertain_coef']:+.2f} "
+                  f"[{t['logit_uncertain_ci_low']:+.2f}, {t['logit_uncertain_ci_high']:+.2f}], p={t['logit_uncertain_p']:.3g}")
+    title = f"{context.partition_key}: confidence vs length; {effect}"
+    note = (f"Logistic regression correct ~ {test['logit_terms'].iloc[0] if len(test) else 'uncertain'} over every "
+            f"decision (95% Wald CI); < 0 = uncertain decisions less often correct. "
+            f"{_subject(analysis_settings).capitalize()}.")
+    return _figure(plots.confidence_by_length_png(groups, title, note), "Confidence against answer length")
+
+
 @asset(**FIGURE, ins=LABEL_INS, description="Mean token confidence along the answer, refusing vs complying traces.")
 def trace_evolution_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                            traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
@@ -119,13 +145,14 @@ def trace_evolution_figure(context: AssetExecutionContext, analysis_settings: An
     return _figure(plots.trace_evolution_png(curves, title), "Trace evolution")
 
 
-@asset(**FIGURE, description="Reliability diagram: accuracy per bin of (rescaled) instance confidence.")
+@asset(**FIGURE, description="Reliability diagram: accuracy per bin of P(correct | confidence) from the 5-fold "
+                              "out-of-fold isotonic fit (the probability ECE is computed on).")
 def reliability_diagram_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                instance_predictions: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
     rows = rows[rows["confidence"].notna() & rows["correct"].notna()]
-    probability = calibration.rescale(rows["confidence"].to_numpy(dtype=float)) if len(rows) else np.zeros(0)
-    n, accuracy, _ = calibration.reliability_bins(probability, rows["correct"].to_numpy(dtype=float))
+    n, accuracy, _ = calibration.reliability_oof(rows["confidence"].to_numpy(dtype=float),
+                                                 rows["correct"].to_numpy(dtype=float))
     png = plots.reliability_png(n, accuracy, f"{context.partition_key}: reliability, {_subject(analysis_settings)}")
     return _figure(png, "Reliability diagram")
 

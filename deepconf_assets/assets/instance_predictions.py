@@ -30,6 +30,8 @@ def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_
     summary = analysis.summarize_predictions(predictions)
     headline = require_headline(analysis_settings, summary)
     _, unavailable = split_by_availability(refusal_labels)
+    sources = analysis.stopping_table(predictions, analysis_settings.warmup_traces)
+    warning = analysis_settings.consensus_warning(int(predictions["traces_available"].max()) if len(predictions) else 0)
     return MaterializeResult(
         value=predictions,
         metadata={
@@ -43,6 +45,8 @@ def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_
             "prompts_without_traces": int((~predictions.drop_duplicates("instance_id")["has_traces"]).sum()),
             "policies": metadata.table(summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]),
             "categories": metadata.table(analysis.category_table(headline.to_dict())),
+            "stopping_sources": metadata.table(sources[sources["labeler"] == analysis_settings.labeler]),
+            "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace",
             **analysis_settings.metadata(),
         },
     )

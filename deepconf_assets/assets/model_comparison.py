@@ -10,7 +10,7 @@ from deepconf_assets.partitions import benchmark_and_model, benchmark_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.model_registry import models_by_size
 
-CALIBRATION = ("auroc", "ece", "aurc")
+CALIBRATION = ("auroc", "ece_isotonic_oof", "aurc")
 COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, *CALIBRATION]
 
 

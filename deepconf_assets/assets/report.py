@@ -21,6 +21,7 @@ FIGURES = [
     ("confidence_by_category_figure", "Confidence per category"),
     ("confidence_distributions_figure", "Confidence distributions per category"),
     ("confidence_by_harmfulness_figure", "Confidence on harmful and benign prompts"),
+    ("confidence_by_length_figure", "Confidence against answer length per category"),
     ("trace_evolution_figure", "Token confidence along the answer"),
     ("reliability_diagram_figure", "Reliability diagram"),
     ("risk_coverage_figure", "Risk against coverage"),
@@ -36,6 +37,15 @@ def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothe
             f"'uncertain compliance is riskier': {verdict}.")
 
 
+def _pareto(settings: AnalysisSettingsResource, summary: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """The headline labeler's policies with accuracy, tokens, Pareto efficiency and stopping sources."""
+    rows = summary[summary["labeler"] == settings.labeler][["policy", "accuracy", "avg_traces", "tokens_used",
+                                                            "token_savings_pct"]].reset_index(drop=True)
+    rows["pareto_efficient"] = analysis.pareto_efficient(rows["tokens_used"], rows["accuracy"])
+    sources = analysis.stopping_table(predictions[predictions["labeler"] == settings.labeler], settings.warmup_traces)
+    return rows.merge(sources.drop(columns="labeler"), on="policy")
+
+
 @asset(
     partitions_def=experiment_partitions,
     group_name="experiment",
@@ -49,18 +59,38 @@ def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothe
 )
 def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame,
            hypothesis_test: pd.DataFrame, calibration: pd.DataFrame, labeler_validation: pd.DataFrame,
-           labeler_comparison: pd.DataFrame, **figures: bytes) -> MaterializeResult:
+           labeler_comparison: pd.DataFrame, predecessor_comparison: pd.DataFrame, **figures: bytes) -> MaterializeResult:
     summary = analysis.summarize_predictions(instance_predictions)
     headline = _headline(analysis_settings, summary, hypothesis_test)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
+    frontier = _pareto(analysis_settings, summary, instance_predictions)
+    efficient = ", ".join(frontier.loc[frontier["pareto_efficient"], "policy"])
+    headline += f" Pareto-efficient policies (accuracy against tokens, {analysis_settings.labeler} labels): {efficient}."
+    warning = analysis_settings.consensus_warning(int(instance_predictions["traces_available"].max()))
     sections = [
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
                             metrics),
+        html_report.Section(
+            "Stopping policies: accuracy against tokens, and where the savings come from",
+            "pareto_efficient: no other policy is at least as accurate with no more tokens (fixed_n=1 and "
+            "fixed_n=all are the references; decided gives fixed_n=all's predictions with fewer traces). "
+            "Savings come from instances stopped right after the warm-up, stopped before the budget, and "
+            "later traces cut (deepconf_online; mid-trace = before the trace's own end)."
+            + (f" WARNING: {warning}." if warning else ""), frontier),
         html_report.Section("Hypothesis: uncertain compliance is less accurate than confident compliance",
-                            "One-sided Fisher exact test; bootstrap 95% CI of the accuracy difference.", hypothesis_test),
+                            "Two-sided Fisher exact test at alpha 0.05 with a two-sided bootstrap 95% CI of the accuracy "
+                            "difference; verdicts on the Holm-corrected p across policies (p_holm). Stratified by prompt "
+                            "harmfulness: CMH over all decisions and a logistic regression with log length.", hypothesis_test),
         html_report.Section("Calibration of instance confidence against correctness",
-                            "ECE after min-max rescaling of confidence; AURC = mean risk over coverage.",
+                            "AUROC and AURC (mean risk over coverage) with bootstrap 95% CIs; ECE and Brier on the "
+                            "out-of-fold isotonic P(correct | confidence).",
                             calibration.drop(columns=["coverage", "risk"])),
+        html_report.Section(
+            "The predecessor's quantity against DeepConf confidence",
+            "The same policy and labels, with categories drawn from DeepConf confidence (conf_mean) and from the "
+            "predecessor's sampled-token NLL (predecessor_nll = -mean_logprob, larger = less likely, not DeepConf): "
+            "if the categories swap, a 'confidence paradox' found with the NLL is a sign artifact.",
+            predecessor_comparison.drop(columns=["meaning"], errors="ignore")),
         html_report.Section("Refusal labelers against gold labels", "", labeler_validation),
         html_report.Section("The labelers side by side on the same traces", "", labeler_comparison),
         *[html_report.Section(heading, png=figures[name]) for name, heading in FIGURES],

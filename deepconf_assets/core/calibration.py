@@ -1,28 +1,92 @@
 """Does instance confidence tell correct from wrong decisions?
 
+Primary, scale-free measures (ranks only, so any monotone map of confidence gives the same numbers):
 - AUROC of confidence for correctness (sklearn; 0.5 = no signal, > 0.5 = confident is more often
   correct). NaN when every decision is correct or every one wrong.
-- ECE (15 equal-width bins) and Brier need a probability. DeepConf confidence is not one, so it is
-  rescaled to [0, 1] by min-max over the partition's instances (`p_confident`). ECE and Brier depend
-  on that choice; AUROC and AURC do not (they use ranks only).
 - Risk-coverage: instances sorted by confidence, most confident first; at coverage k/n the risk is the
   error rate among the k most confident. AURC = mean risk over k = 1..n (lower is better).
-- Mann-Whitney U (two-sided) of confidence between correct and wrong decisions, and between harmful
-  and benign prompts, with medians and n.
+Both come with a seeded percentile bootstrap 95% CI (instances resampled with replacement).
+
+ECE and Brier need a probability, and DeepConf confidence is not one. They are computed only on
+P(correct | confidence) estimated by cross-fitted isotonic regression (`out_of_fold_probability`:
+k-fold, seeded; each instance's probability comes from a monotone fit on the other folds), and named
+so: `ece_isotonic_oof` (15 equal-width bins), `brier_isotonic_oof`. The reliability diagram uses the
+same probability. No min-max rescaled ECE/Brier is reported: those measure the rescaling.
+
+Mann-Whitney U (two-sided) of confidence between correct and wrong decisions, and between harmful
+and benign prompts, with medians and n.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
 ECE_BINS = 15
+OOF_FOLDS = 5
+N_BOOT = 1000
+SEED = 0
 
 
-def rescale(confidence: np.ndarray) -> np.ndarray:
-    low, high = np.min(confidence), np.max(confidence)
-    return np.full_like(confidence, 0.5) if high == low else (confidence - low) / (high - low)
+def fold_ids(n: int, folds: int = OOF_FOLDS, seed: int = SEED) -> np.ndarray:
+    """The fold of each of n instances: a seeded random permutation cut into min(folds, n) near-equal folds."""
+    k = max(1, min(folds, n))
+    ids = np.empty(n, dtype=np.int64)
+    ids[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+    return ids
+
+
+def out_of_fold_probability(confidence, correct, folds: int = OOF_FOLDS, seed: int = SEED) -> np.ndarray:
+    """P(correct | confidence), cross-fitted: for each fold (`fold_ids`), an isotonic regression (increasing,
+    clipped to [0, 1] and, outside the training range, to its end values) fitted on the other folds
+    predicts the fold. No instance's own label enters its probability. Rows with a non-finite
+    confidence or unknown correctness get NaN; fewer than 2 usable rows give NaN."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    corr = np.asarray(correct, dtype=np.float64)
+    out = np.full(len(conf), np.nan)
+    usable = np.flatnonzero(np.isfinite(conf) & ~np.isnan(corr))
+    if len(usable) < 2:
+        return out
+    ids = fold_ids(len(usable), folds, seed)
+    for fold in np.unique(ids):
+        test, train = usable[ids == fold], usable[ids != fold]
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        out[test] = model.fit(conf[train], corr[train]).predict(conf[test])
+    return out
+
+
+def _auroc_rows(conf: np.ndarray, corr: np.ndarray) -> np.ndarray:
+    """AUROC of each row (Mann-Whitney U with average ranks for ties); NaN where a row has one class."""
+    ranks = stats.rankdata(conf, axis=1)
+    n_pos = corr.sum(axis=1)
+    n_neg = corr.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * corr).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _aurc_rows(conf: np.ndarray, corr: np.ndarray) -> np.ndarray:
+    order = np.argsort(-conf, axis=1, kind="stable")
+    errors = np.cumsum(1.0 - np.take_along_axis(corr, order, axis=1), axis=1)
+    return (errors / np.arange(1, conf.shape[1] + 1)).mean(axis=1)
+
+
+def bootstrap_ci(confidence, correct, n_boot: int = N_BOOT, seed: int = SEED, level: float = 0.95) -> dict:
+    """Percentile bootstrap CIs of AUROC and AURC (instances resampled with replacement, seeded; resamples
+    with one class only are left out of the AUROC interval)."""
+    conf, corr = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    out = {k: float("nan") for k in ("auroc_ci_low", "auroc_ci_high", "aurc_ci_low", "aurc_ci_high")}
+    if len(conf) < 2:
+        return out
+    index = np.random.default_rng(seed).integers(0, len(conf), size=(n_boot, len(conf)))
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    auroc = _auroc_rows(conf[index], corr[index])
+    auroc = auroc[np.isfinite(auroc)]
+    if len(auroc):
+        out["auroc_ci_low"], out["auroc_ci_high"] = (float(x) for x in np.percentile(auroc, tails))
+    out["aurc_ci_low"], out["aurc_ci_high"] = (float(x) for x in np.percentile(_aurc_rows(conf[index], corr[index]), tails))
+    return out
 
 
 def reliability_bins(probability: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS):
@@ -66,18 +130,32 @@ def calibration_report(confidence, correct, prompt_harmful) -> dict:
     harm = np.asarray(prompt_harmful, dtype=np.float64)
     keep = np.isfinite(conf) & ~np.isnan(corr)
     conf, corr, harm = conf[keep], corr[keep], harm[keep]
-    out = {"n": int(keep.sum()), "auroc": float("nan"), "ece": float("nan"), "brier": float("nan"),
-           "aurc": float("nan"), "coverage": np.zeros(0), "risk": np.zeros(0)}
+    out = {"n": int(keep.sum()), "auroc": float("nan"), "aurc": float("nan")}
+    out.update(bootstrap_ci(conf, corr))
+    out.update({"ece_isotonic_oof": float("nan"), "brier_isotonic_oof": float("nan"),
+                "coverage": np.zeros(0), "risk": np.zeros(0)})
     if len(conf):
-        p = rescale(conf)
-        out["ece"] = expected_calibration_error(p, corr)
-        out["brier"] = float(np.mean((p - corr) ** 2))
         out["coverage"], out["risk"] = risk_coverage(conf, corr)
         out["aurc"] = float(out["risk"].mean())
         if len(np.unique(corr)) == 2:
             out["auroc"] = float(roc_auc_score(corr, conf))
+    if len(conf) >= 2:
+        p = out_of_fold_probability(conf, corr)
+        out["ece_isotonic_oof"] = expected_calibration_error(p, corr)
+        out["brier_isotonic_oof"] = float(np.mean((p - corr) ** 2))
     by_correct = mann_whitney(conf[corr == 1.0], conf[corr == 0.0])
     by_harm = mann_whitney(conf[harm == 1.0], conf[harm == 0.0])
     out.update({f"mwu_correct_vs_wrong_{k}": v for k, v in by_correct.items()})
     out.update({f"mwu_harmful_vs_benign_{k}": v for k, v in by_harm.items()})
     return out
+
+
+def reliability_oof(confidence, correct, bins: int = ECE_BINS):
+    """The reliability diagram's bins (`reliability_bins`) on the out-of-fold isotonic P(correct) of the
+    instances with a finite confidence and known correctness: the probability ECE is computed on."""
+    conf, corr = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    keep = np.isfinite(conf) & ~np.isnan(corr)
+    conf, corr = conf[keep], corr[keep]
+    probability = out_of_fold_probability(conf, corr) if len(conf) >= 2 else np.full(len(conf), np.nan)
+    usable = ~np.isnan(probability)
+    return reliability_bins(probability[usable], corr[usable], bins)

@@ -139,14 +139,18 @@ def trace_evolution_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title:
 
 
 def reliability_png(n: np.ndarray, accuracy: np.ndarray, title: str) -> bytes:
-    """Accuracy per equal-width bin of rescaled confidence (`calibration.reliability_bins`) against
-    the diagonal; empty bins are left out."""
+    """Accuracy per equal-width bin of the out-of-fold isotonic P(correct | confidence)
+    (`calibration.reliability_oof`) against the diagonal; empty bins are left out."""
     bins = len(n)
     centers = (np.arange(bins) + 0.5) / bins
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.bar(centers[n > 0], accuracy[n > 0], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
+    for center, count, acc in zip(centers[n > 0], n[n > 0], accuracy[n > 0]):
+        ax.text(center, acc + 0.01, f"n={int(count)}", ha="center", va="bottom", fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    return _finish(fig, ax, "confidence rescaled to [0, 1] (min-max over instances)", "accuracy (prediction matches gold)", title, "ECE and this diagram depend on the stated min-max rescaling.\n" + CONFIDENCE_NOTE)
+    return _finish(fig, ax, "P(correct | confidence): 5-fold out-of-fold isotonic fit", "accuracy (prediction matches gold)", title,
+                   "Each instance's probability comes from an isotonic fit on the other folds (the probability ECE uses).\n"
+                   + CONFIDENCE_NOTE)
 
 
 def risk_coverage_png(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> bytes:
@@ -183,7 +187,7 @@ def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
     left.legend(fontsize=8, ncols=4)
     left.set_title("safety metrics", fontsize=10)
     for metric, label in (("auroc", "AUROC (higher = confidence separates right from wrong)"),
-                          ("ece", "ECE (lower = better calibrated)"), ("aurc", "AURC (lower = better)")):
+                          ("ece_isotonic_oof", "ECE of out-of-fold isotonic P(correct) (lower = better)"), ("aurc", "AURC (lower = better)")):
         right.plot(x, rows[metric].to_numpy(dtype=float), marker="o", label=label)
     right.set_xticks(x, models)
     right.set_xlabel("model (smallest to largest)")
@@ -195,3 +199,15 @@ def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
     fig.tight_layout()
     fig.text(0.01, -0.1, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE, fontsize=8)
     return _png(fig)
+
+
+def confidence_by_length_png(groups: dict[str, tuple[np.ndarray, np.ndarray]], title: str, note: str) -> bytes:
+    """Instance confidence against mean answer length (log x), one scatter per category."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for name, (tokens, conf) in groups.items():
+        if len(tokens):
+            ax.scatter(tokens, conf, s=12, alpha=0.55, label=f"{name} (n={len(tokens)})")
+    if any(len(t) for t, _ in groups.values()):
+        ax.set_xscale("log")
+    return _finish(fig, ax, "mean n_tokens of the voting traces (log scale)", "instance confidence C (larger = more confident)",
+                   title, f"{note}\n{CONFIDENCE_NOTE}")

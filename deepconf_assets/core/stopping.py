@@ -15,7 +15,10 @@ cost (`spent`): the real `n_tokens`, or the tokens up to the cut for a truncated
                                vote. A trace shorter than the window is one group, judged at its end, so
                                "cut" <=> its conf_lowest_group < s. After the warm-up and after each
                                later trace, sampling stops when the confidence-weighted vote's top share
-                               beta >= tau, or when the traces run out.
+                               beta >= tau, or when the traces run out. Vote weights (for beta and for the
+                               final vote): each trace's lowest group confidence, as the official code
+                               (`vote_weight="lowest_group"`), or the analysis' confidence metric
+                               (`vote_weight="confidence_metric"`).
 """
 
 from __future__ import annotations
@@ -59,13 +62,15 @@ class PolicyRun:
     votes: np.ndarray  # traces whose answer counts
     spent: np.ndarray  # tokens spent per trace (0 where unused)
     threshold: np.ndarray | None = None
+    weights: np.ndarray | None = None  # vote weights the policy sets itself (deepconf_online); None: matrix.confidence
 
 
 def build_trace_matrix(
     traces: pd.DataFrame, confidence_column: str, group_window: int | None = None
 ) -> TraceMatrix:
     """`traces` needs instance_id, trace_idx, n_tokens, `confidence_column` and refused (nullable);
-    with `group_window`, also token_confidence (for deepconf_online)."""
+    with `group_window`, also token_confidence (for deepconf_online). `confidence_column` may be
+    confidence.PREDECESSOR_NLL (the predecessor's quantity, NOT DeepConf): -mean_logprob."""
     df = traces.sort_values(["instance_id", "trace_idx"], kind="stable")
     row, instance_ids = pd.factorize(df["instance_id"], sort=True)
     instance_ids = np.asarray(instance_ids, dtype=object)
@@ -93,7 +98,7 @@ def build_trace_matrix(
         )
     return TraceMatrix(
         instance_ids=instance_ids,
-        confidence=scatter(df[confidence_column].to_numpy(dtype=np.float64), np.nan),
+        confidence=scatter(conf_math.confidence_values(df, confidence_column), np.nan),
         refused=scatter(refused.to_numpy(dtype=np.float64, na_value=np.nan), np.nan),
         tokens=scatter(lengths, 0.0),
         present=present,
@@ -148,10 +153,20 @@ def top_share(refused: np.ndarray, votes: np.ndarray, weights: np.ndarray) -> np
         return np.where(total > 0, np.maximum(v_refuse, total - v_refuse) / total, np.nan)
 
 
-def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: float) -> PolicyRun:
+ONLINE_VOTE_WEIGHTS = ("lowest_group", "confidence_metric")  # lowest_group: the official DeepConf code
+
+
+def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: float,
+                    vote_weight: str = "lowest_group") -> PolicyRun:
     if matrix.record_value is None:
         raise ValueError("deepconf_online needs group confidences: build the matrix with group_window")
+    if vote_weight not in ONLINE_VOTE_WEIGHTS:
+        raise ValueError(f"vote_weight must be one of {ONLINE_VOTE_WEIGHTS}, got {vote_weight!r}")
     present, cols = matrix.present, _columns(matrix)
+    weights = matrix.lowest_group if vote_weight == "lowest_group" else matrix.confidence
+    conf_math.require_finite(matrix.confidence, present, matrix.instance_ids, "trace confidence")
+    conf_math.require_finite(matrix.lowest_group, present, matrix.instance_ids, "lowest group confidence")
+    weights = np.where(present, weights, 0.0)
     warm = present & (cols < warmup)
     threshold = row_percentile(matrix.lowest_group, warm, percentile)
     # a trace's first group below s is its first record low below s (records are grouped by trace)
@@ -166,11 +181,42 @@ def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: fl
     cut = present & ~warm & (passing < matrix.n_windows)
     spent_if_used = np.where(cut, passing + matrix.width, matrix.tokens)
 
-    weights = np.nan_to_num(matrix.confidence)
     used, votes = warm.copy(), warm.copy()
     for j in range(min(warmup, present.shape[1]), present.shape[1]):
         beta = top_share(matrix.refused, votes, weights)
         go_on = present[:, j] & ~(beta >= tau)  # NaN beta (no vote yet): keep sampling
         used[:, j] = go_on
         votes[:, j] = go_on & ~cut[:, j]
-    return PolicyRun(used=used, votes=votes, spent=np.where(used, spent_if_used, 0.0), threshold=threshold)
+    return PolicyRun(used=used, votes=votes, spent=np.where(used, spent_if_used, 0.0), threshold=threshold,
+                     weights=weights)
+
+
+def decided(matrix: TraceMatrix, warmup: int = 1) -> PolicyRun:
+    """Stop as soon as the traces still to come can no longer change the majority over the whole budget
+    (after at least `warmup` traces). With the majority vote its predictions are exactly those of
+    fixed_n = all, with fewer traces: a zero-loss reference for every other stopping rule.
+
+    After k traces with r refusals and c compliances (unknown labels count for neither) and m traces
+    left, the majority is settled when r > c + m (refusal) or c > r + m (compliance). A tie is never
+    taken as settled: the full vote would break it by confidence, which the unseen traces may change.
+    """
+    present, cols = matrix.present, _columns(matrix)
+    known = present & ~np.isnan(matrix.refused)
+    refusals = np.cumsum(known & (matrix.refused == 1.0), axis=1)
+    compliances = np.cumsum(known & (matrix.refused == 0.0), axis=1)
+    left = matrix.n_available[:, None] - (cols + 1)
+    settled = present & (cols + 1 >= warmup) & ((refusals > compliances + left) | (compliances > refusals + left))
+    last = np.where(settled.any(axis=1), settled.argmax(axis=1), matrix.n_available - 1)
+    used = present & (cols <= last[:, None])
+    return PolicyRun(used=used, votes=used, spent=np.where(used, matrix.tokens, 0.0))
+
+
+def consensus_reachable(warmup: int, budget: int, tau: float) -> bool:
+    """Whether deepconf_online can still reach consensus tau within the budget after ONE dissenting
+    warm-up trace (equal vote weights): (warmup - 1 + x) / (warmup + x) >= tau for some x <= budget - warmup.
+    When it cannot, any split warm-up runs to the full budget and the policy's savings measure warm-up
+    unanimity, not confidence."""
+    if warmup < 2:
+        return True
+    needed = max(0.0, (tau * warmup - (warmup - 1)) / (1.0 - tau)) if tau < 1 else float("inf")
+    return np.ceil(needed - 1e-9) <= budget - warmup
