@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pandas as pd
 import pytest
 from dagster import (
-    AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunRequest, SkipReason, build_schedule_context,
+    AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunRequest, SkipReason, build_schedule_context,
 )
 
 from deepconf_assets_tests.services import REPO, DagsterDev, service_environment, wait_for
@@ -199,17 +199,21 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
         assert all(r.tags["deepconf/schedule"] == SCHEDULE for r in runs)
 
         # model_comparison follows by its automation condition. The runs of one tick may overlap (only
-        # their GPU steps queue on the pool), so the sensor can also compare the first model on its own
-        # while the second is still running; what must hold is a comparison made after both were done.
-        model_run_ends = [instance.get_run_record_by_id(r.run_id).end_time for r in runs]
+        # their GPU steps queue on the pool), so the sensor may compare a model whose run is still making
+        # figures, or the first model alone; what must hold is a comparison made after every model
+        # partition's instance_predictions.
+        predictions_done = [
+            instance.fetch_materializations(AssetRecordsFilter(
+                asset_key=AssetKey("instance_predictions"), asset_partitions=[f"xstest|{m}"]), limit=1).records[0].timestamp
+            for m in MODELS]
 
-        def comparison_after_both():
+        def comparison_after_every_model():
             event = instance.get_latest_materialization_event(AssetKey("model_comparison_figure"))
             created = instance.get_run_record_by_id(event.run_id).create_timestamp.timestamp() if event else 0
-            return event if created >= max(model_run_ends) else None
+            return event if created >= max(predictions_done) else None
 
-        comparison_event = wait_for(comparison_after_both, 240, "model_comparison from the automation sensor",
-                                    interval=5)
+        comparison_event = wait_for(comparison_after_every_model, 240,
+                                    "model_comparison from the automation sensor", interval=5)
 
     comparison_run = instance.get_run_by_id(comparison_event.run_id)
     assert comparison_run.status == DagsterRunStatus.SUCCESS
