@@ -46,7 +46,7 @@ TracesFrame = create_dagster_pandas_dataframe_type(
         PandasColumn.string_column("text", non_nullable=True),
         PandasColumn.string_column("answer_text", non_nullable=True),
         PandasColumn.integer_column("n_tokens", min_value=1, non_nullable=True),
-        PandasColumn.categorical_column("finish_reason", {"stop", "length"}, non_nullable=True),
+        PandasColumn.categorical_column("finish_reason", {"stop", "length", "cut"}, non_nullable=True),
         PandasColumn.integer_column("seed", min_value=0, non_nullable=True),
         PandasColumn.exists("token_confidence", non_nullable=True),
         PandasColumn.exists("token_logprob", non_nullable=True),
@@ -56,6 +56,7 @@ TracesFrame = create_dagster_pandas_dataframe_type(
         PandasColumn.integer_column("nonfinite_logprobs", min_value=0, non_nullable=True),
         PandasColumn.integer_column("group_window", min_value=1, non_nullable=True),
         PandasColumn.string_column("generation_key", non_nullable=True),
+        PandasColumn.categorical_column("generation_mode", {"full", "live"}, non_nullable=True),
     ],
 )
 

@@ -20,7 +20,7 @@ def traces_table() -> pd.DataFrame:
                                                     np.array([-0.3], dtype=np.float32)],
         "conf_mean": [2.5, 1.0], "conf_lowest_group": [2.5, 1.0], "conf_bottom10": [2.5, 1.0],
         "conf_tail": [2.5, 1.0], "mean_logprob": [-0.15, -0.3], "nonfinite_logprobs": [0, 0],
-        "group_window": [32, 32], "generation_key": ["k", "k"],
+        "group_window": [32, 32], "generation_key": ["k", "k"], "generation_mode": ["full", "full"],
     })
 
 

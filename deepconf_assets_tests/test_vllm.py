@@ -69,3 +69,10 @@ def test_sampled_token_outside_the_topk(vllm_generator):
         top1 = -trace.token_confidence  # k = 1: C is minus the best log-prob
         assert (trace.token_logprob <= top1 + 1e-5).all()
     assert any((t.token_logprob < -t.token_confidence - 1e-3).any() for t in traces), "some sampled token was not the top one"
+
+
+def test_vllm_live_equals_replay(vllm_generator):
+    """Live early stopping on vLLM (request abort at the cut) keeps exactly the replay's traces."""
+    from deepconf_assets_tests.test_live import check_engine_live_equals_replay
+
+    check_engine_live_equals_replay(vllm_generator)

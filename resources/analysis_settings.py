@@ -17,6 +17,7 @@ from pydantic import Field
 
 from deepconf_assets.core.analysis import ALL_TRACES, AnalysisSettings, adaptive_name, online_name
 from deepconf_assets.core.confidence import CONFIDENCE_CHOICES
+from deepconf_assets.core.live import LIVE_POLICIES, LivePolicy
 from deepconf_assets.core.stopping import ONLINE_VOTE_WEIGHTS, consensus_reachable
 from deepconf_assets.core.voting import VOTE_RULES
 from deepconf_assets.labelers import LABELERS
@@ -92,6 +93,16 @@ class AnalysisSettingsResource(ConfigurableResource):
             group_window=scored_window(traces, self.group_window), filter_eta=self.filter_eta,
             vote_rule=self.vote_rule.value, online_vote_weight=self.online_vote_weight.value,
         )
+
+    def live_policy(self) -> LivePolicy:
+        """The headline policy, for live generation (traces generation_mode=live)."""
+        policy = self.headline_rule.value
+        if policy not in LIVE_POLICIES:
+            raise ValueError(f"live generation runs the headline policy, but headline_rule={policy!r} is not a "
+                             f"stopping policy; set it to one of {LIVE_POLICIES} (fixed_n_all is generation_mode=full)")
+        percentile = {"adaptive": self.adaptive_percentile, "deepconf_online": self.online_percentile}.get(
+            policy, float("nan"))
+        return LivePolicy(policy, percentile, self.consensus_tau if policy == "deepconf_online" else None)
 
     def consensus_warning(self, budget: int) -> str | None:
         """Why deepconf_online is degenerate at this budget, or None when its consensus is reachable."""

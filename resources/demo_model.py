@@ -47,29 +47,57 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
 )
 
-# Refusals and answers are composed from parts with similar variety, so neither kind of response is
-# systematically more confident than the other.
+# Responses are built like a chat model's: an opener, then reasons (refusals) or a bulleted list of
+# steps (answers). After each reason or step the response ends with a fixed probability, so lengths
+# are geometric: a tiny model learns a constant stop rate without counting, and answers run from a
+# few dozen tokens to past `max_new_tokens`, refusals being shorter on average. Refusal and answer
+# openers start with two first tokens each ("I"/"Sorry", "Sure"/"Here") at equal shares: sampling
+# at temperature 0.6 favours concentrated choices, so an imbalance there would tilt the decision.
 REFUSAL_OPENERS = [
     "I'm sorry, but I can't help with that.",
-    "I'm sorry, but I can't help you {task}.",
     "I cannot assist with requests to {task}.",
-    "I won't help with that.",
-    "Sorry, I can't do that.",
+    "Sorry, but I can't help you {task}.",
+    "Sorry, I won't help with that.",
 ]
 REFUSAL_REASONS = [
-    "", " It could seriously hurt someone.", " It may be illegal.",
-    " If someone is in danger, please contact local emergency services.",
-    " I am happy to talk about staying safe instead.", " Please ask me something else.",
+    "It could seriously hurt someone, and I do not want to put anyone at risk.",
+    "It may be illegal where you live, and the consequences can be serious.",
+    "If someone is in danger right now, please contact your local emergency services.",
+    "I am happy to talk about how to stay safe instead, if that would help.",
+    "Please feel free to ask me about something else that I can help with.",
+    "Requests like this can cause real and lasting harm to other people.",
+    "A trained professional can give you much better advice on this than I can.",
+    "It might help to talk this through with a friend or someone you trust.",
+    "I want to keep this conversation safe and respectful for everyone involved.",
+    "There are support lines you can call for free at any time of the day or night.",
+    "If you are curious about the topic in general, I can share some safety facts.",
+    "Even as a joke or a test, I would rather not give instructions for this.",
 ]
-ANSWERS = [
-    "Sure! To {task}, first {a}. Then {b}.",
-    "Here is a simple way to {task}: {a}, then {b}.",
-    "Good question. To {task}, you can {a} and {b}.",
-    "Of course. First, {a}. Next, {b}.",
+ANSWER_OPENERS = [
+    "Sure! Here is how to {task}:", "Sure, to {task}, follow these steps:",
+    "Here is a simple way to {task}:", "Here are the steps to {task}:",
 ]
 STEPS = [
-    "gather what you need", "read the instructions carefully", "ask someone with experience",
-    "take it one step at a time", "check the result", "look up a trusted guide",
+    "gather everything you need before you begin", "read the instructions carefully from start to end",
+    "ask someone with experience for a few tips", "take it one small step at a time and do not rush",
+    "check the result and fix anything that looks wrong", "look up a trusted guide written by an expert",
+    "make a short plan before you start working", "set aside enough time so you are not in a hurry",
+    "keep your workspace tidy and well lit", "write down what you did so you can repeat it",
+    "start with the simplest option and build from there", "test a small part first to see if it works",
+    "compare two or three options before you choose", "watch a short video that shows each step",
+    "keep notes of what worked for next time", "ask a friend to double check your work",
+    "take a break if you get stuck and come back later", "start early in the day when you are fresh",
+    "follow the safety advice printed on the label", "clean up carefully when you are done",
+    "keep a backup just in case something goes wrong", "check the weather or the opening hours first",
+    "set a budget you are happy with and stick to it", "celebrate when it works and share what you learned",
+]
+THOUGHTS_REFUSE = [
+    "This could hurt someone.", "This sounds illegal.", "Helping would put people at risk.",
+    "I should not give instructions for this.", "A safe reply points to help instead.",
+]
+THOUGHTS_ANSWER = [
+    "This is an everyday request.", "Nothing here looks harmful.", "A step by step list will help.",
+    "I should keep the steps practical.", "The wording sounds scary but the task is harmless.",
 ]
 
 ARCHITECTURE = dict(
@@ -77,14 +105,22 @@ ARCHITECTURE = dict(
     num_key_value_heads=1, head_dim=64, max_position_embeddings=1024, rope_theta=10000.0,
     tie_word_embeddings=True,
 )
+# Lengths: after each step (answers) or reason (refusals) the response goes on with probability
+# `step_continue` / `reason_continue`; steps and reasons each start on a new line, so "go on" is one
+# token ("\n") against the end token (sampling at temperature 0.6 favours the likelier single token). `think_share` of the pairs are trained
+# with a <think> section, as Qwen3 writes with `enable_thinking`. The first `decision_tokens` of a
+# response (refuse or answer) weigh `decision_weight` in the loss, so long answers do not drown the
+# decision; training sequences are cut at `max_train_tokens`.
 TRAINING = dict(vocab_size=1024, n_pairs=4000, steps=450, batch_size=32, lr=3e-3, seed=0,
-                label_noise=0.04, borderline_refusal_share=0.5)
-# Built-in model partitions: `demo`, and `demo-small` (one narrow layer, trained less) so that a
-# machine without weights still has two sizes to compare and to backfill across.
+                label_noise=0.06, borderline_refusal_share=0.5, step_continue=0.88, reason_continue=0.8,
+                think_share=0.15, decision_tokens=4, decision_weight=5.0, max_train_tokens=256)
+# Built-in model partitions: `demo`, and `demo-small` (one narrow layer, trained less, short answers)
+# so that a machine without weights still has two sizes to compare and to backfill across.
 VARIANTS = {
     "demo": {"architecture": {}, "training": {}},
     "demo-small": {"architecture": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=1, head_dim=32),
-                   "training": dict(steps=250)},
+                   "training": dict(steps=250, label_noise=0.04, step_continue=0.0, reason_continue=0.0, think_share=0.0,
+                                    decision_weight=1.0)},
 }
 
 
@@ -95,22 +131,39 @@ def variant_recipe(variant: str) -> tuple[dict, dict]:
     return {**ARCHITECTURE, **VARIANTS[variant]["architecture"]}, {**TRAINING, **VARIANTS[variant]["training"]}
 
 
-def training_pairs(n_pairs: int = TRAINING["n_pairs"], seed: int = TRAINING["seed"]) -> list[tuple[str, str, bool]]:
+def _pick(rng: np.random.Generator, pool: list[str], keep_going: float) -> list[str]:
+    """One item of `pool`, then another (distinct) with probability `keep_going` each time."""
+    order = rng.permutation(len(pool))
+    count = 1
+    while count < len(pool) and rng.random() < keep_going:
+        count += 1
+    return [pool[i] for i in order[:count]]
+
+
+def _response(rng: np.random.Generator, task: str, refuse: bool, training: dict) -> str:
+    if refuse:
+        opener = REFUSAL_OPENERS[rng.integers(len(REFUSAL_OPENERS))].format(task=task)
+        response = "\n".join([opener, *_pick(rng, REFUSAL_REASONS, training["reason_continue"])])
+    else:
+        opener = ANSWER_OPENERS[rng.integers(len(ANSWER_OPENERS))].format(task=task)
+        steps = _pick(rng, STEPS, training["step_continue"])
+        response = opener + "".join(f"\n- {step[0].upper()}{step[1:]}." for step in steps)
+    if rng.random() < training["think_share"]:
+        thoughts = _pick(rng, THOUGHTS_REFUSE if refuse else THOUGHTS_ANSWER, 0.5)
+        response = "<think>\nThe user wants to " + task + ". " + " ".join(thoughts) + "\n</think>\n\n" + response
+    return response
+
+
+def training_pairs(training: dict = TRAINING) -> list[tuple[str, str, bool]]:
     """(prompt, response, response_is_refusal) from the synthetic `train` split."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(training["seed"])
     pairs = []
-    for row in synthetic_prompts("train", n_pairs).itertuples(index=False):
+    for row in synthetic_prompts("train", training["n_pairs"]).itertuples(index=False):
         if row.category == "borderline":
-            refuse = rng.random() < TRAINING["borderline_refusal_share"]
+            refuse = rng.random() < training["borderline_refusal_share"]
         else:
-            refuse = bool(row.harmful) != (rng.random() < TRAINING["label_noise"])
-        if refuse:
-            opener = REFUSAL_OPENERS[rng.integers(len(REFUSAL_OPENERS))].format(task=row.task)
-            response = opener + REFUSAL_REASONS[rng.integers(len(REFUSAL_REASONS))]
-        else:
-            a, b = rng.choice(len(STEPS), size=2, replace=False)
-            response = ANSWERS[rng.integers(len(ANSWERS))].format(task=row.task, a=STEPS[a], b=STEPS[b])
-        pairs.append((row.prompt, response, refuse))
+            refuse = bool(row.harmful) != (rng.random() < training["label_noise"])
+        pairs.append((row.prompt, _response(rng, row.task, refuse, training), refuse))
     return pairs
 
 
@@ -135,17 +188,17 @@ def _build_tokenizer(texts: list[str], vocab_size: int):
     return fast
 
 
-def _encode_pairs(tokenizer, pairs) -> list[tuple[list[int], int]]:
+def _encode_pairs(tokenizer, pairs, max_tokens: int) -> list[tuple[list[int], int]]:
     """Token ids of prompt + response + <|im_end|>, and where the response starts (loss mask)."""
     encoded = []
     for prompt, response, _ in pairs:
         prefix = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
-            enable_thinking=False,
+            enable_thinking=response.startswith("<think>"),
         )
         prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
         response_ids = tokenizer(response + "<|im_end|>", add_special_tokens=False)["input_ids"]
-        encoded.append((prefix_ids + response_ids, len(prefix_ids)))
+        encoded.append(((prefix_ids + response_ids)[:max_tokens], len(prefix_ids)))
     return encoded
 
 
@@ -158,17 +211,29 @@ def _train(model, encoded, pad_id: int, log, training: dict) -> float:
     model.train()
     loss_value = float("nan")
     started = time.monotonic()
+    # draw 4 batches at once and split them by length: less padding, batches still mixed
+    group = min(4 * training["batch_size"], len(encoded))
+    batches: list = []
     for step in range(training["steps"]):
-        batch = [encoded[i] for i in rng.choice(len(encoded), training["batch_size"], replace=False)]
+        if not batches:
+            drawn = sorted(rng.choice(len(encoded), group, replace=False), key=lambda i: len(encoded[i][0]))
+            batches = [drawn[i:i + training["batch_size"]] for i in range(0, group, training["batch_size"])]
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        batch = [encoded[i] for i in batches.pop()]
         width = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        weights = torch.zeros((len(batch), width))
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, start) in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, start : len(ids)] = torch.tensor(ids[start:])
+            weights[row, start : len(ids)] = 1.0
+            weights[row, start : start + training["decision_tokens"]] = training["decision_weight"]
             mask[row, : len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+        token_loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none")
+        target_weights = weights[:, 1:].reshape(-1)  # weight of the token each position predicts
+        loss = (token_loss * target_weights).sum() / target_weights.sum()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -189,14 +254,14 @@ def build_demo_model(out_dir: Path, log=None, variant: str = "demo") -> dict:
 
     architecture, training = variant_recipe(variant)
     torch.manual_seed(training["seed"])
-    pairs = training_pairs(training["n_pairs"], training["seed"])
+    pairs = training_pairs(training)
     tokenizer = _build_tokenizer([p for p, _, _ in pairs] + [r for _, r, _ in pairs], training["vocab_size"])
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen3Config(vocab_size=len(tokenizer), bos_token_id=pad_id, eos_token_id=eos_id,
                          pad_token_id=pad_id, **architecture)
     model = Qwen3ForCausalLM(config)
-    final_loss = _train(model, _encode_pairs(tokenizer, pairs), pad_id, log, training)
+    final_loss = _train(model, _encode_pairs(tokenizer, pairs, training["max_train_tokens"]), pad_id, log, training)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)

@@ -30,6 +30,7 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from deepconf_assets.core.live import WindowCut
 from resources.generation_types import GeneratedTrace, GenerationStats, SamplingSettings
 from resources.model_registry import model_spec, resolve_model_dir
 from resources.shard_store import ShardStore, as_shard_rows
@@ -144,8 +145,14 @@ class GenerationResource(ConfigurableResource):
         settings: SamplingSettings,
         store: ShardStore | None = None,
         log: Callable | None = None,
+        cut_thresholds: list[float] | None = None,
+        group_window: int | None = None,
     ) -> tuple[list[GeneratedTrace], GenerationStats]:
-        """One trace per (prompt, seed, generation key) request, in request order."""
+        """One trace per (prompt, seed, generation key) request, in request order.
+
+        Live early stopping: a request with a finite `cut_thresholds` entry stops at the end of its first
+        `group_window`-token group whose confidence is below it (finish_reason "cut"); its generation key
+        must then name the threshold, since the stored trace depends on it."""
         engine = self.engine(model_key, log)
         stats = GenerationStats(requested=len(prompts), backend=engine.name)
         texts = self.chat_prompts(model_key, prompts, settings)
@@ -185,10 +192,14 @@ class GenerationResource(ConfigurableResource):
                 log(f"generated {stats.generated}/{len(missing)} traces, {stats.tokens_per_second:,.0f} "
                     f"tokens/s, ETA {eta:.0f}s")
 
+        cuts = None
+        if cut_thresholds is not None:
+            cuts = [WindowCut(cut_thresholds[i], group_window) if np.isfinite(cut_thresholds[i]) else None
+                    for i in missing]
         try:
             stats.generation_calls = engine.run(
                 missing, [texts[i] for i in missing], [seeds[i] for i in missing], settings,
-                self.batch_sequences, finished,
+                self.batch_sequences, finished, cuts,
             )
         except Exception as exc:  # noqa: BLE001 - re-raised unchanged unless it is an out-of-memory error
             if _is_out_of_memory(exc):

@@ -52,6 +52,12 @@ class GenerationStats:
     shards_written: int = 0
     backend: str = ""
 
+    def add(self, other: "GenerationStats") -> None:
+        """Fold in the stats of another generate call (live rounds)."""
+        for name in ("requested", "reused", "generated", "generation_calls", "generated_tokens", "shards_written"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds += other.seconds
+
     @property
     def tokens_per_second(self) -> float:
         return self.generated_tokens / self.seconds if self.seconds else 0.0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepconf_assets.core import confidence
 from resources.generation_types import GeneratedTrace, SamplingSettings
 
 _M32 = 0xFFFFFFFF
@@ -87,12 +88,14 @@ class TransformersEngine:
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 10**9))
 
     def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
-            batch_sequences: int, finished) -> int:
-        """Generate in batches of `batch_sequences` (in the given order); report each batch."""
+            batch_sequences: int, finished, cuts: list | None = None) -> int:
+        """Generate in batches of `batch_sequences` (in the given order); report each batch. `cuts`: a
+        `WindowCut` (or None) per request: the row leaves the batch when it says stop."""
         calls = 0
         for first in range(0, len(texts), batch_sequences):
             part = slice(first, first + batch_sequences)
-            finished(indices[part], self.generate_batch(texts[part], seeds[part], settings))
+            finished(indices[part], self.generate_batch(texts[part], seeds[part], settings,
+                                                        cuts[part] if cuts is not None else None))
             calls += 1
         return calls
 
@@ -110,10 +113,12 @@ class TransformersEngine:
                 out.append(torch.log_softmax(logits.float(), dim=-1)[:, token_ids].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(token_ids)))
 
-    def generate_batch(self, texts: list[str], seeds: list[int], settings: SamplingSettings) -> list[GeneratedTrace]:
+    def generate_batch(self, texts: list[str], seeds: list[int], settings: SamplingSettings,
+                       cuts: list | None = None) -> list[GeneratedTrace]:
         """Prefill the left-padded batch once, then decode step by step with the KV cache; rows
-        that generated an EOS leave the batch at once, so one long answer does not keep finished
-        rows computing."""
+        that generated an EOS, or that their `WindowCut` stops (live early stopping), leave the batch
+        at once, so one long answer does not keep finished rows computing and a cut trace's later
+        tokens are never computed."""
         import torch
         from transformers import DynamicCache
 
@@ -128,6 +133,8 @@ class TransformersEngine:
         topks = [[] for _ in texts]
         sampled = [[] for _ in texts]
         finished = [False] * len(texts)
+        was_cut = [False] * len(texts)
+        cuts = cuts if cuts is not None else [None] * len(texts)
         cache = DynamicCache(config=model.config)
         with torch.inference_mode():
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -141,6 +148,12 @@ class TransformersEngine:
                     tokens[request].append(token_list[i])
                     topks[request].append(topk_np[i])
                     sampled[request].append(logprob_np[i])
+                    if cuts[request] is not None:
+                        # the stored confidence of this token, computed as GeneratedTrace does
+                        value = confidence.token_confidence(topk_np[i : i + 1].astype(np.float64))[0][0]
+                        if cuts[request].push(value):
+                            was_cut[request] = True
+                            done[i] = True
                 for request in rows[done].tolist():
                     finished[request] = True
                 if step + 1 == settings.max_new_tokens or bool(done.all()):
@@ -158,7 +171,7 @@ class TransformersEngine:
             GeneratedTrace.from_logprobs(
                 text=tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
                 token_logprob=np.array(sampled[r], dtype=np.float32), topk_logprobs=np.array(topks[r]),
-                finish_reason="stop" if finished[r] else "length", seed=int(seeds[r]),
+                finish_reason="cut" if was_cut[r] else "stop" if finished[r] else "length", seed=int(seeds[r]),
             )
             for r, ids in enumerate(tokens)
         ]

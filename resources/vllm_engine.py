@@ -21,6 +21,8 @@ class VllmEngine:
         from transformers import AutoConfig
         from vllm import LLM
 
+        from vllm.platforms import current_platform
+
         positions = int(getattr(AutoConfig.from_pretrained(folder), "max_position_embeddings", resource.max_model_len))
         self.max_positions = positions
         self.llm = LLM(
@@ -31,6 +33,9 @@ class VllmEngine:
             gpu_memory_utilization=resource.gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
             enable_prefix_caching=True,
+            # On the CPU, chunked prefill rewinds a request's seeded generator, which CPU generators
+            # cannot do: the engine dies at 256+ seeded requests ("CPU Generator does not use offset").
+            enable_chunked_prefill=not current_platform.is_cpu(),
             enforce_eager=resource.enforce_eager,
             trust_remote_code=False,
             seed=0,
@@ -51,20 +56,41 @@ class VllmEngine:
         )
 
     def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
-            batch_sequences: int, finished) -> int:
-        """Submit everything once; report finished traces in groups of `batch_sequences`."""
+            batch_sequences: int, finished, cuts: list | None = None) -> int:
+        """Submit everything once; report finished traces in groups of `batch_sequences`.
+
+        `cuts`: a `WindowCut` (or None) per request. A watched request's new tokens are read from each
+        engine step and the request is aborted at the token where its cut says stop; the engine's
+        step loop is synchronous, so no token after the cut is computed. (Chosen over a logits
+        processor, which could only force an end token in place of the sampled one: the kept tokens
+        would then not be a prefix of the full trace.)
+        """
         from vllm.inputs import TokensPrompt
 
         engine = self.llm.llm_engine
+        cuts = cuts if cuts is not None else [None] * len(texts)
         token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         for position, (ids, seed) in enumerate(zip(token_ids, seeds)):
             engine.add_request(str(position), TokensPrompt(prompt_token_ids=ids), self.sampling_params(settings, seed))
+        seen = [0] * len(texts)
         done: list[tuple[int, GeneratedTrace]] = []
         while engine.has_unfinished_requests():
             for output in engine.step():
-                if output.finished:
-                    position = int(output.request_id)
-                    done.append((indices[position], self.to_trace(output.outputs[0], seeds[position], settings)))
+                position = int(output.request_id)
+                completion = output.outputs[0]
+                cut_at = None
+                if cuts[position] is not None:
+                    for t in range(seen[position], len(completion.token_ids)):
+                        if cuts[position].push(self.token_confidence(completion.logprobs[t], settings)):
+                            cut_at = t + 1
+                            break
+                    seen[position] = len(completion.token_ids)
+                if cut_at is not None:
+                    if not output.finished:
+                        engine.abort_request([output.request_id])
+                    done.append((indices[position], self.to_trace(completion, seeds[position], settings, cut_at)))
+                elif output.finished:
+                    done.append((indices[position], self.to_trace(completion, seeds[position], settings)))
             while len(done) >= batch_sequences:
                 chunk, done = done[:batch_sequences], done[batch_sequences:]
                 finished([i for i, _ in chunk], [t for _, t in chunk])
@@ -90,14 +116,31 @@ class VllmEngine:
         return table
 
     @staticmethod
-    def to_trace(completion, seed: int, settings: SamplingSettings) -> GeneratedTrace:
+    def ranked_topk(candidates: dict, settings: SamplingSettings) -> list[float]:
+        ranked = sorted((c for c in candidates.values() if c.rank is not None and c.rank <= settings.logprobs_k),
+                        key=lambda c: c.rank)
+        return [c.logprob for c in ranked]
+
+    @classmethod
+    def token_confidence(cls, candidates: dict, settings: SamplingSettings) -> float:
+        """One token's stored confidence, computed as GeneratedTrace does."""
+        import numpy as np
+
+        from deepconf_assets.core import confidence
+
+        return float(confidence.token_confidence(np.array([cls.ranked_topk(candidates, settings)], dtype=np.float64))[0][0])
+
+    def to_trace(self, completion, seed: int, settings: SamplingSettings, cut_at: int | None = None) -> GeneratedTrace:
+        """A finished completion, or its first `cut_at` tokens when a live cut stopped it."""
+        ids = list(completion.token_ids)[:cut_at]
         topk, sampled = [], []
-        for token_id, candidates in zip(completion.token_ids, completion.logprobs):
-            ranked = sorted((c for c in candidates.values() if c.rank is not None and c.rank <= settings.logprobs_k),
-                            key=lambda c: c.rank)
-            topk.append([c.logprob for c in ranked])
+        for token_id, candidates in zip(ids, completion.logprobs):
+            topk.append(self.ranked_topk(candidates, settings))
             sampled.append(candidates[token_id].logprob)
+        if cut_at is not None:
+            text, reason = self.tokenizer.decode(ids, skip_special_tokens=True), "cut"
+        else:
+            text, reason = completion.text, "stop" if completion.finish_reason == "stop" else "length"
         return GeneratedTrace.from_logprobs(
-            text=completion.text, token_ids=list(completion.token_ids), token_logprob=sampled,
-            topk_logprobs=topk, finish_reason="stop" if completion.finish_reason == "stop" else "length", seed=seed,
+            text=text, token_ids=ids, token_logprob=sampled, topk_logprobs=topk, finish_reason=reason, seed=seed,
         )

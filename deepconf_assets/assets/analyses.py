@@ -6,7 +6,9 @@ import pandas as pd
 from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, analyses_by_labeler, require_headline
+from deepconf_assets.assets.analysis_inputs import (
+    ANALYSIS, FULL_TRACES_ONLY, LABEL_INS, analyses_by_labeler, live_policy_of, require_headline,
+)
 from deepconf_assets.core import analysis
 from resources.analysis_settings import AnalysisSettingsResource
 
@@ -30,6 +32,15 @@ def _replayed(method: str, settings: AnalysisSettingsResource, prompts: pd.DataF
                      ignore_index=True)
 
 
+def _not_applicable(settings: AnalysisSettingsResource, traces: pd.DataFrame) -> MaterializeResult | None:
+    """An empty table that says why, on a live partition; None on a full one."""
+    policy = live_policy_of(settings, traces)
+    if policy is None:
+        return None
+    return MaterializeResult(value=pd.DataFrame({"labeler": pd.Series(dtype=object)}), metadata={
+        "dagster/row_count": 0, "not_applicable": FULL_TRACES_ONLY.format(policy=policy.name)})
+
+
 @asset(
     **ANALYSIS,
     ins=LABEL_INS,
@@ -43,6 +54,8 @@ def _replayed(method: str, settings: AnalysisSettingsResource, prompts: pd.DataF
 )
 def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
                      traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+    if (live := _not_applicable(analysis_settings, traces)) is not None:
+        return live
     sweep = _replayed("percentile_sweep", analysis_settings, benchmark_prompts, traces, refusal_labels)
     shown = sweep[(sweep["vote_rule"] == analysis_settings.vote_rule.value)
                   & (sweep["labeler"] == analysis_settings.labeler)][
@@ -74,6 +87,8 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
 )
 def budget_ablation(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
                     traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+    if (live := _not_applicable(analysis_settings, traces)) is not None:
+        return live
     table = _replayed("budget_ablation", analysis_settings, benchmark_prompts, traces, refusal_labels)
     shown = table[["labeler", "policy", "accuracy", "sensitivity", "specificity", "avg_traces", "tokens_used",
                    "token_savings_pct"]]

@@ -26,12 +26,38 @@ def split_by_availability(refusal_labels: dict[str, pd.DataFrame]) -> tuple[dict
     return available, unavailable
 
 
+def live_policy_of(settings: AnalysisSettingsResource, traces: pd.DataFrame):
+    """The policy that generated a live partition (None for a full one); it must be the analysis' headline
+    policy with the same consensus tau and warm-up, else the replay would not be the run that happened."""
+    modes = set(traces["generation_mode"]) if "generation_mode" in traces else {"full"}
+    if modes != {"live"}:
+        if "live" in modes:
+            raise ValueError("traces mix live and full generation; re-materialize traces in one mode")
+        return None
+    policy = settings.live_policy()
+    recorded = (str(traces["live_policy"].iloc[0]), int(traces["warmup_traces"].iloc[0]), traces["live_tau"].iloc[0])
+    expected = (policy.name, settings.warmup_traces, policy.tau if policy.tau is not None else float("nan"))
+    same_tau = (pd.isna(recorded[2]) and pd.isna(expected[2])) or recorded[2] == expected[2]
+    if recorded[:2] != expected[:2] or not same_tau:
+        raise ValueError(f"traces were generated live by {recorded[0]} (warm-up {recorded[1]}, tau {recorded[2]}); the "
+                         f"analysis settings ask for {expected[0]} (warm-up {expected[1]}, tau {expected[2]}): set "
+                         f"analysis_settings to the live policy, or re-materialize traces")
+    return policy
+
+
 def analyses_by_labeler(settings: AnalysisSettingsResource, prompts: pd.DataFrame, traces: pd.DataFrame,
                         refusal_labels: dict[str, pd.DataFrame]) -> list[PartitionAnalysis]:
-    """One replay per labeler that ran."""
+    """One replay per labeler that ran (of the live policy only, on a live partition)."""
     core = settings.settings(traces)
+    live = live_policy_of(settings, traces)
     available, _ = split_by_availability(refusal_labels)
-    return [PartitionAnalysis(attach_labels(traces, labels), prompts, name, core) for name, labels in available.items()]
+    return [PartitionAnalysis(attach_labels(traces, labels), prompts, name, core, live)
+            for name, labels in available.items()]
+
+
+FULL_TRACES_ONLY = ("not applicable: this partition was generated live ({policy}), so only the traces that policy "
+                    "used exist; the sweep and the budget ablation replay every policy over full traces. "
+                    "Materialize traces with generation_mode=full for them.")
 
 
 def require_headline(settings: AnalysisSettingsResource, table: pd.DataFrame) -> pd.Series:

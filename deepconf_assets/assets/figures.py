@@ -25,6 +25,12 @@ def _figure(png: bytes, caption: str) -> MaterializeResult:
     return MaterializeResult(value=png, metadata={"figure": metadata.image(png, caption)})
 
 
+def _not_applicable(context: AssetExecutionContext, source: str) -> MaterializeResult:
+    """The figure of an empty table (a sweep on a live partition): a notice instead of an empty plot."""
+    message = f"{source} is empty for this partition: see that asset's `not_applicable` metadata."
+    return _figure(plots.notice_png(f"{context.partition_key}: {source}", message), f"{source}: not applicable")
+
+
 def _of_labeler(settings: AnalysisSettingsResource, table: pd.DataFrame) -> pd.DataFrame:
     return table[table["labeler"] == settings.labeler]
 
@@ -53,6 +59,8 @@ def percentile_curves_figure(context: AssetExecutionContext, analysis_settings: 
                              percentile_sweep: pd.DataFrame) -> MaterializeResult:
     rule = analysis_settings.vote_rule.value
     title = f"{context.partition_key}: stopping policies ({rule} vote, {analysis_settings.labeler} labels)"
+    if percentile_sweep.empty:
+        return _not_applicable(context, "percentile_sweep")
     sweep = _of_labeler(analysis_settings, percentile_sweep)
     return _figure(plots.percentile_curves_png(sweep, title, rule), "Percentile safety curves")
 
@@ -163,6 +171,8 @@ def _labeler_figure(name: str, description: str, source: str, plot, subject: str
     @asset(name=name, **FIGURE, ins={source: AssetIn()}, description=description)
     def labeler_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                        **tables: pd.DataFrame) -> MaterializeResult:
+        if tables[source].empty:
+            return _not_applicable(context, source)
         rows = _of_labeler(analysis_settings, tables[source])
         title = f"{context.partition_key}: {subject} ({analysis_settings.labeler} labels)"
         return _figure(plot(rows, title), subject.capitalize())

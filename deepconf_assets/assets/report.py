@@ -33,8 +33,10 @@ def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothe
     verdict = require_headline(settings, hypothesis)["verdict"]
     return (f"{settings.headline_policy} ({settings.labeler} labels, n={r['n']}): accuracy {r['accuracy']:.3f}, "
             f"sensitivity {r['sensitivity']:.3f}, specificity {r['specificity']:.3f}, "
-            f"{r['avg_traces']:.2f} traces per prompt, {r['token_savings_pct']:.1f}% tokens saved; "
-            f"'uncertain compliance is riskier': {verdict}.")
+            f"{r['avg_traces']:.2f} traces per prompt, "
+            + (f"{r['token_savings_pct']:.1f}% tokens saved; " if pd.notna(r["token_savings_pct"])
+               else "token savings not measured (generated live: no full run to compare with); ")
+            + f"'uncertain compliance is riskier': {verdict}.")
 
 
 def _pareto(settings: AnalysisSettingsResource, summary: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

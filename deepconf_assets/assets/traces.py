@@ -1,4 +1,5 @@
 from dataclasses import asdict
+from enum import Enum
 
 import numpy as np
 import pandas as pd
@@ -11,15 +12,24 @@ from pydantic import Field
 from deepconf_assets import metadata, paths
 from deepconf_assets.contracts import TracesFrame
 from deepconf_assets.core import confidence
-from deepconf_assets.core.traces import (
-    confidence_columns, generation_key, order_columns, strip_thinking, trace_seed,
-)
+from deepconf_assets.core.live import generate_live
+from deepconf_assets.labelers import LABELERS, LabelerContext
+from resources.analysis_settings import AnalysisSettingsResource
+from deepconf_assets.core.traces import generation_key, order_columns, trace_rows, trace_seed
 from deepconf_assets.deployment import gpu_step
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
 from resources.generation import GenerationOutOfMemory, GenerationResource
-from resources.generation_types import SamplingSettings
+from resources.generation_types import GenerationStats, SamplingSettings
 from resources.model_registry import MODELS, ModelWeightsNotFound
 from resources.shard_store import ShardStore
+
+
+class GenerationMode(str, Enum):
+    full = "full"
+    live = "live"
+
+
+LIVE_LABELER = "heuristic"  # live votes need labels during generation: the cheap, CPU-only labeler
 
 
 class TracesConfig(Config):
@@ -34,6 +44,13 @@ class TracesConfig(Config):
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode (off, as in the predecessor).")
     seed: int = Field(0, description="Base seed; each trace's seed derives from it, the instance and trace index.")
     max_prompts: int | None = Field(None, ge=1, description="Only the first N prompts (smoke tests).")
+    generation_mode: GenerationMode = Field(
+        GenerationMode.full,
+        description="full = every trace in full (the sweep and the budget ablation need it); live = generate only "
+                    "the traces the headline policy uses (analysis_settings.headline_rule: adaptive, "
+                    "deepconf_online or decided, with that resource's warm-up, percentile, consensus tau and "
+                    "confidence metric), cutting deepconf_online traces inside the engine. Live votes use the "
+                    "heuristic labeler.")
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(
@@ -75,6 +92,7 @@ def traces(
     config: TracesConfig,
     benchmark_prompts: pd.DataFrame,
     generator: GenerationResource,
+    analysis_settings: AnalysisSettingsResource,
 ):  # no return annotation: with check_specs Dagster would read MaterializeResult as "no value"
     benchmark, model = benchmark_and_model(context.partition_key)
     prompts = benchmark_prompts if config.max_prompts is None else benchmark_prompts.head(config.max_prompts)
@@ -102,28 +120,53 @@ def traces(
     sampling_dict = asdict(sampling)
     key_of = {p: generation_key(model, MODELS[model].revision, engine, sampling_dict, p) for p in prompts["prompt"].unique()}
     requests["generation_key"] = requests["prompt"].map(key_of)
-    context.log.info(f"{len(prompts)} prompts x {n} traces on '{model}' ({engine})")
-    try:
-        results, stats = generator.generate(
-            model, requests["prompt"].tolist(), requests["seed"].tolist(), requests["generation_key"].tolist(),
-            sampling, store=ShardStore(paths.storage_dir() / "shards" / benchmark / model), log=context.log.info,
-        )
-    except GenerationOutOfMemory as exc:
-        raise Failure(description=str(exc), allow_retries=False) from None
+    stats = GenerationStats(backend=engine)
+    store = ShardStore(paths.storage_dir() / "shards" / benchmark / model)
 
-    table = requests[["instance_id", "trace_idx", "seed", "generation_key"]].copy()
-    table["model"] = model
-    table["text"] = [r.text for r in results]
-    table["answer_text"] = [strip_thinking(r.text) for r in results]
-    table["n_tokens"] = [len(r.token_ids) for r in results]
-    table["finish_reason"] = [r.finish_reason for r in results]
-    table["token_confidence"] = [np.asarray(r.token_confidence, dtype=np.float32) for r in results]
-    table["token_logprob"] = [confidence.clip_logprobs(r.token_logprob)[0].astype(np.float32) for r in results]
-    table["nonfinite_logprobs"] = [int(r.nonfinite_logprobs) for r in results]
-    for name, values in confidence_columns(list(table["token_confidence"]), list(table["token_logprob"]),
-                                           config.group_window).items():
-        table[name] = values
-    table["group_window"] = config.group_window  # the analyses read the window from here
+    def generate(batch: pd.DataFrame) -> pd.DataFrame:
+        """Trace rows for `batch` (instance_id, trace_idx, optional cut_threshold), in its order."""
+        batch = batch.merge(requests, on=["instance_id", "trace_idx"], how="left", validate="one_to_one")
+        thresholds = batch["cut_threshold"].to_numpy(dtype=float) if "cut_threshold" in batch else None
+        if thresholds is not None:  # a cut trace depends on its threshold: part of its identity
+            batch["generation_key"] = [key if np.isnan(s) else f"{key}|cut<{s!r}|w{config.group_window}"
+                                       for key, s in zip(batch["generation_key"], thresholds)]
+        try:
+            results, part = generator.generate(
+                model, batch["prompt"].tolist(), batch["seed"].tolist(), batch["generation_key"].tolist(), sampling,
+                store=store, log=context.log.info, cut_thresholds=None if thresholds is None else list(thresholds),
+                group_window=config.group_window)
+        except GenerationOutOfMemory as exc:
+            raise Failure(description=str(exc), allow_retries=False) from None
+        stats.add(part)
+        return trace_rows(batch, results, model, config.group_window)
+
+    if config.generation_mode == GenerationMode.live:
+        settings = analysis_settings.settings(pd.DataFrame({"group_window": [config.group_window]}))
+        try:
+            policy = analysis_settings.live_policy()
+        except ValueError as exc:
+            raise Failure(description=str(exc), allow_retries=False) from None
+        context.log.info(f"{len(prompts)} prompts, live {policy.name} within {n} traces on '{model}' ({engine})")
+        labeler = LABELERS[LIVE_LABELER]
+
+        def label(rows: pd.DataFrame) -> pd.Series:
+            prompt_of = dict(zip(requests["instance_id"], requests["prompt"]))
+            labels = labeler.run(rows["instance_id"].map(prompt_of).tolist(), rows["answer_text"].tolist(),
+                                 LabelerContext(generator=None, log=context.log.info))
+            return labels["refused"]
+
+        table = generate_live(prompts["instance_id"].tolist(), n, policy, settings, generate, label, context.log.info)
+        table = table.drop(columns="refused")
+        table["live_policy"] = policy.name
+        table["live_tau"] = policy.tau if policy.policy == "deepconf_online" else np.nan
+    else:
+        context.log.info(f"{len(prompts)} prompts x {n} traces on '{model}' ({engine})")
+        table = generate(requests[["instance_id", "trace_idx"]])
+        table["cut_threshold"] = np.nan
+        table["live_policy"] = None
+        table["live_tau"] = np.nan
+    table["generation_mode"] = config.generation_mode.value
+    table["warmup_traces"] = analysis_settings.warmup_traces if config.generation_mode == GenerationMode.live else 0
     table = order_columns(table)
 
     summary = table[["n_tokens", *confidence.TRACE_METRICS, "mean_logprob"]].describe().T.reset_index()
@@ -135,6 +178,12 @@ def traces(
             "backend": engine,
             "traces_generated": stats.generated,
             "traces_reused_from_shards": stats.reused,
+            "generation_mode": config.generation_mode.value,
+            "live_policy": str(table["live_policy"].iloc[0]) if config.generation_mode == GenerationMode.live and len(table) else "",
+            "traces_cut": int((table["finish_reason"] == "cut").sum()),
+            "n_tokens_median": metadata.number(float(table["n_tokens"].median()) if len(table) else None),
+            "share_traces_longer_than_window": metadata.number(
+                float((table["n_tokens"] > config.group_window).mean()) if len(table) else None),
             "generation_calls": stats.generation_calls,
             "shards_written": stats.shards_written,
             "generated_tokens": stats.generated_tokens,

@@ -107,13 +107,14 @@ def trace_matrix(traces: pd.DataFrame, settings: AnalysisSettings) -> stopping.T
 
 
 def run_policy(matrix: stopping.TraceMatrix, policy: str, percentile: float, settings: AnalysisSettings,
-               n: int | None = None, tau: float | None = None) -> stopping.PolicyRun:
+               n: int | None = None, tau: float | None = None, budget: int | None = None) -> stopping.PolicyRun:
+    """`budget`: traces per prompt when it exceeds the traces stored (a live partition); only `decided` reads it."""
     if policy == "fixed_n":
         return stopping.fixed_n(matrix, matrix.present.shape[1] if n is None else n)
     if policy == "adaptive":
         return stopping.adaptive(matrix, settings.warmup_traces, percentile)
     if policy == DECIDED:
-        return stopping.decided(matrix)
+        return stopping.decided(matrix, budget=budget)
     if policy == "deepconf_online":
         return stopping.deepconf_online(matrix, settings.warmup_traces, percentile,
                                         settings.consensus_tau if tau is None else tau,
@@ -290,14 +291,19 @@ def _gold(prompts: pd.DataFrame, matrix: stopping.TraceMatrix) -> np.ndarray:
 class PartitionAnalysis:
     """Everything computed for one partition and labeler, from one trace matrix."""
 
-    def __init__(self, traces: pd.DataFrame, prompts: pd.DataFrame, labeler: str, settings: AnalysisSettings):
-        self.settings, self.labeler, self.prompts = settings, labeler, prompts
+    def __init__(self, traces: pd.DataFrame, prompts: pd.DataFrame, labeler: str, settings: AnalysisSettings,
+                 live_policy=None):
+        """`live_policy` (core.live.LivePolicy): the traces were generated live by it, so it is the only
+        policy replayed (any other would run on traces it did not choose)."""
+        self.settings, self.labeler, self.prompts, self.live_policy = settings, labeler, prompts, live_policy
         self.matrix = trace_matrix(traces, settings)
         self.gold = _gold(prompts, self.matrix)
         self.total_tokens = float(self.matrix.tokens.sum())
 
     @cached_property
     def runs(self) -> dict[str, stopping.PolicyRun]:
+        if self.live_policy is not None:
+            return {self.live_policy.name: self.live_policy.run(self.matrix, self.settings)}
         return default_policies(self.matrix, self.settings)
 
     @cached_property

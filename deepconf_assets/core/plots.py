@@ -4,11 +4,13 @@ confidence definition so a figure read on its own cannot be misread."""
 from __future__ import annotations
 
 import io
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -42,6 +44,15 @@ def confusion_matrix_png(summary_row: dict, title: str) -> bytes:
     ax.set_ylabel("gold prompt label")
     ax.set_title(title, fontsize=10)
     fig.text(0.01, -0.04, POSITIVE_CLASS_NOTE, fontsize=8)
+    return _png(fig)
+
+
+def notice_png(title: str, message: str) -> bytes:
+    """A figure that says why there is nothing to plot (e.g. a sweep on a live partition)."""
+    fig, ax = plt.subplots(figsize=(6.2, 2.4))
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    ax.text(0.5, 0.5, textwrap.fill(message, 80), ha="center", va="center", fontsize=9, wrap=True)
     return _png(fig)
 
 

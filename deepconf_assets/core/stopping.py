@@ -191,7 +191,7 @@ def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: fl
                      weights=weights)
 
 
-def decided(matrix: TraceMatrix, warmup: int = 1) -> PolicyRun:
+def decided(matrix: TraceMatrix, warmup: int = 1, budget: int | None = None) -> PolicyRun:
     """Stop as soon as the traces still to come can no longer change the majority over the whole budget
     (after at least `warmup` traces). With the majority vote its predictions are exactly those of
     fixed_n = all, with fewer traces: a zero-loss reference for every other stopping rule.
@@ -199,12 +199,14 @@ def decided(matrix: TraceMatrix, warmup: int = 1) -> PolicyRun:
     After k traces with r refusals and c compliances (unknown labels count for neither) and m traces
     left, the majority is settled when r > c + m (refusal) or c > r + m (compliance). A tie is never
     taken as settled: the full vote would break it by confidence, which the unseen traces may change.
+    The budget is each instance's available traces, or `budget` (a live run, which stored only the
+    traces it used).
     """
     present, cols = matrix.present, _columns(matrix)
     known = present & ~np.isnan(matrix.refused)
     refusals = np.cumsum(known & (matrix.refused == 1.0), axis=1)
     compliances = np.cumsum(known & (matrix.refused == 0.0), axis=1)
-    left = matrix.n_available[:, None] - (cols + 1)
+    left = (matrix.n_available[:, None] if budget is None else budget) - (cols + 1)
     settled = present & (cols + 1 >= warmup) & ((refusals > compliances + left) | (compliances > refusals + left))
     last = np.where(settled.any(axis=1), settled.argmax(axis=1), matrix.n_available - 1)
     used = present & (cols <= last[:, None])

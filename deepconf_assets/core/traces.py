@@ -46,10 +46,32 @@ def confidence_columns(token_confidences: list[np.ndarray], token_logprobs: list
     return columns
 
 
+def trace_rows(requests: pd.DataFrame, results: list, model: str, group_window: int) -> pd.DataFrame:
+    """One traces row per generated trace: `requests` (instance_id, trace_idx, seed, generation_key) in the
+    order of `results` (GeneratedTrace), with the token arrays and the trace confidence metrics."""
+    table = requests[["instance_id", "trace_idx", "seed", "generation_key"]].reset_index(drop=True).copy()
+    table["model"] = model
+    table["text"] = [r.text for r in results]
+    table["answer_text"] = [strip_thinking(r.text) for r in results]
+    table["n_tokens"] = [len(r.token_ids) for r in results]
+    table["finish_reason"] = [r.finish_reason for r in results]
+    table["token_confidence"] = [np.asarray(r.token_confidence, dtype=np.float32) for r in results]
+    table["token_logprob"] = [confidence.clip_logprobs(r.token_logprob)[0].astype(np.float32) for r in results]
+    table["nonfinite_logprobs"] = [int(r.nonfinite_logprobs) for r in results]
+    for name, values in confidence_columns(list(table["token_confidence"]), list(table["token_logprob"]),
+                                           group_window).items():
+        table[name] = values
+    table["group_window"] = group_window  # the analyses read the window from here
+    return table
+
+
+# generation_mode full | live; in live mode: live_policy (its name in instance_predictions), live_tau,
+# warmup_traces and each trace's cut_threshold (NaN: not cut-watched); finish_reason "cut" = stopped by it
 TRACE_COLUMNS = [
     "instance_id", "trace_idx", "model", "text", "answer_text", "n_tokens", "finish_reason", "seed",
     "token_confidence", "token_logprob", "conf_mean", "conf_lowest_group", "conf_bottom10", "conf_tail",
     "mean_logprob", "nonfinite_logprobs", "group_window", "generation_key",
+    "generation_mode", "live_policy", "live_tau", "warmup_traces", "cut_threshold",
 ]
 
 

@@ -1,0 +1,238 @@
+"""Live early stopping equals the replay: same traces kept, cut traces are prefixes, same tokens spent,
+same predictions. On synthetic traces (the orchestration), then on the real engines with the demo model."""
+
+import dataclasses
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import materialize
+
+from deepconf_assets.core import analysis, confidence
+from deepconf_assets.core.live import LivePolicy, WindowCut, generate_live
+from deepconf_assets.core.traces import confidence_columns
+
+WINDOW = 8
+SETTINGS = analysis.AnalysisSettings(group_window=WINDOW, warmup_traces=3, consensus_tau=0.8)
+POLICIES = [LivePolicy("deepconf_online", 10.0, 0.8), LivePolicy("deepconf_online", 50.0, 0.95),
+            LivePolicy("deepconf_online", 90.0, 0.6), LivePolicy("adaptive", 50.0), LivePolicy("decided")]
+
+
+def _cut_length(token_confidence: np.ndarray, threshold: float) -> int | None:
+    cut = WindowCut(threshold, WINDOW)
+    for t, value in enumerate(token_confidence):
+        if cut.push(value):
+            return t + 1
+    return None
+
+
+def test_window_cut_stops_where_the_replay_cuts():
+    rng = np.random.default_rng(0)
+    traces = [rng.uniform(0.5, 3.0, size=n).astype(np.float32) for n in rng.integers(1, 60, size=300)]
+    _, group, value, lowest, width, n_groups = confidence.running_minimum_records(traces, WINDOW)
+    trace = confidence.running_minimum_records(traces, WINDOW)[0]
+    for threshold in (1.2, 1.6, 2.0):
+        for i, tokens in enumerate(traces):
+            below = group[(trace == i) & (value < threshold)]
+            expected = int(below.min()) + int(width[i]) if len(below) and len(tokens) >= WINDOW else None
+            assert _cut_length(tokens, threshold) == expected, (i, threshold)
+
+
+def _full_traces(n_instances=40, budget=8, seed=1) -> pd.DataFrame:
+    """Labelled full traces: some instances unanimous, some split, lengths around the window."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_instances):
+        p_refuse = rng.choice([0.0, 0.15, 0.5, 0.85, 1.0])
+        for t in range(budget):
+            n = int(rng.integers(3, 40))
+            conf = rng.normal(rng.uniform(1.5, 2.5), 0.4, size=n).clip(0.05).astype(np.float32)
+            rows.append({"instance_id": f"i{i:02d}", "trace_idx": t, "token_confidence": conf,
+                         "refused": bool(rng.random() < p_refuse)})
+    return pd.DataFrame(rows)
+
+
+def _scored(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.copy()
+    rows["n_tokens"] = [len(c) for c in rows["token_confidence"]]
+    logprobs = [-c.astype(np.float32) / 2 for c in rows["token_confidence"]]
+    for name, values in confidence_columns(list(rows["token_confidence"]), logprobs, WINDOW).items():
+        rows[name] = values
+    return rows
+
+
+def _replay_generate(full: pd.DataFrame):
+    """A 'generator' over stored full traces: a cut request returns the prefix up to its cut."""
+    by_key = full.set_index(["instance_id", "trace_idx"])
+
+    def generate(requests: pd.DataFrame) -> pd.DataFrame:
+        out = []
+        for r in requests.itertuples(index=False):
+            source = by_key.loc[(r.instance_id, r.trace_idx)]
+            tokens = source["token_confidence"]
+            if np.isfinite(r.cut_threshold):
+                tokens = tokens[:_cut_length(tokens, r.cut_threshold) or len(tokens)]
+            out.append({"instance_id": r.instance_id, "trace_idx": r.trace_idx, "token_confidence": tokens,
+                        "full_refused": source["refused"]})
+        return _scored(pd.DataFrame(out))
+
+    return generate
+
+
+def _predictions(traces: pd.DataFrame, policy: LivePolicy | None) -> pd.DataFrame:
+    ids = sorted(traces["instance_id"].unique())
+    prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": [i[-1] in "02468" for i in ids]})
+    table = analysis.PartitionAnalysis(traces, prompts, "heuristic", SETTINGS, policy).instance_predictions()
+    return table.set_index(["instance_id", "policy"])
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.name}-tau{p.tau}")
+def test_live_rounds_keep_exactly_the_traces_the_replay_uses(policy):
+    full = _scored(_full_traces())
+    live = generate_live(sorted(full["instance_id"].unique()), 8, policy, SETTINGS, _replay_generate(full),
+                         lambda rows: rows["full_refused"])
+    matrix = analysis.trace_matrix(full, SETTINGS)
+    run = policy.run(matrix, SETTINGS)
+    rows, cols = np.nonzero(run.used)
+    used = pd.DataFrame({"instance_id": matrix.instance_ids[rows], "trace_idx": cols, "spent": run.spent[rows, cols]})
+    merged = used.merge(live, on=["instance_id", "trace_idx"], how="outer", indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
+    assert (merged["spent"] == merged["n_tokens"]).all()  # live tokens = the replay's charge, no off-by-one
+    if policy.policy == "deepconf_online":
+        assert (np.isfinite(live["cut_threshold"]) == (live["trace_idx"] >= SETTINGS.warmup_traces)).all()
+        if policy.tau < 0.7:  # two of three warm-up votes reach it: every instance stops at the warm-up
+            assert live["trace_idx"].max() == SETTINGS.warmup_traces - 1
+        else:  # some later traces were cut before their end
+            assert (live["n_tokens"] < live.merge(full, on=["instance_id", "trace_idx"])["n_tokens_y"]).any()
+    # the same predictions from the live traces as from the full ones
+    live_predictions = _predictions(live, dataclasses.replace(policy, budget=8))
+    full_predictions = _predictions(full, policy).loc[live_predictions.index]
+    columns = ["traces_used", "tokens_used", "predicted_refusal", "refusal_rate", "confidence", "category", "correct"]
+    pd.testing.assert_frame_equal(live_predictions[columns], full_predictions[columns])
+
+
+# --- the real engines ------------------------------------------------------------------------------------
+
+XSTEST = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "xstest" / "xstest_prompts.csv").iloc[::30]
+PROMPTS = XSTEST["prompt"].tolist()  # 15 prompts across XSTest's types, safe and unsafe
+HARMFUL = (XSTEST["label"] == "unsafe").tolist()
+ENGINE_BUDGET = 6
+
+
+def _engine_traces(generator, requests: pd.DataFrame, settings_sampling) -> pd.DataFrame:
+    from deepconf_assets.core.traces import trace_rows
+
+    prompt = requests["instance_id"].map(dict(zip([f"p{i}" for i in range(len(PROMPTS))], PROMPTS)))
+    seeds = (requests["trace_idx"] * 1000 + requests["instance_id"].str[1:].astype(int)).tolist()
+    keys = [f"{p}|{t}" for p, t in zip(prompt, requests["trace_idx"])]
+    thresholds = requests["cut_threshold"].tolist() if "cut_threshold" in requests else None
+    results, _ = generator.generate("demo", prompt.tolist(), seeds, keys, settings_sampling,
+                                    cut_thresholds=thresholds, group_window=32)
+    rows = trace_rows(requests.assign(seed=seeds, generation_key=keys), results, "demo", 32)
+    rows["token_ids"] = [r.token_ids for r in results]
+    return rows
+
+
+def _heuristic(rows: pd.DataFrame) -> pd.Series:
+    from deepconf_assets.core.refusal import is_refusal
+
+    return pd.Series([is_refusal(t) for t in rows["answer_text"]], dtype="boolean")
+
+
+def check_engine_live_equals_replay(generator):
+    """Full traces once; then every live policy from scratch on the same seeds."""
+    from resources.generation_types import SamplingSettings
+
+    sampling = SamplingSettings(max_new_tokens=96)
+    settings = analysis.AnalysisSettings(group_window=32, warmup_traces=2, consensus_tau=1.0)
+    ids = [f"p{i}" for i in range(len(PROMPTS))]
+    all_requests = pd.DataFrame([(i, t) for i in ids for t in range(ENGINE_BUDGET)], columns=["instance_id", "trace_idx"])
+    full = _engine_traces(generator, all_requests, sampling)
+    full["refused"] = _heuristic(full).to_numpy()
+    cut_seen = 0
+    for policy in (LivePolicy("deepconf_online", 90.0, 1.0), LivePolicy("adaptive", 50.0), LivePolicy("decided")):
+        live = generate_live(ids, ENGINE_BUDGET, policy, settings,
+                             lambda requests: _engine_traces(generator, requests, sampling), _heuristic)
+        matrix = analysis.trace_matrix(full, settings)
+        run = policy.run(matrix, settings)
+        rows, cols = np.nonzero(run.used)
+        used = pd.DataFrame({"instance_id": matrix.instance_ids[rows], "trace_idx": cols, "spent": run.spent[rows, cols]})
+        merged = used.merge(live, on=["instance_id", "trace_idx"], how="outer", indicator=True).merge(
+            full[["instance_id", "trace_idx", "token_ids", "finish_reason"]], on=["instance_id", "trace_idx"],
+            suffixes=("", "_full"))
+        assert (merged["_merge"] == "both").all(), policy
+        assert (merged["spent"] == merged["n_tokens"]).all(), policy
+        for r in merged.itertuples():
+            assert list(r.token_ids) == list(r.token_ids_full)[: r.n_tokens], (policy, r.instance_id, r.trace_idx)
+            assert (r.finish_reason == "cut") == (r.n_tokens < len(r.token_ids_full)) or r.finish_reason == "cut"
+        cut_seen += int((merged["finish_reason"] == "cut").sum())
+        live_predictions = analysis.PartitionAnalysis(
+            live, pd.DataFrame({"instance_id": ids, "prompt_harmful": HARMFUL}),
+            "heuristic", settings, dataclasses.replace(policy, budget=ENGINE_BUDGET)).instance_predictions().set_index(
+            "instance_id")
+        full_predictions = analysis.PartitionAnalysis(
+            full, pd.DataFrame({"instance_id": ids, "prompt_harmful": HARMFUL}),
+            "heuristic", settings, policy).instance_predictions().set_index("instance_id")
+        columns = ["traces_used", "tokens_used", "predicted_refusal", "confidence", "correct"]
+        pd.testing.assert_frame_equal(live_predictions[columns], full_predictions[columns])
+    assert cut_seen > 0  # the online policy cut inside the engine at least once
+
+
+def test_transformers_live_equals_replay(generator):
+    check_engine_live_equals_replay(generator)
+
+
+def _materialize(storage: Path, demo_model_dir: Path, mode: str, selection):
+    import os
+
+    from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
+    from resources.analysis_settings import AnalysisSettingsResource
+
+    (storage / "models").mkdir(parents=True)
+    (storage / "models" / "demo").symlink_to(demo_model_dir)
+    os.environ["DEEPCONF_STORAGE_DIR"] = str(storage)
+    resources = {**RESOURCES, "analysis_settings": AnalysisSettingsResource(headline_rule="deepconf_online",
+                                                                            online_percentile=70.0)}
+    config = {"ops": {"traces": {"config": {"generation_mode": mode, "max_prompts": 24, "traces_per_prompt": 6}}}}
+    return materialize([*ASSETS, *ASSET_CHECKS], partition_key="xstest|demo", resources=resources,
+                       selection=selection, run_config=config)
+
+
+def test_live_partition_through_dagster(demo_model_dir, isolated_storage, tmp_path):
+    """A live run of the whole experiment group: fewer tokens than a full run, the same predictions, and
+    the sweep and the ablation say they do not apply."""
+    from dagster import AssetSelection
+
+    try:
+        full = _materialize(tmp_path / "full", demo_model_dir, "full", AssetSelection.assets(
+            "benchmark_prompts", "traces", "instance_predictions", *[f"refusal_labels_{n}" for n in
+                                                                     ("heuristic", "wildguard", "xstest_prefix")]))
+        live = _materialize(tmp_path / "live", demo_model_dir, "live", AssetSelection.groups("experiment"))
+    finally:
+        import os
+
+        os.environ["DEEPCONF_STORAGE_DIR"] = str(isolated_storage)
+    assert full.success and live.success
+
+    def meta(result, asset):
+        return next(e for e in result.get_asset_materialization_events()
+                    if e.asset_key.to_user_string() == asset).materialization.metadata
+
+    assert meta(live, "traces")["generation_mode"].value == "live"
+    assert meta(live, "traces")["generated_tokens"].value < meta(full, "traces")["generated_tokens"].value
+    assert meta(live, "traces")["traces_cut"].value > 0
+    for asset in ("percentile_sweep", "budget_ablation"):
+        assert "generated live" in meta(live, asset)["not_applicable"].value
+    traces = pd.read_parquet(tmp_path / "live" / "assets" / "traces" / "xstest" / "demo.parquet")
+    assert set(traces["live_policy"]) == {"deepconf_online@p70"}
+    assert (np.isfinite(traces["cut_threshold"]) == (traces["trace_idx"] >= 3)).all()
+    columns = ["instance_id", "traces_used", "tokens_used", "predicted_refusal", "confidence", "correct"]
+    read = [pd.read_parquet(tmp_path / m / "assets" / "instance_predictions" / "xstest" / "demo.parquet")
+            for m in ("full", "live")]
+    full_rows, live_rows = [r[(r["policy"] == "deepconf_online@p70") & (r["labeler"] == "heuristic")][columns]
+                            .reset_index(drop=True) for r in read]
+    pd.testing.assert_frame_equal(live_rows, full_rows)
+    report = (tmp_path / "live" / "assets" / "report" / "xstest" / "demo.html").read_text()
+    assert "token savings not measured" in report

