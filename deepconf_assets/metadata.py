@@ -36,4 +36,4 @@ def number(value) -> MetadataValue:
         return MetadataValue.int(int(value))
     if value is None or not math.isfinite(float(value)):
         return MetadataValue.text("n/a")
-    return MetadataValue.float(float(value))
+    return MetadataValue.float(round(float(value), 4))  # 19525.8637, not 19525.863701792532

@@ -63,3 +63,23 @@ def test_stale_cache_is_rebuilt(tmp_path, monkeypatch):
     demo_model.ensure_demo_model(target)
     assert demo_model.is_built(target)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".demo-build-")]
+
+
+def test_demo_answers_have_realistic_lengths_and_think(generator):
+    """Long enough for DeepConf's 32-token groups: median >= 80 tokens, some answers reach max_new_tokens,
+    refusals shorter than answers on average; with enable_thinking a <think> section comes first."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    xstest = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "xstest" / "xstest_prompts.csv").iloc[::5]
+    prompts = xstest["prompt"].tolist()
+    results, _ = generator.generate("demo", prompts, list(range(len(prompts))), prompts, SamplingSettings())
+    lengths = np.array([len(r.token_ids) for r in results])
+    refused = np.array([is_refusal(r.text) for r in results])
+    assert np.median(lengths) >= 80
+    assert (lengths == SamplingSettings().max_new_tokens).any()
+    assert refused.any() and (~refused).any() and lengths[refused].mean() < lengths[~refused].mean()
+    thinking, _ = generator.generate("demo", prompts[:10], list(range(10)), [p + "|think" for p in prompts[:10]],
+                                     SamplingSettings(enable_thinking=True, max_new_tokens=64))
+    assert all(r.text.startswith("<think>") and "</think>" in r.text for r in thinking)

@@ -113,6 +113,14 @@ def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
 
     open_page(chromium, f"{ui.url}/assets/confusion_matrix_figure?partition={PARTITION}", figure_shown,
               "the inline confusion-matrix figure", "ui-asset-figure.png", click="[Show Markdown]")
+    # the figure with the most panels, in its pop-up: its natural width fits the pop-up's width
+    images = open_page(chromium, f"{ui.url}/assets/percentile_curves_figure?partition={PARTITION}", figure_shown,
+                       "the percentile-curves figure in its pop-up", "ui-asset-figure-popup.png",
+                       click="[Show Markdown]")
+    fits = chromium.execute_script(
+        "const img = arguments[0]; const box = img.closest('[role=dialog]') || img.parentElement;"
+        "return [img.naturalWidth, box.clientWidth];", images[0])
+    assert 300 < fits[0] <= fits[1], fits
     text = open_page(chromium, f"{ui.url}/assets/instance_predictions?partition={PARTITION}",
                      lambda d: "fixed_n=all" in (t := page_text(d)) and t, "instance_predictions metadata",
                      "ui-asset-metrics.png", click="[Show Markdown]")
@@ -127,6 +135,12 @@ def test_report_in_the_browser(ui, launched_run, chromium):
     text = page_text(chromium)
     assert "DeepConf safety report: xstest|demo" in text
     assert "Positive class = harmful prompt" in text and "accuracy" in text
+    # citable: provenance, CIs on the headline, the numbers read in sentences, the partial run said
+    for item in ("Provenance", "report run", "code version", "traces generated / reused from shards",
+                 "120 of 450", "What these numbers say", "Partial run: 120 of 450 prompts"):
+        assert item in text, item
+    assert re.search(r"accuracy \d\.\d{3} \(95% CI \d\.\d{3}–\d\.\d{3}, n=120\)", text), text[:600]
+    assert "AUROC" in text and "<NA>" not in text and not re.search(r"\bnan\b", text, re.IGNORECASE)
     images = chromium.find_elements(By.TAG_NAME, "img")
     assert len(images) == len(FIGURES) and all(i.get_property("naturalWidth") > 300 for i in images)
     height = chromium.execute_script("return document.body.scrollHeight")

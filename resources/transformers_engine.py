@@ -135,6 +135,7 @@ class TransformersEngine:
         finished = [False] * len(texts)
         was_cut = [False] * len(texts)
         cuts = cuts if cuts is not None else [None] * len(texts)
+        watched = any(c is not None for c in cuts)
         cache = DynamicCache(config=model.config)
         with torch.inference_mode():
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -144,16 +145,15 @@ class TransformersEngine:
                 token, topk, logprob = sample_next(logits, row_seeds, step, settings)
                 token_list, topk_np, logprob_np = token.tolist(), topk.float().cpu().numpy(), logprob.float().cpu().numpy()
                 done = torch.isin(token, eos)
+                # the stored confidence of each row's token, computed as GeneratedTrace does (row by row)
+                step_confidence = confidence.token_confidence(topk_np.astype(np.float64))[0] if watched else None
                 for i, request in enumerate(rows.tolist()):
                     tokens[request].append(token_list[i])
                     topks[request].append(topk_np[i])
                     sampled[request].append(logprob_np[i])
-                    if cuts[request] is not None:
-                        # the stored confidence of this token, computed as GeneratedTrace does
-                        value = confidence.token_confidence(topk_np[i : i + 1].astype(np.float64))[0][0]
-                        if cuts[request].push(value):
-                            was_cut[request] = True
-                            done[i] = True
+                    if cuts[request] is not None and cuts[request].push(step_confidence[i]):
+                        was_cut[request] = True
+                        done[i] = True
                 for request in rows[done].tolist():
                     finished[request] = True
                 if step + 1 == settings.max_new_tokens or bool(done.all()):

@@ -9,8 +9,11 @@ from deepconf_assets.labelers import LABELERS, labeler_of_asset
 from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
+OWNERS = ["team:deepconf-safety"]  # shown in the asset catalog; filter by owner there
+
 LABEL_INS = {labeler.asset_name: AssetIn() for labeler in LABELERS.values()}
-ANALYSIS = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="parquet_io_manager")
+ANALYSIS = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="parquet_io_manager",
+                kinds={"pandas", "parquet"}, owners=OWNERS)
 
 
 def split_by_availability(refusal_labels: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:

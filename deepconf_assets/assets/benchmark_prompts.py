@@ -1,6 +1,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
+from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
@@ -15,6 +16,8 @@ _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.gen
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
     dagster_type=BenchmarkPromptsFrame,
     deps=raw_benchmark_files,
     description=(

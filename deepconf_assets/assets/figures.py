@@ -7,12 +7,13 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import LABEL_INS, split_by_availability
+from deepconf_assets.assets.analysis_inputs import LABEL_INS, OWNERS, split_by_availability
 from deepconf_assets.core import analysis, calibration, metrics, plots
 from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
-FIGURE = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="png_io_manager")
+FIGURE = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="png_io_manager",
+              kinds={"matplotlib", "png"}, owners=OWNERS)
 
 
 def _category_counts(rows: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +63,8 @@ def percentile_curves_figure(context: AssetExecutionContext, analysis_settings: 
     if percentile_sweep.empty:
         return _not_applicable(context, "percentile_sweep")
     sweep = _of_labeler(analysis_settings, percentile_sweep)
-    return _figure(plots.percentile_curves_png(sweep, title, rule), "Percentile safety curves")
+    return _figure(plots.percentile_curves_png(sweep, title, rule, tau=analysis_settings.consensus_tau),
+                   "Percentile safety curves")
 
 
 @asset(**FIGURE, description="Prompts and accuracy per confident/uncertain x refusal/compliance category.")

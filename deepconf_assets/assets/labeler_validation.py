@@ -3,6 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
+from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.refusal_labels import label_traces
 from deepconf_assets.core.agreement import refusal_agreement
@@ -24,6 +25,8 @@ GPU_LABELERS = [labeler.model_key for labeler in LABELERS.values() if labeler.ne
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
     required_resource_keys={"generator"},
     **(gpu_step(max(GPU_LABELERS, key=gpus_needed)) if GPU_LABELERS else {}),
     description=DESCRIPTION,

@@ -3,6 +3,7 @@ from dagster import (
     AssetExecutionContext, AssetIn, MaterializeResult, MultiToSingleDimensionPartitionMapping, asset,
 )
 
+from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets import metadata
 from deepconf_assets.automation import COMPARISON_CONDITION
 from deepconf_assets.core import analysis, plots
@@ -19,6 +20,8 @@ COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, *CALIBRATIO
     group_name="comparisons",
     automation_condition=COMPARISON_CONDITION,
     io_manager_key="parquet_io_manager",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
     ins={
         "instance_predictions": AssetIn(
             partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
@@ -63,6 +66,8 @@ def model_comparison(
     group_name="comparisons",
     automation_condition=COMPARISON_CONDITION,
     io_manager_key="png_io_manager",
+    kinds={"matplotlib", "png"},
+    owners=OWNERS,
     description="Safety metrics and confidence calibration against model size for one benchmark "
                 "(headline labeler and policy).",
 )

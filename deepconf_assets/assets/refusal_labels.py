@@ -9,6 +9,7 @@ from dagster import (
     MaterializeResult, asset,
 )
 
+from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets import metadata
 from deepconf_assets.deployment import gpu_step
 from deepconf_assets.labelers import LABELERS, LabelerContext, LabelerUnavailable, RefusalLabeler
@@ -41,6 +42,8 @@ def _labels_asset(labeler: RefusalLabeler) -> AssetsDefinition:
         partitions_def=experiment_partitions,
         group_name="experiment",
         io_manager_key="parquet_io_manager",
+        kinds={"pandas", "parquet"},
+        owners=OWNERS,
         required_resource_keys={"generator"} if labeler.needs_gpu else set(),
         **(gpu_step(labeler.model_key) if labeler.needs_gpu else {}),
         check_specs=[AssetCheckSpec(

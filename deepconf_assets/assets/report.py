@@ -1,12 +1,20 @@
 """The `report` asset: one self-contained HTML page per `benchmark|model` with every figure and the
 numbers behind the headline, under storage/assets/report/<benchmark>/<model>.html."""
 
+import json
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext, AssetIn, AssetKey, AssetRecordsFilter, MaterializeResult, MetadataValue, asset,
+)
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import require_headline
+from deepconf_assets.assets.analysis_inputs import OWNERS, require_headline
 from deepconf_assets.core import analysis
+from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation
 from deepconf_assets.core import report as html_report
 from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
@@ -28,15 +36,61 @@ FIGURES = [
 ]
 
 
-def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothesis: pd.DataFrame) -> str:
+def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothesis: pd.DataFrame,
+              intervals: pd.DataFrame) -> str:
     r = require_headline(settings, summary)
     verdict = require_headline(settings, hypothesis)["verdict"]
-    return (f"{settings.headline_policy} ({settings.labeler} labels, n={r['n']}): accuracy {r['accuracy']:.3f}, "
-            f"sensitivity {r['sensitivity']:.3f}, specificity {r['specificity']:.3f}, "
-            f"{r['avg_traces']:.2f} traces per prompt, "
-            + (f"{r['token_savings_pct']:.1f}% tokens saved; " if pd.notna(r["token_savings_pct"])
-               else "token savings not measured (generated live: no full run to compare with); ")
-            + f"'uncertain compliance is riskier': {verdict}.")
+    ci = {row.metric: f"{fmt(row.value)} (95% CI {fmt(row.ci_low)}–{fmt(row.ci_high)}, n={row.n:,})"
+          for row in intervals.itertuples()}
+    savings = (f"{fmt(r['token_savings_pct'], 1)}% tokens saved against every trace in full"
+               if pd.notna(r["token_savings_pct"]) else "token savings not measured (generated live: no full run to "
+                                                       "compare with)")
+    return (f"{settings.headline_policy} ({settings.labeler} labels, n={int(r['n']):,} prompts): accuracy "
+            f"{ci['accuracy']}, sensitivity {ci['sensitivity']}, specificity {ci['specificity']}; "
+            f"{fmt(r['avg_traces'], 2)} traces per prompt, {savings}; "
+            f"'uncertain compliance is riskier': {verdict}.")
+
+
+def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResource,
+                predictions: pd.DataFrame) -> pd.DataFrame:
+    """Where the numbers come from: this run, the code, the traces' own materialization."""
+    prompts = predictions.drop_duplicates("instance_id")
+    traces = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("traces"), asset_partitions=[context.partition_key]), limit=1).records
+    meta = traces[0].asset_materialization.metadata if traces else {}
+
+    def value(name, default="—"):
+        return meta[name].value if name in meta else default
+
+    rows = [
+        ("report run", context.run_id),
+        ("generated at (UTC)", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")),
+        ("code version", code_version()),
+        ("partition", context.partition_key),
+        ("traces run", traces[0].run_id if traces else "—"),
+        ("generation", json.dumps(value("generation_settings", {}), sort_keys=True)),
+        ("generation mode", value("generation_mode", "full")),
+        ("engine", value("backend")),
+        ("prompts with traces / in the benchmark", f"{int(prompts['has_traces'].sum()):,} of {len(prompts):,}"),
+        ("prompts quarantined", f"{value('prompts_quarantined', 0):,}"),
+        ("traces generated / reused from shards", f"{value('traces_generated', 0):,} / "
+                                                   f"{value('traces_reused_from_shards', 0):,}"),
+        ("analysis settings", json.dumps(settings.metadata()["analysis_settings"].value, sort_keys=True)),
+    ]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def code_version() -> str:
+    """git commit of the code (with '+local changes' when the tree differs), or 'unknown' outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit + (" + local changes" if dirty else "")
 
 
 def _pareto(settings: AnalysisSettingsResource, summary: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
@@ -52,6 +106,8 @@ def _pareto(settings: AnalysisSettingsResource, summary: pd.DataFrame, predictio
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="html_io_manager",
+    kinds={"html"},
+    owners=OWNERS,
     ins={name: AssetIn() for name, _ in FIGURES},
     description=(
         "Self-contained HTML report for one benchmark|model: the headline sentence, metrics of every "
@@ -63,13 +119,35 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
            hypothesis_test: pd.DataFrame, calibration: pd.DataFrame, labeler_validation: pd.DataFrame,
            labeler_comparison: pd.DataFrame, predecessor_comparison: pd.DataFrame, **figures: bytes) -> MaterializeResult:
     summary = analysis.summarize_predictions(instance_predictions)
-    headline = _headline(analysis_settings, summary, hypothesis_test)
+    rows = analysis.with_traces(instance_predictions)
+    rows = rows[(rows["labeler"] == analysis_settings.labeler) & (rows["policy"] == analysis_settings.headline_policy)]
+    intervals = headline_intervals(rows)
+    headline = _headline(analysis_settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
     frontier = _pareto(analysis_settings, summary, instance_predictions)
     efficient = ", ".join(frontier.loc[frontier["pareto_efficient"], "policy"])
     headline += f" Pareto-efficient policies (accuracy against tokens, {analysis_settings.labeler} labels): {efficient}."
     warning = analysis_settings.consensus_warning(int(instance_predictions["traces_available"].max()))
+
+    def headline_row(table: pd.DataFrame) -> pd.Series | None:
+        chosen = table[(table["labeler"] == analysis_settings.labeler)
+                       & (table["policy"] == analysis_settings.headline_policy)]
+        return chosen.iloc[0] if len(chosen) else None
+
+    prompts = instance_predictions.drop_duplicates("instance_id")
+    unavailable = dict(zip(labeler_validation.loc[labeler_validation["status"] != "ok", "labeler"],
+                           labeler_validation.loc[labeler_validation["status"] != "ok", "status"]))
+    hypothesis_row = headline_row(hypothesis_test)
+    reading = interpretation(
+        intervals, hypothesis_row, headline_row(calibration), unavailable, int(prompts["has_traces"].sum()),
+        len(prompts), live=bool(pd.isna(require_headline(analysis_settings, summary)["token_savings_pct"])),
+        stratified_verdict=None if hypothesis_row is None else hypothesis_row.get("verdict_stratified"))
     sections = [
+        html_report.Section("What these numbers say", "", None, bullets=reading),
+        html_report.Section("Headline with 95% confidence intervals",
+                            "Wilson score intervals; positive class = harmful prompt, predicted positive = refusal.",
+                            intervals),
+        html_report.Section("Provenance", "", _provenance(context, analysis_settings, instance_predictions)),
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
                             metrics),
         html_report.Section(
@@ -101,6 +179,10 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     context.log.info(f"report: {len(page) / 1e6:.1f} MB, {len(FIGURES)} figures")
     return MaterializeResult(value=page, metadata={
         "headline": MetadataValue.text(headline),
+        "interpretation": MetadataValue.md("\n".join(f"- {sentence}" for sentence in reading)),
+        **{f"{row.metric}": metadata.number(row.value) for row in intervals.itertuples()},
+        **{f"{row.metric}_ci_low": metadata.number(row.ci_low) for row in intervals.itertuples()},
+        **{f"{row.metric}_ci_high": metadata.number(row.ci_high) for row in intervals.itertuples()},
         "size_bytes": len(page),
         "metrics": metadata.table(metrics),
         **analysis_settings.metadata(),

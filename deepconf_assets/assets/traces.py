@@ -5,13 +5,14 @@ import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Backoff, Config, Failure,
-    MaterializeResult, RetryPolicy, asset,
+    MaterializeResult, MetadataValue, RetryPolicy, asset,
 )
 from pydantic import Field
 
 from deepconf_assets import metadata, paths
 from deepconf_assets.contracts import TracesFrame
 from deepconf_assets.core import confidence
+from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets.core.live import generate_live
 from deepconf_assets.labelers import LABELERS, LabelerContext
 from resources.analysis_settings import AnalysisSettingsResource
@@ -73,10 +74,12 @@ def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_n
     partitions_def=experiment_partitions,
     group_name="experiment",
     io_manager_key="parquet_io_manager",
+    kinds={"pytorch", "vllm", "parquet"},
+    owners=OWNERS,
     dagster_type=TracesFrame,
     **gpu_step(),
     retry_policy=RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL),
-    check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces",
+    check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces", partitions_def=experiment_partitions,
                                 description="Empty prompts and prompts that do not fit the context are never "
                                             "sent to the model; this counts them (warning when any).")],
     description=(
@@ -179,6 +182,10 @@ def traces(
             "traces_generated": stats.generated,
             "traces_reused_from_shards": stats.reused,
             "generation_mode": config.generation_mode.value,
+            "generation_settings": MetadataValue.json({**sampling_dict, "traces_per_prompt": n, "seed": config.seed,
+                                                       "group_window": config.group_window, "model": model,
+                                                       "revision": MODELS[model].revision, "engine": engine}),
+            "prompts_total": len(benchmark_prompts),
             "live_policy": str(table["live_policy"].iloc[0]) if config.generation_mode == GenerationMode.live and len(table) else "",
             "traces_cut": int((table["finish_reason"] == "cut").sum()),
             "n_tokens_median": metadata.number(float(table["n_tokens"].median()) if len(table) else None),

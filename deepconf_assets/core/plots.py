@@ -18,9 +18,16 @@ POSITIVE_CLASS_NOTE = "Positive class = harmful prompt (gold); predicted positiv
 CONFIDENCE_NOTE = "Confidence = DeepConf C = -mean top-k log-prob per token (larger = more confident)."
 
 
+MAX_WIDTH_PX = 760  # narrower than Dagster's metadata pop-up, so no figure is cut off where it is shown
+
+
 def _png(fig: plt.Figure) -> bytes:
+    """PNG at 110 dpi, or less when that would be wider than MAX_WIDTH_PX; notes wrap at the figure width."""
+    for text in fig.texts:
+        text.set_wrap(True)
+    width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2  # + savefig's tight padding
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=min(110.0, MAX_WIDTH_PX / width_in), bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -57,11 +64,16 @@ def notice_png(title: str, message: str) -> bytes:
 
 
 def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "majority",
-                          policies: tuple[str, ...] = ("adaptive", "deepconf_online")) -> bytes:
-    """Per policy: safety metrics (%) and token savings (%) against the threshold percentile."""
-    fig, axes = plt.subplots(1, len(policies), figsize=(6.2 * len(policies), 4.4), squeeze=False)
-    for ax, policy in zip(axes[0], policies):
-        data = sweep[(sweep["vote_rule"] == vote_rule) & (sweep["policy"] == policy)].sort_values("percentile")
+                          policies: tuple[str, ...] = ("adaptive", "deepconf_online"), tau: float = 0.8) -> bytes:
+    """Per policy: safety metrics (%) and token savings (%) against the threshold percentile;
+    deepconf_online at consensus `tau` (the sweep holds every swept tau: one line per tau would zigzag)."""
+    # panels stacked, not side by side: the figure stays readable at the width of Dagster's metadata pop-up
+    fig, axes = plt.subplots(len(policies), 1, figsize=(6.4, 4.0 * len(policies)), squeeze=False)
+    for ax, policy in zip(axes[:, 0], policies):
+        data = sweep[(sweep["vote_rule"] == vote_rule) & (sweep["policy"] == policy)]
+        if policy == "deepconf_online":
+            data = data[np.isclose(data["tau"], tau)]
+        data = data.sort_values("percentile")
         for column, label in [
             ("accuracy", "accuracy"),
             ("sensitivity", "sensitivity (harmful refused)"),
@@ -79,7 +91,7 @@ def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "maj
         twin.set_ylim(-2, 102)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="lower left", fontsize=8)
-        ax.set_title(policy, fontsize=10)
+        ax.set_title(f"{policy} (consensus tau = {tau:g})" if policy == "deepconf_online" else policy, fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(w_pad=3.0)
     fig.text(0.01, -0.12, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE +
@@ -91,15 +103,23 @@ def category_bars_png(categories: pd.DataFrame, threshold_note: str, title: str)
     """Instances and accuracy per confident/uncertain x refusal/compliance category."""
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(categories))
-    bars = ax.bar(x, 100 * categories["accuracy"].fillna(0), color=["#2b7bba", "#e6862d", "#7fb3dd", "#f3c08b"])
-    for bar, n, accuracy in zip(bars, categories["n"], categories["accuracy"]):
-        label = f"n={int(n)}" + ("" if pd.isna(accuracy) else f"\n{100 * accuracy:.1f}%")
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, label, ha="center", fontsize=8)
+    from deepconf_assets.core.interpret import wilson
+
+    accuracy = categories["accuracy"].to_numpy(dtype=float)
+    bounds = np.array([wilson(int(round(a * n)), int(n)) if n and np.isfinite(a) else (np.nan, np.nan)
+                       for a, n in zip(accuracy, categories["n"])])
+    yerr = 100 * np.abs(np.nan_to_num(bounds.T - accuracy[None, :]))
+    bars = ax.bar(x, 100 * np.nan_to_num(accuracy), yerr=yerr, capsize=4,
+                  color=["#2b7bba", "#e6862d", "#7fb3dd", "#f3c08b"])
+    for bar, n, acc, high in zip(bars, categories["n"], accuracy, bounds[:, 1]):
+        label = f"n={int(n)}" + ("" if np.isnan(acc) else f"\n{100 * acc:.1f}%")
+        top = 100 * high if np.isfinite(high) else bar.get_height()
+        ax.text(bar.get_x() + bar.get_width() / 2, top + 1, label, ha="center", fontsize=8)
     ax.set_xticks(x, [c.replace("_", "\n") for c in categories["category"]])
     ax.set_ylabel("accuracy (%) = prediction matches gold label")
     ax.set_ylim(0, 115)
     ax.set_title(title, fontsize=10)
-    fig.text(0.01, -0.16, f"{threshold_note}\n{POSITIVE_CLASS_NOTE}\n{CONFIDENCE_NOTE}", fontsize=8)
+    fig.text(0.01, -0.16, f"Bars: Wilson 95% CIs. {threshold_note}\n{POSITIVE_CLASS_NOTE}\n{CONFIDENCE_NOTE}", fontsize=8)
     return _png(fig)
 
 
@@ -172,20 +192,33 @@ def risk_coverage_png(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], t
 
 
 def budget_ablation_png(table: pd.DataFrame, title: str) -> bytes:
-    """Accuracy against tokens spent: the fixed_n curve and the stopping policies as points."""
+    """Accuracy against tokens spent: the fixed_n curve and the stopping policies as points, each with its
+    Wilson 95% CI, on a 0-100 % axis (a narrow axis would make a few prompts look like a trend)."""
+    from deepconf_assets.core.interpret import wilson
+
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+
+    def errors(rows: pd.DataFrame) -> np.ndarray:
+        bounds = np.array([wilson(int(round(a * n)), int(n)) for a, n in zip(rows["accuracy"], rows["n"])])
+        return 100 * np.abs(bounds.T - rows["accuracy"].to_numpy()[None, :])
+
     fixed = table[table["family"] == "fixed_n"].sort_values("tokens_used")
-    ax.plot(fixed["tokens_used"], 100 * fixed["accuracy"], marker="o", label="fixed_n = 1 ... budget")
+    ax.errorbar(fixed["tokens_used"], 100 * fixed["accuracy"], yerr=errors(fixed), marker="o", capsize=3,
+                label="fixed_n = 1 ... budget (95% CI)")
     for _, row in table[table["family"] != "fixed_n"].iterrows():
-        ax.scatter(row["tokens_used"], 100 * row["accuracy"], s=80, marker="*", zorder=3,
-                   label=f"{row['policy']} ({row['token_savings_pct']:.0f}% tokens saved)")
-    return _finish(fig, ax, "tokens generated (all prompts)", "accuracy (%)", title, POSITIVE_CLASS_NOTE)
+        ax.errorbar([row["tokens_used"]], [100 * row["accuracy"]], yerr=errors(row.to_frame().T), fmt="*",
+                    markersize=12, capsize=3, zorder=3,
+                    label=f"{row['policy']} ({row['token_savings_pct']:.0f}% tokens saved)")
+    ax.set_ylim(0, 100)
+    n = int(table["n"].max()) if len(table) else 0
+    return _finish(fig, ax, "tokens generated (all prompts)", "accuracy (%)", title,
+                   f"n = {n} prompts; bars: Wilson 95% CIs. {POSITIVE_CLASS_NOTE}")
 
 
 def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
     """Per model partition (ordered by size): safety metrics (left) and calibration of instance
     confidence against correctness (right)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, (left, right) = plt.subplots(2, 1, figsize=(6.4, 8.4))  # stacked: fits the metadata pop-up
     models = list(dict.fromkeys(table["model"]))
     x = np.arange(len(models))
     rows = table.set_index("model").loc[models]
@@ -208,7 +241,7 @@ def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
     right.set_title("calibration of instance confidence", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.text(0.01, -0.1, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE, fontsize=8)
+    fig.text(0.01, -0.05, textwrap.fill(POSITIVE_CLASS_NOTE, 100) + "\n" + textwrap.fill(CONFIDENCE_NOTE, 100), fontsize=8)
     return _png(fig)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from deepconf_assets.core.plots import CONFIDENCE_NOTE, POSITIVE_CLASS_NOTE
@@ -28,11 +30,41 @@ class Section:
     note: str = ""
     table: pd.DataFrame | None = None
     png: bytes | None = None
+    bullets: list[str] | None = None
+
+
+COUNT_COLUMNS = {"n", "tp", "fp", "fn", "tn", "tokens_used", "holm_m", "cmh_strata", "logit_n"}
+
+
+def _is_count(column: pd.Series) -> bool:
+    """Integer dtype, or whole numbers in a column named as a count (counts with a missing value are float)."""
+    if pd.api.types.is_integer_dtype(column):
+        return True
+    if not pd.api.types.is_float_dtype(column):
+        return False
+    values = column.dropna()
+    named = column.name in COUNT_COLUMNS or str(column.name).startswith(("n_", "traces_", "tokens"))
+    return named and len(values) > 0 and bool((values == values.round()).all())
+
+
+def _cell(value, count: bool) -> str:
+    """One number format for every table: counts as integers with separators, every other number to 3
+    decimals (1.000, never 1), '—' for a missing or undefined value (an unavailable labeler, a rate
+    without cases), booleans as yes/no."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)) or (count and isinstance(value, (float, np.floating))):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.3f}"
+    return str(value)
 
 
 def _table_html(df: pd.DataFrame) -> str:
-    # convert_dtypes: whole-number float columns (counts with a missing value) print as integers.
-    table = df.convert_dtypes().to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a", border=0)
+    shown = pd.DataFrame({name: [_cell(v, _is_count(df[name])) for v in df[name].astype(object)] for name in df.columns})
+    table = shown.to_html(index=False, border=0)
     return f'<div class="wrap">{table}</div>'
 
 
@@ -40,6 +72,8 @@ def _section_html(section: Section) -> str:
     parts = [f"<h2>{html.escape(section.heading)}</h2>"]
     if section.note:
         parts.append(f'<p class="note">{html.escape(section.note)}</p>')
+    if section.bullets:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
     if section.table is not None:
         parts.append(_table_html(section.table))
     if section.png is not None:
