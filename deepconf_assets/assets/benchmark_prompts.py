@@ -1,23 +1,19 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from deepconf_assets.assets.analysis_inputs import OWNERS
+from deepconf_assets.assets.analysis_inputs import ANALYSIS
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, load_benchmark
-from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
+from deepconf_assets.partitions import benchmark_and_model
 
 _FROM_HUB = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.hub is not None)
 _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.generate is not None)
 
 
 @asset(
-    partitions_def=experiment_partitions,
-    group_name="experiment",
-    io_manager_key="parquet_io_manager",
-    kinds={"pandas", "parquet"},
-    owners=OWNERS,
+    **ANALYSIS,
     dagster_type=BenchmarkPromptsFrame,
     deps=raw_benchmark_files,
     description=(

@@ -3,14 +3,14 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from deepconf_assets.assets.analysis_inputs import OWNERS
+from deepconf_assets.assets.analysis_inputs import ANALYSIS
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.refusal_labels import label_traces
 from deepconf_assets.core.agreement import refusal_agreement
 from deepconf_assets.core.benchmarks import gold_responses
 from deepconf_assets.deployment import gpu_step, gpus_needed
 from deepconf_assets.labelers import LABELERS
-from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
+from deepconf_assets.partitions import benchmark_and_model
 
 DESCRIPTION = (
     "Every registered refusal labeler against human refusal labels where the benchmark has them (XSTest's "
@@ -22,11 +22,7 @@ GPU_LABELERS = [labeler.model_key for labeler in LABELERS.values() if labeler.ne
 
 
 @asset(
-    partitions_def=experiment_partitions,
-    group_name="experiment",
-    io_manager_key="parquet_io_manager",
-    kinds={"pandas", "parquet"},
-    owners=OWNERS,
+    **ANALYSIS,
     required_resource_keys={"generator"},
     **(gpu_step(max(GPU_LABELERS, key=gpus_needed)) if GPU_LABELERS else {}),
     description=DESCRIPTION,
