@@ -1,6 +1,6 @@
 """Declarative automation for the cross-model assets (public Dagster APIs only).
 
-`model_comparison` and `model_comparison_figure` (group `comparisons`, one partition per benchmark)
+`model_comparison` and `fig_model_comparison` (group `comparisons`, one partition per benchmark)
 carry `COMPARISON_CONDITION`: Dagster's `AutomationCondition.eager()` without its two missing-data
 clauses. Eager's `~any_deps_missing()` would wait forever here, because a benchmark partition of
 model_comparison depends on *every* `<benchmark>|<model>` partition of instance_predictions and the

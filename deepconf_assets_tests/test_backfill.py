@@ -208,7 +208,7 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
             for m in MODELS]
 
         def comparison_after_every_model():
-            event = instance.get_latest_materialization_event(AssetKey("model_comparison_figure"))
+            event = instance.get_latest_materialization_event(AssetKey("fig_model_comparison"))
             created = instance.get_run_record_by_id(event.run_id).create_timestamp.timestamp() if event else 0
             return event if created >= max(predictions_done) else None
 

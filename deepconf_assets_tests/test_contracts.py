@@ -62,3 +62,17 @@ def test_a_contract_break_fails_the_step_with_the_type_check(isolated_storage):
 
     with pytest.raises(DagsterTypeCheckDidNotPass, match="n_tokens"):
         materialize([traces])
+
+
+def test_every_check_on_a_partitioned_asset_reports_per_partition():
+    """A check result says which partition it came from (its history is per partition in the UI)."""
+    from dagster import AssetsDefinition
+
+    from deepconf_assets.definitions import ASSET_CHECKS, ASSETS
+
+    assets = [a for a in ASSETS if isinstance(a, AssetsDefinition)]
+    partitioned = {key for a in assets for key in a.keys if a.partitions_def is not None}
+    specs = [spec for a in [*assets, *ASSET_CHECKS] for spec in a.check_specs]
+    assert len(specs) >= 10
+    missing = [spec.name for spec in specs if spec.asset_key in partitioned and spec.partitions_def is None]
+    assert not missing, missing

@@ -41,7 +41,7 @@ def test_whole_graph_for_xstest_demo(xstest_demo_run):
     result, root = xstest_demo_run
     assert result.success
     for name in EXPERIMENT_ASSETS:
-        ext = "png" if name.endswith("_figure") else "html" if name == "report" else "parquet"
+        ext = "png" if name.startswith("fig_") else "html" if name == "report" else "parquet"
         assert (root / name / "xstest" / f"demo.{ext}").exists(), name
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
     wildguard = checks.pop(("refusal_labels_wildguard", "unlabelled_traces"))  # no weights here: reported, not faked
@@ -88,7 +88,7 @@ def test_metadata_visible_in_the_ui(xstest_demo_run):
     assert 0 <= meta["accuracy"].value <= 1
     assert "fixed_n=all" in meta["policies"].value
     assert meta["prompts_without_traces"].value == 0
-    figure = result.asset_materializations_for_node("confusion_matrix_figure")[0].metadata["figure"].value
+    figure = result.asset_materializations_for_node("fig_confusion_matrix")[0].metadata["figure"].value
     assert figure.startswith("![") and "data:image/png;base64," in figure
 
 
@@ -144,8 +144,12 @@ def test_workspace_and_module_load(tmp_path):
 
 def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     _, root = xstest_demo_run
-    result = materialize([*ASSETS], partition_key="xstest", resources=RESOURCES, selection=["model_comparison"])
+    result = materialize([*ASSETS], partition_key="xstest", resources=RESOURCES,
+                         selection=["model_comparison", "fig_model_comparison", "comparison_report"])
     assert result.success
+    page = (root / "comparison_report" / "xstest.html").read_text()
+    assert "models compared" in page and "Provenance" in page and "95% CI" in page
+    assert "Only 1 model partition is materialized" in page
     table = pd.read_parquet(root / "model_comparison" / "xstest.parquet")
     assert set(table["model"]) == {"demo"}  # only the materialized model partition
     assert set(table["policy"]) == {"decided", "fixed_n=all"}  # the headline policy and the reference

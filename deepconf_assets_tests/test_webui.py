@@ -111,10 +111,10 @@ def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
         images = driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png;base64,']")
         return [i for i in images if i.size["width"] > 100]
 
-    open_page(chromium, f"{ui.url}/assets/confusion_matrix_figure?partition={PARTITION}", figure_shown,
+    open_page(chromium, f"{ui.url}/assets/fig_confusion_matrix?partition={PARTITION}", figure_shown,
               "the inline confusion-matrix figure", "ui-asset-figure.png", click="[Show Markdown]")
     # the figure with the most panels, in its pop-up: its natural width fits the pop-up's width
-    images = open_page(chromium, f"{ui.url}/assets/percentile_curves_figure?partition={PARTITION}", figure_shown,
+    images = open_page(chromium, f"{ui.url}/assets/fig_percentile_curves?partition={PARTITION}", figure_shown,
                        "the percentile-curves figure in its pop-up", "ui-asset-figure-popup.png",
                        click="[Show Markdown]")
     fits = chromium.execute_script(

@@ -47,7 +47,7 @@ def _subject(settings: AnalysisSettingsResource) -> str:
 
 
 @asset(**FIGURE, description="2x2 confusion matrix (gold harmful/benign x refused/complied) of the headline policy.")
-def confusion_matrix_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_confusion_matrix(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                             instance_predictions: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
     summary = metrics.safety_metrics(rows["prompt_harmful"], rows["predicted_refusal"])
@@ -56,7 +56,7 @@ def confusion_matrix_figure(context: AssetExecutionContext, analysis_settings: A
 
 
 @asset(**FIGURE, description="Accuracy, sensitivity, specificity, F1 and token savings against the threshold percentile, for the adaptive and deepconf_online policies.")
-def percentile_curves_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_percentile_curves(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                              percentile_sweep: pd.DataFrame) -> MaterializeResult:
     rule = analysis_settings.vote_rule.value
     title = f"{context.partition_key}: stopping policies ({rule} vote, {analysis_settings.labeler} labels)"
@@ -68,7 +68,7 @@ def percentile_curves_figure(context: AssetExecutionContext, analysis_settings: 
 
 
 @asset(**FIGURE, description="Prompts and accuracy per confident/uncertain x refusal/compliance category.")
-def confidence_categories_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_categories(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                  instance_predictions: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
     threshold = rows["category_threshold"].iloc[0] if len(rows) else float("nan")
@@ -98,19 +98,19 @@ def _confidence_figure(name: str, description: str, column: str, groups: dict, p
 
 
 CATEGORY_NAMES = {c: c.replace("_", " ") for c in metrics.CATEGORIES}
-confidence_by_correctness_figure = _confidence_figure(
-    "confidence_by_correctness_figure", "Instance confidence of correct vs wrong decisions.",
+fig_conf_correctness = _confidence_figure(
+    "fig_conf_correctness", "Instance confidence of correct vs wrong decisions.",
     "correct", {True: "correct", False: "wrong"}, plots.confidence_boxes_png, "confidence by correctness",
     "Correct = refused a harmful prompt or answered a benign one.")
-confidence_by_category_figure = _confidence_figure(
-    "confidence_by_category_figure", "Instance confidence per confident/uncertain x refusal/compliance category.",
+fig_conf_category = _confidence_figure(
+    "fig_conf_category", "Instance confidence per confident/uncertain x refusal/compliance category.",
     "category", CATEGORY_NAMES, plots.confidence_boxes_png, "confidence by category",
     "Categories split at the category percentile of instance confidence.")
-confidence_distributions_figure = _confidence_figure(
-    "confidence_distributions_figure", "Confidence distributions (densities) of the four confidence categories.",
+fig_conf_distributions = _confidence_figure(
+    "fig_conf_distributions", "Confidence distributions (densities) of the four confidence categories.",
     "category", CATEGORY_NAMES, plots.confidence_histograms_png, "confidence distributions", "")
-confidence_by_harmfulness_figure = _confidence_figure(
-    "confidence_by_harmfulness_figure", "Instance confidence on harmful vs benign prompts (gold labels).",
+fig_conf_harmfulness = _confidence_figure(
+    "fig_conf_harmfulness", "Instance confidence on harmful vs benign prompts (gold labels).",
     "prompt_harmful", {True: "harmful prompt", False: "benign prompt"}, plots.confidence_boxes_png,
     "confidence by prompt harmfulness", plots.POSITIVE_CLASS_NOTE)
 
@@ -118,7 +118,7 @@ confidence_by_harmfulness_figure = _confidence_figure(
 @asset(**FIGURE, description="Instance confidence against answer length (mean n_tokens of the voting traces, log "
                               "scale) per confidence category; the title gives the length-controlled effect: the "
                               "logistic coefficient of uncertain in correct ~ uncertain + harmful + log(mean_tokens).")
-def confidence_by_length_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_conf_length(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                 instance_predictions: pd.DataFrame, hypothesis_test: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
     if "mean_tokens" not in rows:
@@ -142,7 +142,7 @@ def confidence_by_length_figure(context: AssetExecutionContext, analysis_setting
 
 
 @asset(**FIGURE, ins=LABEL_INS, description="Mean token confidence along the answer, refusing vs complying traces.")
-def trace_evolution_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_trace_evolution(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                            traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
     available, unavailable = split_by_availability(refusal_labels)
     if analysis_settings.labeler not in available:
@@ -157,7 +157,7 @@ def trace_evolution_figure(context: AssetExecutionContext, analysis_settings: An
 
 @asset(**FIGURE, description="Reliability diagram: accuracy per bin of P(correct | confidence) from the 5-fold "
                               "out-of-fold isotonic fit (the probability ECE is computed on).")
-def reliability_diagram_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_reliability(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                instance_predictions: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
     rows = rows[rows["confidence"].notna() & rows["correct"].notna()]
@@ -187,9 +187,9 @@ def _risk_coverage_png(rows: pd.DataFrame, title: str) -> bytes:
     return plots.risk_coverage_png(curves, title)
 
 
-risk_coverage_figure = _labeler_figure(
-    "risk_coverage_figure", "Risk-coverage curves per policy (headline labeler) with their AURC.",
+fig_risk_coverage = _labeler_figure(
+    "fig_risk_coverage", "Risk-coverage curves per policy (headline labeler) with their AURC.",
     "calibration", _risk_coverage_png, "risk vs coverage")
-budget_ablation_figure = _labeler_figure(
-    "budget_ablation_figure", "Accuracy against tokens: fixed_n = 1..budget, adaptive and deepconf_online.",
+fig_budget_ablation = _labeler_figure(
+    "fig_budget_ablation", "Accuracy against tokens: fixed_n = 1..budget, adaptive and deepconf_online.",
     "budget_ablation", plots.budget_ablation_png, "accuracy vs tokens")

@@ -12,7 +12,9 @@ from resources.analysis_settings import AnalysisSettingsResource
 from resources.model_registry import models_by_size
 
 CALIBRATION = ("auroc", "ece_isotonic_oof", "aurc")
-COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, *CALIBRATION]
+CALIBRATION_CIS = ("auroc_ci_low", "auroc_ci_high", "aurc_ci_low", "aurc_ci_high")
+COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, "tp", "fn", "fp", "tn", *CALIBRATION,
+           *CALIBRATION_CIS]
 
 
 @asset(
@@ -44,7 +46,7 @@ def model_comparison(
         # fixed_n=all is also the token-savings baseline of summarize_predictions
         predictions = by_model[model]
         predictions = predictions[predictions["policy"].isin([analysis_settings.headline_policy, analysis.ALL_TRACES])]
-        calibration = analysis.calibration_table(predictions)[["labeler", "policy", *CALIBRATION]]
+        calibration = analysis.calibration_table(predictions)[["labeler", "policy", *CALIBRATION, *CALIBRATION_CIS]]
         summary = analysis.summarize_predictions(predictions).merge(calibration, on=["labeler", "policy"])
         summary.insert(0, "model", model)
         rows.append(summary)
@@ -71,10 +73,49 @@ def model_comparison(
     description="Safety metrics and confidence calibration against model size for one benchmark "
                 "(headline labeler and policy).",
 )
-def model_comparison_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+def fig_model_comparison(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                             model_comparison: pd.DataFrame) -> MaterializeResult:
     rows = model_comparison[(model_comparison["policy"] == analysis_settings.headline_policy)
                             & (model_comparison["labeler"] == analysis_settings.labeler)]  # ordered by model size
     title = f"{context.partition_key}: models compared ({analysis_settings.headline_policy}, {analysis_settings.labeler} labels)"
     png = plots.model_comparison_png(rows, title)
     return MaterializeResult(value=png, metadata={"figure": metadata.image(png, "Model comparison")})
+
+
+@asset(
+    partitions_def=benchmark_partitions,
+    group_name="comparisons",
+    automation_condition=COMPARISON_CONDITION,
+    io_manager_key="html_io_manager",
+    kinds={"html"},
+    owners=OWNERS,
+    description="Self-contained HTML report for one benchmark over every materialized model partition: "
+                "provenance, per-model headline with Wilson 95% CIs and AUROC CIs, what the numbers say, the "
+                "comparison table and figure.",
+)
+def comparison_report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+                      model_comparison: pd.DataFrame, fig_model_comparison: bytes) -> MaterializeResult:
+    from deepconf_assets.assets.report import code_version
+    from deepconf_assets.core import report as html_report
+    from deepconf_assets.core.interpret import comparison_sentences, count_intervals
+
+    rows = model_comparison[(model_comparison["policy"] == analysis_settings.headline_policy)
+                            & (model_comparison["labeler"] == analysis_settings.labeler)]
+    intervals = count_intervals(rows)
+    reading = comparison_sentences(intervals, rows)
+    provenance = pd.DataFrame([
+        ("report run", context.run_id), ("code version", code_version()), ("benchmark", context.partition_key),
+        ("models (smallest to largest)", ", ".join(rows["model"])),
+        ("headline", f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels"),
+    ], columns=["item", "value"])
+    page = html_report.render(
+        f"DeepConf safety report: {context.partition_key}, models compared",
+        f"{len(rows)} model partitions of {context.partition_key} ({analysis_settings.headline_policy}, "
+        f"{analysis_settings.labeler} labels).",
+        [html_report.Section("What these numbers say", bullets=reading),
+         html_report.Section("Headline per model with 95% confidence intervals",
+                             "Wilson score intervals from each model's counts; AUROC with its bootstrap CI.", intervals),
+         html_report.Section("Provenance", "", provenance),
+         html_report.Section("Every policy and labeler", "", model_comparison),
+         html_report.Section("Metrics against model size", png=fig_model_comparison)])
+    return MaterializeResult(value=page, metadata={"models": ", ".join(rows["model"]), "size_bytes": len(page)})

@@ -47,7 +47,7 @@ def _labels_asset(labeler: RefusalLabeler) -> AssetsDefinition:
         required_resource_keys={"generator"} if labeler.needs_gpu else set(),
         **(gpu_step(labeler.model_key) if labeler.needs_gpu else {}),
         check_specs=[AssetCheckSpec(
-            CHECK, asset=labeler.asset_name,
+            CHECK, asset=labeler.asset_name, partitions_def=experiment_partitions,
             description=f"At most {labeler.max_unlabelled_share:.0%} of traces have no label (a parse error, N/A); "
                         f"fails as a warning when the labeler could not run here.")],
         description=f"Refusal label per trace from the '{labeler.name}' labeler. {labeler.description}",

@@ -21,18 +21,18 @@ from resources.analysis_settings import AnalysisSettingsResource
 
 # (asset, heading) in reading order.
 FIGURES = [
-    ("confusion_matrix_figure", "Confusion matrix of the headline policy"),
-    ("percentile_curves_figure", "Safety metrics and token savings against the threshold percentile"),
-    ("budget_ablation_figure", "Accuracy against tokens spent"),
-    ("confidence_categories_figure", "Accuracy per confidence category"),
-    ("confidence_by_correctness_figure", "Confidence of correct and wrong decisions"),
-    ("confidence_by_category_figure", "Confidence per category"),
-    ("confidence_distributions_figure", "Confidence distributions per category"),
-    ("confidence_by_harmfulness_figure", "Confidence on harmful and benign prompts"),
-    ("confidence_by_length_figure", "Confidence against answer length per category"),
-    ("trace_evolution_figure", "Token confidence along the answer"),
-    ("reliability_diagram_figure", "Reliability diagram"),
-    ("risk_coverage_figure", "Risk against coverage"),
+    ("fig_confusion_matrix", "Confusion matrix of the headline policy"),
+    ("fig_percentile_curves", "Safety metrics and token savings against the threshold percentile"),
+    ("fig_budget_ablation", "Accuracy against tokens spent"),
+    ("fig_categories", "Accuracy per confidence category"),
+    ("fig_conf_correctness", "Confidence of correct and wrong decisions"),
+    ("fig_conf_category", "Confidence per category"),
+    ("fig_conf_distributions", "Confidence distributions per category"),
+    ("fig_conf_harmfulness", "Confidence on harmful and benign prompts"),
+    ("fig_conf_length", "Confidence against answer length per category"),
+    ("fig_trace_evolution", "Token confidence along the answer"),
+    ("fig_reliability", "Reliability diagram"),
+    ("fig_risk_coverage", "Risk against coverage"),
 ]
 
 

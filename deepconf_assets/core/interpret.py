@@ -108,3 +108,43 @@ def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, ca
             sentence += " The unstratified effect does not survive stratification: harmfulness may confound it."
         sentences.append(sentence)
     return sentences
+
+
+def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per row of a summary with tp/fn/fp/tn counts (one per model): accuracy, sensitivity and specificity
+    with Wilson 95% CIs, and the AUROC with its CI."""
+    out = []
+    for row in rows.itertuples(index=False):
+        tp, fn, fp, tn = (int(getattr(row, c)) for c in ("tp", "fn", "fp", "tn"))
+        entry = {"model": row.model, "n": tp + fn + fp + tn}
+        for name, k, n in (("accuracy", tp + tn, tp + fn + fp + tn), ("sensitivity", tp, tp + fn),
+                           ("specificity", tn, tn + fp)):
+            low, high = wilson(k, n)
+            entry |= {name: k / n if n else float("nan"), f"{name}_ci_low": low, f"{name}_ci_high": high}
+        entry |= {"auroc": row.auroc, "auroc_ci_low": row.auroc_ci_low, "auroc_ci_high": row.auroc_ci_high}
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def comparison_sentences(intervals: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """Across models: which differences the CIs can tell apart, and whether confidence separates anywhere."""
+    sentences = []
+    if len(intervals) < 2:
+        sentences.append(f"Only {len(intervals)} model partition is materialized; materialize more to compare.")
+    else:
+        best = intervals.loc[intervals["accuracy"].idxmax()]
+        others = intervals[intervals["model"] != best["model"]]
+        separated = others[others["accuracy_ci_high"] < best["accuracy_ci_low"]]
+        sentences.append(
+            f"Most accurate: {best['model']} ({fmt(best['accuracy'])}, 95% CI {fmt(best['accuracy_ci_low'])}–"
+            f"{fmt(best['accuracy_ci_high'])}); "
+            + (f"its CI clears {', '.join(separated['model'])}." if len(separated) else
+               "its CI overlaps every other model's, so this ranking is not established at these sample sizes."))
+    for row in intervals.itertuples(index=False):
+        if np.isfinite(row.auroc_ci_low) and row.auroc_ci_low <= 0.5 <= row.auroc_ci_high:
+            sentences.append(f"{row.model}: confidence does not separate right from wrong decisions (AUROC "
+                             f"{fmt(row.auroc)}, 95% CI {fmt(row.auroc_ci_low)}–{fmt(row.auroc_ci_high)}).")
+    small = intervals[intervals["n"] < SMALL_N]
+    if len(small):
+        sentences.append(f"Small samples (n < {SMALL_N}): {', '.join(small['model'])}.")
+    return sentences

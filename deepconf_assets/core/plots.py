@@ -216,29 +216,38 @@ def budget_ablation_png(table: pd.DataFrame, title: str) -> bytes:
 
 
 def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
-    """Per model partition (ordered by size): safety metrics (left) and calibration of instance
-    confidence against correctness (right)."""
-    fig, (left, right) = plt.subplots(2, 1, figsize=(6.4, 8.4))  # stacked: fits the metadata pop-up
+    """Per model partition (ordered by size): accuracy, sensitivity and specificity with Wilson 95% CIs
+    (top), AUROC and AURC of instance confidence with bootstrap 95% CIs (bottom)."""
+    from deepconf_assets.core.interpret import count_intervals
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 8.4))  # stacked: fits the metadata pop-up
     models = list(dict.fromkeys(table["model"]))
     x = np.arange(len(models))
-    rows = table.set_index("model").loc[models]
-    for offset, metric in zip((-0.3, -0.1, 0.1, 0.3), ("accuracy", "sensitivity", "specificity", "f1")):
-        left.bar(x + offset, 100 * rows[metric].to_numpy(dtype=float), width=0.2, label=metric)
-    left.set_xticks(x, models)
-    left.set_xlabel("model (smallest to largest)")
-    left.set_ylabel("metric (%)")
-    left.set_ylim(0, 105)
-    left.legend(fontsize=8, ncols=4)
-    left.set_title("safety metrics", fontsize=10)
-    for metric, label in (("auroc", "AUROC (higher = confidence separates right from wrong)"),
-                          ("ece_isotonic_oof", "ECE of out-of-fold isotonic P(correct) (lower = better)"), ("aurc", "AURC (lower = better)")):
-        right.plot(x, rows[metric].to_numpy(dtype=float), marker="o", label=label)
-    right.set_xticks(x, models)
-    right.set_xlabel("model (smallest to largest)")
-    right.set_ylabel("calibration metric (0-1)")
-    right.set_ylim(-0.02, 1.02)
-    right.legend(fontsize=8)
-    right.set_title("calibration of instance confidence", fontsize=10)
+    rows = table.set_index("model").loc[models].reset_index()
+    intervals = count_intervals(rows)
+    for offset, metric in zip((-0.25, 0.0, 0.25), ("accuracy", "sensitivity", "specificity")):
+        value = intervals[metric].to_numpy(dtype=float)
+        yerr = np.abs(np.vstack([intervals[f"{metric}_ci_low"], intervals[f"{metric}_ci_high"]]) - value)
+        top.bar(x + offset, 100 * value, yerr=100 * np.nan_to_num(yerr), capsize=3, width=0.24, label=metric)
+    top.set_xticks(x, models)
+    top.set_xlabel("model (smallest to largest)")
+    top.set_ylabel("metric (%)")
+    top.set_ylim(0, 105)
+    top.legend(fontsize=8, ncols=3)
+    top.set_title("safety metrics (bars: Wilson 95% CIs)", fontsize=10)
+    for offset, metric, label in ((-0.05, "auroc", "AUROC (0.5 = no separation; higher = better)"),
+                                  (0.05, "aurc", "AURC (lower = better)")):
+        value = rows[metric].to_numpy(dtype=float)
+        bounds = np.vstack([rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"]]).astype(float)
+        bottom.errorbar(x + offset, value, yerr=np.abs(np.nan_to_num(bounds - value)), marker="o", capsize=3,
+                        label=label)
+    bottom.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    bottom.set_xticks(x, models)
+    bottom.set_xlabel("model (smallest to largest)")
+    bottom.set_ylabel("0-1")
+    bottom.set_ylim(-0.02, 1.02)
+    bottom.legend(fontsize=8)
+    bottom.set_title("instance confidence against correctness (bootstrap 95% CIs)", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.text(0.01, -0.05, textwrap.fill(POSITIVE_CLASS_NOTE, 100) + "\n" + textwrap.fill(CONFIDENCE_NOTE, 100), fontsize=8)
