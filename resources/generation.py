@@ -133,6 +133,8 @@ class GenerationResource(ConfigurableResource):
         ]
 
     def prompt_token_counts(self, model_key: str, prompts: list[str], settings: SamplingSettings) -> list[int]:
+        if not prompts:  # a tokenizer called on an empty batch raises IndexError
+            return []
         texts = self.chat_prompts(model_key, prompts, settings)
         return [len(ids) for ids in self.engine(model_key).tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
@@ -155,6 +157,8 @@ class GenerationResource(ConfigurableResource):
         must then name the threshold, since the stored trace depends on it."""
         engine = self.engine(model_key, log)
         stats = GenerationStats(requested=len(prompts), backend=engine.name)
+        if not prompts:
+            return [], stats
         texts = self.chat_prompts(model_key, prompts, settings)
         lengths = [len(ids) for ids in engine.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         plan = np.lexsort((np.arange(len(texts)), lengths))  # deterministic: by length, then request order
@@ -213,6 +217,30 @@ class GenerationResource(ConfigurableResource):
             raise
         stats.seconds = time.monotonic() - started
         return results, stats
+
+
+# Errors that may heal on a retry: a CUDA launch failure (a flaky device or driver), a hub or network
+# timeout, and transient IO. Everything else (bad settings, missing or corrupt weights, an impossible
+# device, a bug) fails the same way every time and is never retried.
+TRANSIENT_MESSAGES = ("unspecified launch failure", "cuda error: launch failure", "nccl error", "connection reset",
+                      "connection aborted", "read timed out", "timed out", "temporarily unavailable",
+                      "service unavailable", "bad gateway", "gateway timeout")
+TRANSIENT_ERRNOS = {5, 11, 104, 110, 116}  # EIO, EAGAIN, ECONNRESET, ETIMEDOUT, ESTALE
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) is worth a retry."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            return True
+        if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+            return True
+        if any(m in f"{type(exc).__name__}: {exc}".lower() for m in TRANSIENT_MESSAGES):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -2,6 +2,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from deepconf_assets.assets.analysis_inputs import ANALYSIS
+from deepconf_assets.assets.traces import validate_traces_config
+from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
@@ -24,7 +26,10 @@ _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.gen
         "BenchmarkSpec (deepconf_assets/core/benchmarks.py); its licence is in the metadata."
     ),
 )
-def benchmark_prompts(context: AssetExecutionContext) -> MaterializeResult:
+def benchmark_prompts(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource) -> MaterializeResult:
+    # The first step of every run: settings are checked here, before anything is written. The analysis
+    # settings are validated by being required; the traces config of the run is validated below.
+    validate_traces_config(context)
     benchmark, _ = benchmark_and_model(context.partition_key)
     prompts, source = load_benchmark(benchmark, paths.data_dir())
     context.log.info(f"{benchmark}: {len(prompts)} prompts from {source}")

@@ -4,14 +4,15 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Backoff, Config, Failure,
-    MaterializeResult, MetadataValue, RetryPolicy, asset,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure,
+    MaterializeResult, MetadataValue, RetryRequested, asset,
 )
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from deepconf_assets import metadata, paths
 from deepconf_assets.contracts import TracesFrame
 from deepconf_assets.core import confidence
+from deepconf_assets.core.benchmarks import BENCHMARK_SPECS
 from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets.core.live import generate_live
 from deepconf_assets.labelers import LABELERS, LabelerContext
@@ -19,7 +20,7 @@ from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets.core.traces import generation_key, order_columns, trace_rows, trace_seed
 from deepconf_assets.deployment import gpu_step
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
-from resources.generation import GenerationOutOfMemory, GenerationResource
+from resources.generation import GenerationOutOfMemory, GenerationResource, is_transient
 from resources.generation_types import GenerationStats, SamplingSettings
 from resources.model_registry import MODELS, ModelWeightsNotFound
 from resources.shard_store import ShardStore
@@ -61,11 +62,31 @@ class TracesConfig(Config):
         )
 
 
+def validate_traces_config(context) -> None:
+    """Range-check the run's `traces` config (if it has one) at the run's first step: a bad value fails the
+    run before any asset is written, once, naming the field, instead of after upstream work."""
+    config = ((context.run.run_config or {}).get("ops", {}).get("traces") or {}).get("config")
+    if config is None:
+        return
+    try:
+        TracesConfig(**config)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
+        raise Failure(description=f"invalid traces config: {problems}. Nothing was run.", allow_retries=False) from None
+
+
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tab, newline and carriage return are text
+
+
 def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_new_tokens: int) -> pd.Series:
-    """Why a prompt is kept away from the engine ("" = it is sent)."""
+    """Why a prompt is kept away from the engine ("" = it is sent exactly as the benchmark holds it).
+    A NUL or other control character would be cut or changed on the way to the model, so the model
+    would answer a different prompt than the benchmark's: quarantined, never cleaned silently."""
     reason = pd.Series("", index=prompts.index, dtype=object)
     too_long = np.asarray(token_counts) + max_new_tokens > limit
     reason[too_long] = f"prompt + max_new_tokens exceeds the context limit of {limit} tokens"
+    control = prompts["prompt"].str.contains(CONTROL_CHARACTERS, regex=True)
+    reason[control] = "control character in the prompt (NUL or another non-text character)"
     reason[prompts["prompt"].str.strip() == ""] = "empty prompt"
     return reason
 
@@ -78,7 +99,8 @@ def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_n
     owners=OWNERS,
     dagster_type=TracesFrame,
     **gpu_step(),
-    retry_policy=RetryPolicy(max_retries=2, delay=20, backoff=Backoff.EXPONENTIAL),
+    # no retry policy: only transient errors are retried (RetryRequested below); an interrupt, bad
+    # settings or damaged weights fail the run at once
     check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces", partitions_def=experiment_partitions,
                                 description="Empty prompts and prompts that do not fit the context are never "
                                             "sent to the model; this counts them (warning when any).")],
@@ -111,6 +133,15 @@ def traces(
         context.log.warning(f"{len(quarantined)} prompts quarantined (not sent to the model): "
                             f"{quarantined['reason'].value_counts().to_dict()}")
     prompts = prompts[reasons == ""]
+    if prompts.empty:
+        spec = BENCHMARK_SPECS.get(benchmark)
+        source = (f"{paths.data_dir() / benchmark / spec.local_file}" if spec is not None and spec.local_file
+                  else f"benchmark '{benchmark}'")
+        raise Failure(
+            description=f"no prompt of {source} can be sent to the model: {len(reasons)} prompts, all quarantined "
+                        f"({reasons.value_counts().to_dict() if len(reasons) else 'the file has no prompt rows'}). "
+                        f"Fix the file (or max_prompts) and re-run; nothing was generated.",
+            allow_retries=False)
 
     n = config.traces_per_prompt
     requests = pd.DataFrame({
@@ -140,6 +171,11 @@ def traces(
                 group_window=config.group_window)
         except GenerationOutOfMemory as exc:
             raise Failure(description=str(exc), allow_retries=False) from None
+        except Exception as exc:  # noqa: BLE001 - classified: transient errors retry, the rest fail at once
+            if is_transient(exc):
+                context.log.warning(f"transient error, retrying in 20 s (finished shards are kept): {exc}")
+                raise RetryRequested(max_retries=2, seconds_to_wait=20) from exc
+            raise
         stats.add(part)
         return trace_rows(batch, results, model, config.group_window)
 
