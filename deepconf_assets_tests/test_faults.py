@@ -17,7 +17,7 @@ from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets_tests.test_bad_input import GOOD, xstest_file
 from deepconf_assets_tests.test_resume import REPO, environment, latest_traces_metadata, shard_rows
 from resources.analysis_settings import AnalysisSettingsResource
-from resources.generation import is_transient
+from resources.generation import GenerationResource, is_transient
 
 
 def _run(config=None, resources=None, partition="xstest|demo", selection=("benchmark_prompts", "traces")):
@@ -125,3 +125,19 @@ def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert latest_traces_metadata(env)["traces_reused_from_shards"] >= kept
+
+
+def test_a_truncated_shard_is_moved_aside_and_its_traces_generated_again(demo_model_dir, isolated_storage):
+    config = {"ops": {"traces": {"config": {"max_prompts": 8, "traces_per_prompt": 2, "max_new_tokens": 16}}}}
+    resources = {"generator": GenerationResource(batch_sequences=4)}  # 4 shards of 4 traces
+    first, _ = _run(config, resources, partition="synthetic|demo-small")
+    assert first.success
+    folder = isolated_storage / "shards" / "synthetic" / "demo-small"
+    shard = sorted(folder.glob("*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:40])  # a bad copy, or a disk that filled up
+    second, _ = _run(config, resources, partition="synthetic|demo-small")
+    assert second.success and _retries(second) == 0
+    assert (folder / "corrupt" / shard.name).exists() and not shard.exists()
+    meta = next(e for e in second.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "traces").materialization.metadata
+    assert meta["traces_generated"].value == 4 and meta["traces_reused_from_shards"].value == 12

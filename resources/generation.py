@@ -163,7 +163,7 @@ class GenerationResource(ConfigurableResource):
         lengths = [len(ids) for ids in engine.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         plan = np.lexsort((np.arange(len(texts)), lengths))  # deterministic: by length, then request order
 
-        stored = store.read(set(zip(keys, seeds))) if store is not None else None
+        stored = store.read(set(zip(keys, seeds)), warn=log) if store is not None else None
         results: list[GeneratedTrace | None] = [None] * len(prompts)
         if stored is not None and len(stored):
             position = {(k, s): i for i, (k, s) in enumerate(zip(keys, seeds))}

@@ -56,13 +56,27 @@ class ShardStore:
     def _files(self) -> list[Path]:
         return sorted(self.folder.glob("*.parquet")) if self.folder.exists() else []
 
-    def read(self, keys: set[Hashable] | None = None) -> pd.DataFrame:
+    def _load(self, path: Path, warn) -> pd.DataFrame | None:
+        """One shard, or None after moving an unreadable one (truncated, not parquet, wrong schema) aside
+        to `corrupt/`: its rows are then missing, so they are generated again, and nothing is lost."""
+        try:
+            return pq.read_table(path, schema=self.schema).to_pandas()
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            aside = self.folder / "corrupt" / path.name
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(path, aside)
+            if warn:
+                warn(f"unreadable {self.kind} {path} ({exc}) moved to {aside}; its traces will be generated again")
+            return None
+
+    def read(self, keys: set[Hashable] | None = None, warn=None) -> pd.DataFrame:
         """Stored rows, one per key (those in `keys` only, when given). A key is a tuple of the key
-        columns' values, or the plain value when there is one key column."""
-        files = self._files()
-        if not files:
+        columns' values, or the plain value when there is one key column. `warn(message)` hears about
+        shards moved aside as unreadable."""
+        frames = [frame for frame in (self._load(f, warn) for f in self._files()) if frame is not None]
+        if not frames:
             return self.schema.empty_table().to_pandas()
-        table = pd.concat([pq.read_table(f, schema=self.schema).to_pandas() for f in files], ignore_index=True)
+        table = pd.concat(frames, ignore_index=True)
         table = table.drop_duplicates(self.key_columns, keep="first")
         if keys is not None:
             if len(self.key_columns) == 1:
