@@ -72,8 +72,11 @@ def test_a_nul_byte_is_quarantined_never_cut(demo_model_dir, tmp_path, monkeypat
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "prompts_quarantined")
     assert not check.passed and check.metadata["quarantined"].value == 1
     assert "control character" in check.metadata["by_reason"].value
+    prompts = result.output_for_node("benchmark_prompts")
+    nul = prompts.loc[prompts["prompt"].str.contains("\x00", regex=False), "instance_id"]
+    assert len(nul) == 1 and prompts["prompt"].str.contains("bake bread", regex=False).any()  # read whole
     traces = result.output_for_node("traces")
-    assert set(traces["instance_id"]) == {"xstest-1", "xstest-2", "xstest-4"}  # tab and newline are text
+    assert traces["instance_id"].nunique() == 3 and nul.iloc[0] not in set(traces["instance_id"])  # tab, newline: text
 
 
 def test_a_file_with_no_sendable_prompt_fails_once_naming_the_file(demo_model_dir, tmp_path, monkeypatch):

@@ -99,7 +99,7 @@ def test_graphql_launch_materializes_the_partition(ui, launched_run):
 
 
 def test_asset_graph_in_the_browser(ui, launched_run, chromium):
-    names = ("benchmark_prompts", "traces", "calibration", "labeler_comparison", "report")  # in the first view
+    names = ("benchmark_prompts", "traces", "calibration", "percentile_sweep", "report")  # in the first view
     text = open_page(chromium, f"{ui.url}/locations/deepconf_assets/asset-groups/experiment/lineage",
                      lambda d: all(n in (t := page_text(d)) for n in names) and t, "the experiment lineage",
                      "ui-asset-graph.png")

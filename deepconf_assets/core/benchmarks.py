@@ -287,7 +287,10 @@ def read_raw_file(path: Path) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+        # pandas' C parser ends a field at a NUL byte, silently cutting the prompt; the python parser keeps
+        # it, so the prompt reaches `traces` as the file holds it and is quarantined there
+        engine = "python" if b"\x00" in path.read_bytes() else "c"
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", engine=engine)
     except UnicodeDecodeError as exc:
         raise BenchmarkFileError(f"{path}: not valid UTF-8 ({exc})") from None
     except (pd.errors.ParserError, OSError, ValueError) as exc:
