@@ -144,3 +144,17 @@ def test_a_truncated_shard_is_moved_aside_and_its_traces_generated_again(demo_mo
     meta = next(e for e in second.get_asset_materialization_events()
                 if e.asset_key.to_user_string() == "traces").materialization.metadata
     assert meta["traces_generated"].value == 4 and meta["traces_reused_from_shards"].value == 12
+
+
+def test_a_damaged_built_in_model_is_rebuilt(tmp_path, monkeypatch):
+    from resources import demo_model
+
+    monkeypatch.setitem(demo_model.TRAINING, "steps", 2)
+    monkeypatch.setitem(demo_model.TRAINING, "n_pairs", 100)
+    target = demo_model.ensure_demo_model(tmp_path / "demo")
+    weights = target / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # truncated by a bad copy
+    assert not demo_model.is_built(target)
+    demo_model.ensure_demo_model(target)
+    assert demo_model.is_built(target) and weights.read_bytes() == good  # deterministic rebuild

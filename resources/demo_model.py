@@ -278,8 +278,27 @@ def is_built(model_dir: Path, variant: str = "demo") -> bool:
     manifest = model_dir / MANIFEST
     if not manifest.exists():
         return False
-    recorded = json.loads(manifest.read_text())
-    return recorded.get("recipe_version") == RECIPE_VERSION and recorded.get("variant", "demo") == variant
+    try:
+        recorded = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    if recorded.get("recipe_version") != RECIPE_VERSION or recorded.get("variant", "demo") != variant:
+        return False
+    return _weights_readable(model_dir)
+
+
+def _weights_readable(model_dir: Path) -> bool:
+    """Whether every tensor of the saved weights can be read: a truncated or damaged file (a bad copy, a
+    full disk) makes the model count as not built, so it is rebuilt instead of failing every run."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(model_dir / "model.safetensors"), framework="pt") as weights:
+            for name in weights.keys():
+                weights.get_tensor(name)
+    except Exception:  # noqa: BLE001 - any failure to read means: rebuild
+        return False
+    return True
 
 
 def ensure_demo_model(model_dir: Path, log=None, variant: str = "demo") -> Path:
