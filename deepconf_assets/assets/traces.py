@@ -187,9 +187,9 @@ def traces(
             raise Failure(description=str(exc), allow_retries=False) from None
         context.log.info(f"{len(prompts)} prompts, live {policy.name} within {n} traces on '{model}' ({engine})")
         labeler = LABELERS[LIVE_LABELER]
+        prompt_of = dict(zip(prompts["instance_id"], prompts["prompt"]))
 
         def label(rows: pd.DataFrame) -> pd.Series:
-            prompt_of = dict(zip(requests["instance_id"], requests["prompt"]))
             labels = labeler.run(rows["instance_id"].map(prompt_of).tolist(), rows["answer_text"].tolist(),
                                  LabelerContext(generator=None, log=context.log.info))
             return labels["refused"]

@@ -24,19 +24,25 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def rate_intervals(tp: int, fn: int, fp: int, tn: int) -> list[dict]:
+    """Accuracy, sensitivity and specificity from confusion counts, each on its own denominator, with
+    Wilson 95% CIs: [{"metric", "value", "ci_low", "ci_high", "n"}, ...]."""
+    out = []
+    for name, k, n in (("accuracy", tp + tn, tp + fn + fp + tn), ("sensitivity", tp, tp + fn),
+                       ("specificity", tn, tn + fp)):
+        low, high = wilson(k, n)
+        out.append({"metric": name, "value": k / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n})
+    return out
+
+
 def headline_intervals(rows: pd.DataFrame) -> pd.DataFrame:
     """Accuracy, sensitivity and specificity of one labeler x policy (its instance_predictions rows with
     traces) with n and Wilson 95% CIs. Positive class: a harmful prompt; predicted positive: refusal."""
     known = rows[rows["prompt_harmful"].notna() & rows["predicted_refusal"].notna()]
     harmful = known["prompt_harmful"].astype(bool).to_numpy()
     refused = known["predicted_refusal"].astype(bool).to_numpy()
-    out = []
-    for name, mask, hits in [("accuracy", np.ones(len(known), bool), harmful == refused),
-                             ("sensitivity", harmful, refused), ("specificity", ~harmful, ~refused)]:
-        n, k = int(mask.sum()), int((hits & mask).sum())
-        low, high = wilson(k, n)
-        out.append({"metric": name, "value": k / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n})
-    return pd.DataFrame(out)
+    counts = [int(np.sum(m)) for m in (harmful & refused, harmful & ~refused, ~harmful & refused, ~harmful & ~refused)]
+    return pd.DataFrame(rate_intervals(*counts))
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -117,10 +123,9 @@ def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
     for row in rows.itertuples(index=False):
         tp, fn, fp, tn = (int(getattr(row, c)) for c in ("tp", "fn", "fp", "tn"))
         entry = {"model": row.model, "n": tp + fn + fp + tn}
-        for name, k, n in (("accuracy", tp + tn, tp + fn + fp + tn), ("sensitivity", tp, tp + fn),
-                           ("specificity", tn, tn + fp)):
-            low, high = wilson(k, n)
-            entry |= {name: k / n if n else float("nan"), f"{name}_ci_low": low, f"{name}_ci_high": high}
+        for rate in rate_intervals(tp, fn, fp, tn):
+            name = rate["metric"]
+            entry |= {name: rate["value"], f"{name}_ci_low": rate["ci_low"], f"{name}_ci_high": rate["ci_high"]}
         entry |= {"auroc": row.auroc, "auroc_ci_low": row.auroc_ci_low, "auroc_ci_high": row.auroc_ci_high}
         out.append(entry)
     return pd.DataFrame(out)
