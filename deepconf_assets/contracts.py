@@ -8,6 +8,7 @@ from dagster import BetaWarning
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 
 from deepconf_assets.core.metrics import CATEGORIES
+from deepconf_assets.core.traces import FINISH_REASONS
 from deepconf_assets.labelers import LABELERS
 
 
@@ -46,7 +47,7 @@ TracesFrame = create_dagster_pandas_dataframe_type(
         PandasColumn.string_column("text", non_nullable=True),
         PandasColumn.string_column("answer_text", non_nullable=True),
         PandasColumn.integer_column("n_tokens", min_value=1, non_nullable=True),
-        PandasColumn.categorical_column("finish_reason", {"stop", "length", "cut"}, non_nullable=True),
+        PandasColumn.categorical_column("finish_reason", set(FINISH_REASONS), non_nullable=True),
         PandasColumn.integer_column("seed", min_value=0, non_nullable=True),
         PandasColumn.exists("token_confidence", non_nullable=True),
         PandasColumn.exists("token_logprob", non_nullable=True),

@@ -16,6 +16,7 @@ from resources.analysis_settings import AnalysisSettingsResource
 from resources.generation import GenerationResource
 from resources.io_managers import HtmlIOManagerFactory, ParquetIOManagerFactory, PngIOManagerFactory
 
+deployment.stop_on_hangup()
 ASSETS = load_assets_from_package_module(assets)
 ASSET_CHECKS = load_asset_checks_from_modules([checks])
 RESOURCES = {

@@ -62,11 +62,20 @@ def backfill_models() -> tuple[list[str], list[str]]:
     return available, [k for k in keys if k not in available]
 
 
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json keeps the last of two equal keys; which one was meant is ambiguous, so it is an error."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"DEEPCONF_BACKFILL_RUN_CONFIG repeats the key(s) {repeated}; which value is meant is ambiguous")
+    return dict(pairs)
+
+
 def backfill_run_config() -> dict:
     raw = os.environ.get("DEEPCONF_BACKFILL_RUN_CONFIG", "").strip()
     if not raw:
         return {}
-    config = json.loads(raw)
+    config = json.loads(raw, object_pairs_hook=_no_repeated_keys)
     if not isinstance(config, dict):
         raise ValueError(f"DEEPCONF_BACKFILL_RUN_CONFIG must be a JSON object, got {raw!r}")
     return config

@@ -2,8 +2,10 @@
 and a prompt is sent exactly as the benchmark holds it or quarantined with a reason."""
 
 import errno
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, materialize
+from dagster import DagsterEventType, DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus, materialize
+from dagster._core.instance.ref import InstanceRef
 
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets_tests.test_bad_input import GOOD, xstest_file
@@ -36,20 +39,67 @@ def _retries(result) -> int:
     return sum(e.event_type == DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("traces_per_prompt", 0, "traces_per_prompt"), ("top_p", 2, "top_p"), ("group_window", 0, "group_window"),
-    ("temperature", -1, "temperature"), ("max_new_tokens", 0, "max_new_tokens"),
-])
-def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, isolated_storage, field, value, message):
+@pytest.mark.parametrize("settings, message", [
+    ({"traces_per_prompt": 0}, "traces_per_prompt: Input should be greater than or equal to 1 (got 0)"),
+    ({"traces_per_prompt": 10**7}, "traces_per_prompt: Input should be less than or equal to 4096"),
+    ({"top_p": 2}, "top_p: Input should be less than or equal to 1 (got 2)"),
+    ({"group_window": 0}, "group_window: Input should be greater than or equal to 1 (got 0)"),
+    ({"temperature": -1}, "temperature: Input should be greater than or equal to 0 (got -1)"),
+    ({"max_new_tokens": 0}, "max_new_tokens: Input should be greater than or equal to 1 (got 0)"),
+    # values an engine would silently change
+    ({"temperature": 1e-7}, "temperature: Value error, must be 0 (greedy) or at least 1e-05"),
+    ({"logprobs_k": 50}, "logprobs_k: Input should be less than or equal to 20 (got 50)"),
+    # settings that cannot fit
+    ({"max_new_tokens": 5000}, "max_new_tokens (5000) leaves no room for a prompt within generator.max_model_len (4096)"),
+], ids=lambda v: "-".join(f"{k}={w}" for k, w in v.items()) if isinstance(v, dict) else None)
+def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, isolated_storage, settings, message):
     written = isolated_storage / "assets" / "benchmark_prompts" / "synthetic" / "demo-small.parquet"
     written.unlink(missing_ok=True)
-    result, seconds = _run({"ops": {"traces": {"config": {field: value}}}}, partition="synthetic|demo-small")
+    result, seconds = _run({"ops": {"traces": {"config": settings}}}, partition="synthetic|demo-small")
     assert not result.success and _retries(result) == 0
     failed = next(e for e in result.all_events if e.is_step_failure)
     assert failed.step_key == "benchmark_prompts"  # the first step: nothing upstream was written
     assert not written.exists()
-    assert f"invalid traces config: {message}" in _failure_text(result) and str(value) in _failure_text(result)
+    text = _failure_text(result)
+    assert f"invalid traces config: " in text and message in text, text
     assert seconds < 30
+
+
+def test_impossible_generator_settings_fail_before_any_work(isolated_storage):
+    # a value outside the choices is refused at launch (an enum in Dagster's config schema)
+    for config, field in [({"resources": {"generator": {"config": {"backend": "tpu"}}}}, "backend"),
+                          ({"resources": {"generator": {"config": {"dtype": "float8"}}}}, "dtype"),
+                          ({"ops": {"traces": {"config": {"generation_mode": "streaming"}}}}, "generation_mode")]:
+        with pytest.raises(DagsterInvalidConfigError, match=f"{field} not in enum type"):
+            _run(config=config, partition="synthetic|demo-small")
+    # a malformed device fails resource initialisation, before any step
+    result, _ = _run(config={"resources": {"generator": {"config": {"device": "gpu0"}}}}, partition="synthetic|demo-small")
+    assert not result.success and not any(e.event_type == DagsterEventType.STEP_START for e in result.all_events)
+    # a device or backend this machine does not have fails the first step in seconds, once
+    import torch
+
+    impossible = [{"device": f"cuda:{torch.cuda.device_count()}"}]
+    if importlib.util.find_spec("vllm") is None:
+        impossible.append({"backend": "vllm"})
+    for settings in impossible:
+        result, seconds = _run(config={"resources": {"generator": {"config": settings}}}, partition="synthetic|demo-small")
+        assert not result.success and _retries(result) == 0 and seconds < 30
+        assert next(e for e in result.all_events if e.is_step_failure).step_key == "benchmark_prompts"
+        assert f"generator.{next(iter(settings))} is" in _failure_text(result)
+
+
+def test_settings_the_engine_would_change_are_refused_or_recorded(demo_model_dir, isolated_storage):
+    tiny = {"max_prompts": 4, "traces_per_prompt": 1, "max_new_tokens": 8}
+    result, _ = _run({"ops": {"traces": {"config": {**tiny, "top_k": 5000}}}}, partition="synthetic|demo-small")
+    assert not result.success and _retries(result) == 0
+    assert "top_k (5000) exceeds the vocabulary of 'demo-small' (1026 tokens)" in _failure_text(result)
+    assert not list((isolated_storage / "shards" / "synthetic" / "demo-small").glob("*.parquet"))  # nothing generated
+    # a context limit above the model's positions is capped by the engine: recorded as the limit used
+    result, _ = _run({"ops": {"traces": {"config": tiny}}}, partition="synthetic|demo-small")
+    assert result.success
+    meta = next(e for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "traces").materialization.metadata
+    assert GenerationResource().max_model_len == 4096 and meta["context_limit"].value == 1024
 
 
 def test_out_of_range_analysis_settings_fail_at_the_first_step(demo_model_dir):
@@ -102,7 +152,8 @@ def test_only_transient_errors_are_retried():
         assert not is_transient(permanent), permanent
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
 def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp_path, sig):
     env = environment(tmp_path, demo_model_dir)
     config = {"ops": {"traces": {"config": {"traces_per_prompt": 4}}},
@@ -123,21 +174,44 @@ def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp
     assert process.returncode != 0, output[-3000:]
     assert seconds < 15, seconds  # stops within seconds, not after a retry
     assert "RUN_SUCCESS" not in output and "STEP_UP_FOR_RETRY" not in output
+    run = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])).get_runs(limit=1)[0]
+    assert run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED), run.status  # never left "started"
     kept = shard_rows(env)
     assert 0 < kept < 450 * 4
+    if sig != signal.SIGINT:
+        return  # resuming is the same for every signal: once is enough
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert latest_traces_metadata(env)["traces_reused_from_shards"] >= kept
 
 
-def test_a_truncated_shard_is_moved_aside_and_its_traces_generated_again(demo_model_dir, isolated_storage):
+def _damage_shard(shard: Path, damage: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if damage == "truncated":  # a bad copy, or a disk that filled up
+        shard.write_bytes(shard.read_bytes()[:40])
+    elif damage == "not parquet":
+        shard.write_text("generation_key,seed\n")
+    else:  # readable, but its rows cannot be trusted
+        rows = pq.read_table(shard).to_pandas()
+        if damage == "token lists disagree":
+            rows.at[0, "token_confidence"] = rows.at[0, "token_confidence"][:-1]
+        else:
+            rows.at[0, "finish_reason"] = "stopped"
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), shard)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not parquet", "token lists disagree", "unknown finish reason"])
+def test_a_damaged_shard_is_moved_aside_and_its_traces_generated_again(demo_model_dir, isolated_storage, damage):
     config = {"ops": {"traces": {"config": {"max_prompts": 8, "traces_per_prompt": 2, "max_new_tokens": 16}}}}
     resources = {"generator": GenerationResource(batch_sequences=4)}  # 4 shards of 4 traces
+    folder = isolated_storage / "shards" / "synthetic" / "demo-small"
+    shutil.rmtree(folder, ignore_errors=True)
     first, _ = _run(config, resources, partition="synthetic|demo-small")
     assert first.success
-    folder = isolated_storage / "shards" / "synthetic" / "demo-small"
     shard = sorted(folder.glob("*.parquet"))[0]
-    shard.write_bytes(shard.read_bytes()[:40])  # a bad copy, or a disk that filled up
+    _damage_shard(shard, damage)
     second, _ = _run(config, resources, partition="synthetic|demo-small")
     assert second.success and _retries(second) == 0
     assert (folder / "corrupt" / shard.name).exists() and not shard.exists()
@@ -146,15 +220,31 @@ def test_a_truncated_shard_is_moved_aside_and_its_traces_generated_again(demo_mo
     assert meta["traces_generated"].value == 4 and meta["traces_reused_from_shards"].value == 12
 
 
-def test_a_damaged_built_in_model_is_rebuilt(tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage", ["truncated weights", "edited tokenizer", "missing config"])
+def test_a_damaged_built_in_model_is_rebuilt(tmp_path, monkeypatch, damage):
     from resources import demo_model
 
     monkeypatch.setitem(demo_model.TRAINING, "steps", 2)
     monkeypatch.setitem(demo_model.TRAINING, "n_pairs", 100)
     target = demo_model.ensure_demo_model(tmp_path / "demo")
-    weights = target / "model.safetensors"
-    good = weights.read_bytes()
-    weights.write_bytes(good[: len(good) // 2])  # truncated by a bad copy
+    good = {f.name: f.read_bytes() for f in target.iterdir()}
+    if damage == "truncated weights":  # a bad copy
+        (target / "model.safetensors").write_bytes(good["model.safetensors"][: len(good["model.safetensors"]) // 2])
+    elif damage == "edited tokenizer":  # still valid JSON, different meaning
+        (target / "tokenizer.json").write_text(good["tokenizer.json"].decode().replace('"<think>"', '"<thinx>"', 1))
+    else:
+        (target / "config.json").unlink()
     assert not demo_model.is_built(target)
     demo_model.ensure_demo_model(target)
-    assert demo_model.is_built(target) and weights.read_bytes() == good  # deterministic rebuild
+    assert demo_model.is_built(target)
+    assert {f.name: f.read_bytes() for f in target.iterdir()} == good  # a deterministic rebuild
+
+
+def test_a_repeated_key_in_the_backfill_run_config_is_ambiguous(monkeypatch):
+    from deepconf_assets.schedules import backfill_run_config
+
+    monkeypatch.setenv("DEEPCONF_BACKFILL_RUN_CONFIG", '{"ops": {"traces": {"config": {"seed": 1, "seed": 2}}}}')
+    with pytest.raises(ValueError, match=r"repeats the key\(s\) \['seed'\]"):
+        backfill_run_config()
+    monkeypatch.setenv("DEEPCONF_BACKFILL_RUN_CONFIG", '{"ops": {"traces": {"config": {"seed": 2}}}}')
+    assert backfill_run_config() == {"ops": {"traces": {"config": {"seed": 2}}}}

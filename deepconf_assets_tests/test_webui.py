@@ -38,13 +38,29 @@ def ui(demo_model_dir, tmp_path_factory):
         yield dev
 
 
-def launch_experiment(dev: DagsterDev, partition: str, max_prompts: int) -> str:
+LOGS = """
+query Logs($id: ID!) {
+  logsForRun(runId: $id) {
+    ... on EventConnection { events { __typename
+      ... on MessageEvent { message stepKey }
+      ... on ExecutionStepFailureEvent { error { message } } } }
+  }
+}"""
+TERMINATE = """
+mutation Terminate($id: String!) { terminateRun(runId: $id) { __typename ... on PythonError { message } } }"""
+
+
+def launch_experiment(dev: DagsterDev, partition: str, run_config: dict, assets: tuple[str, ...] = ()) -> str:
+    """Launch experiment_job for `partition` as the launchpad does (`assets`: only these)."""
     benchmark, model = partition.split("|")
+    selector = {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__",
+                "pipelineName": "experiment_job"}
+    if assets:
+        selector["assetSelection"] = [{"path": [name]} for name in assets]
     params = {
-        "selector": {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__",
-                     "pipelineName": "experiment_job"},
+        "selector": selector,
         "mode": "default",
-        "runConfigData": {"ops": {"traces": {"config": {"max_prompts": max_prompts}}}},
+        "runConfigData": run_config,
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition},
                                        {"key": "dagster/partition/benchmark", "value": benchmark},
                                        {"key": "dagster/partition/model", "value": model}]},
@@ -54,12 +70,25 @@ def launch_experiment(dev: DagsterDev, partition: str, max_prompts: int) -> str:
     return result["run"]["runId"]
 
 
+def run_status(dev: DagsterDev, run_id: str) -> str:
+    return dev.graphql(RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+
+
+def wait_until_done(dev: DagsterDev, run_id: str, timeout: float = 600, interval: float = 3) -> str:
+    return wait_for(lambda: (s := run_status(dev, run_id)) in {"SUCCESS", "FAILURE", "CANCELED"} and s,
+                    timeout, f"run {run_id}", interval=interval)
+
+
+def run_messages(dev: DagsterDev, run_id: str) -> str:
+    events = dev.graphql(LOGS, {"id": run_id})["logsForRun"]["events"]
+    return "\n".join(e.get("message") or "" for e in events) + "\n".join(
+        e["error"]["message"] for e in events if e.get("error"))
+
+
 @pytest.fixture(scope="module")
 def launched_run(ui):
-    run_id = launch_experiment(ui, PARTITION, max_prompts=120)
-    status = wait_for(lambda: (s := ui.graphql(RUN_STATUS, {"id": run_id})["runOrError"]["status"])
-                      in {"SUCCESS", "FAILURE", "CANCELED"} and s, 600, f"run {run_id}", interval=3)
-    assert status == "SUCCESS", ui.log_path.read_text()[-4000:]
+    run_id = launch_experiment(ui, PARTITION, {"ops": {"traces": {"config": {"max_prompts": 120}}}})
+    assert wait_until_done(ui, run_id) == "SUCCESS", ui.log_path.read_text()[-4000:]
     return run_id
 
 
@@ -146,3 +175,34 @@ def test_report_in_the_browser(ui, launched_run, chromium):
     height = chromium.execute_script("return document.body.scrollHeight")
     chromium.set_window_size(1400, min(height + 100, 16000))
     chromium.save_screenshot(str(ARTIFACTS / "report-xstest-demo.png"))
+
+
+@pytest.mark.parametrize("partition", ["xstest|qwen3-9b", "toxic|demo"])
+def test_an_unknown_partition_launched_through_graphql_is_refused_with_the_valid_keys(ui, partition):
+    # the CLI refuses an unknown key before the run; a GraphQL launch reaches the first asset, which refuses it
+    run_id = launch_experiment(ui, partition, {})
+    assert wait_until_done(ui, run_id, timeout=120, interval=1) == "FAILURE"
+    messages = run_messages(ui, run_id)
+    assert f"partition '{partition}' does not exist" in messages and "xstest|demo" in messages
+    assert "qwen3-8b" in messages and "wildguardmix|qwen3-0.6b" in messages  # the valid keys are listed
+    assert "STEP_UP_FOR_RETRY" not in messages and not (Path(ui.env["DEEPCONF_STORAGE_DIR"]) / "shards" / "toxic").exists()
+
+
+def test_cancel_from_the_ui_stops_the_run_and_the_next_run_resumes(ui):
+    config = {"ops": {"traces": {"config": {"traces_per_prompt": 4, "max_new_tokens": 192}}},
+              "resources": {"generator": {"config": {"batch_sequences": 64}}}}
+    shards = Path(ui.env["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo"
+    before = len(list(shards.glob("*.parquet")))
+    run_id = launch_experiment(ui, PARTITION, config, assets=("benchmark_prompts", "traces"))
+    wait_for(lambda: len(list(shards.glob("*.parquet"))) >= before + 2, 300, "two new shards", interval=0.2)
+    sent = time.monotonic()
+    assert ui.graphql(TERMINATE, {"id": run_id})["terminateRun"]["__typename"] == "TerminateRunSuccess"
+    assert wait_until_done(ui, run_id, timeout=60, interval=0.5) == "CANCELED"
+    assert time.monotonic() - sent < 15
+    kept = len(list(shards.glob("*.parquet")))
+    time.sleep(3)
+    assert len(list(shards.glob("*.parquet"))) == kept  # generation stopped with the run
+    resumed = launch_experiment(ui, PARTITION, config, assets=("benchmark_prompts", "traces"))
+    assert wait_until_done(ui, resumed) == "SUCCESS", ui.log_path.read_text()[-4000:]
+    found = re.search(r"(\d+) of 1800 traces found in the shard store", run_messages(ui, resumed))
+    assert found and int(found.group(1)) >= 64 * 2, found

@@ -269,36 +269,32 @@ def build_demo_model(out_dir: Path, log=None, variant: str = "demo") -> dict:
                      temperature=0.6, top_p=0.95, top_k=50).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     manifest = {"recipe_version": RECIPE_VERSION, "variant": variant, "architecture": architecture, "training": training,
-                "final_loss": round(final_loss, 4), "parameters": sum(p.numel() for p in model.parameters())}
+                "final_loss": round(final_loss, 4), "parameters": sum(p.numel() for p in model.parameters()),
+                "files": _file_hashes(out_dir)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
+def _file_hashes(model_dir: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(model_dir.iterdir()) if f.is_file() and f.name != MANIFEST}
+
+
 def is_built(model_dir: Path, variant: str = "demo") -> bool:
+    """Built by this recipe and undamaged: every file (weights, config, tokenizer, template) still has the
+    hash recorded when it was built. A truncated, edited or missing file (a bad copy, a full disk) makes
+    the model count as not built, so it is rebuilt instead of failing every run."""
     manifest = model_dir / MANIFEST
     if not manifest.exists():
         return False
     try:
         recorded = json.loads(manifest.read_text())
+        files = _file_hashes(model_dir)
     except (OSError, ValueError):
         return False
     if recorded.get("recipe_version") != RECIPE_VERSION or recorded.get("variant", "demo") != variant:
         return False
-    return _weights_readable(model_dir)
-
-
-def _weights_readable(model_dir: Path) -> bool:
-    """Whether every tensor of the saved weights can be read: a truncated or damaged file (a bad copy, a
-    full disk) makes the model count as not built, so it is rebuilt instead of failing every run."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(model_dir / "model.safetensors"), framework="pt") as weights:
-            for name in weights.keys():
-                weights.get_tensor(name)
-    except Exception:  # noqa: BLE001 - any failure to read means: rebuild
-        return False
-    return True
+    return bool(files) and recorded.get("files") == files
 
 
 def ensure_demo_model(model_dir: Path, log=None, variant: str = "demo") -> Path:

@@ -24,7 +24,7 @@ import gc
 import importlib.util
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import numpy as np
 from dagster import ConfigurableResource
@@ -35,9 +35,6 @@ from resources.generation_types import GeneratedTrace, GenerationStats, Sampling
 from resources.model_registry import model_spec, resolve_model_dir
 from resources.shard_store import ShardStore, as_shard_rows
 
-BACKENDS = ("auto", "vllm", "transformers")
-
-
 class GenerationOutOfMemory(RuntimeError):
     """The accelerator ran out of memory; the message names the setting to lower."""
 
@@ -46,9 +43,13 @@ class GenerationResource(ConfigurableResource):
     """Samples traces from (and classifies with) a registered model. An engine loads once per run (per
     process) and stays loaded until another model is asked for."""
 
-    backend: str = Field("auto", description="auto | vllm | transformers (auto = vLLM when importable and a GPU is present)")
-    device: str = Field("auto", description="transformers: auto = cuda when available, else cpu")
-    dtype: str = Field("auto", description="auto = bfloat16 on GPU, float32 on CPU; or float32 | bfloat16 | float16")
+    # Literal choices are enums in Dagster's config schema: a wrong value is refused at launch.
+    backend: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="auto | vllm | transformers (auto = vLLM when importable and a GPU is present)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="transformers: auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto = bfloat16 on GPU, float32 on CPU; or float32 | bfloat16 | float16")
     batch_sequences: int = Field(256, ge=1, description="transformers: sequences per forward batch; both: traces per shard")
     max_model_len: int = Field(4096, ge=16, description="Context limit (prompt + answer); longer prompts are quarantined")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM: share of GPU memory for weights and KV cache")
@@ -60,9 +61,22 @@ class GenerationResource(ConfigurableResource):
     _engine: object = PrivateAttr(default=None)
     _engine_key: Optional[str] = PrivateAttr(default=None)
 
+    def unavailable(self) -> str | None:
+        """Why this machine cannot run the configured backend and device (None when it can): asked at the
+        run's first step, so an impossible setting fails in seconds, not after a model load."""
+        if self.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            return "generator.backend is 'vllm' but vLLM is not installed here (pip install -e '.[vllm]' on a GPU machine)"
+        if self.device.startswith("cuda"):
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(self.device.split(":")[1]) if ":" in self.device else 0
+            if index >= count:
+                return (f"generator.device is '{self.device}' but this machine has {count} CUDA device(s); "
+                        f"use 'auto' or 'cpu'")
+        return None
+
     def resolved_backend(self) -> str:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.backend != "auto":
             return self.backend
         import torch

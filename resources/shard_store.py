@@ -23,7 +23,10 @@ from typing import Hashable, Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from deepconf_assets.core.traces import FINISH_REASONS
 
 SHARD_SCHEMA = pa.schema([
     ("generation_key", pa.string()),
@@ -57,17 +60,38 @@ class ShardStore:
         return sorted(self.folder.glob("*.parquet")) if self.folder.exists() else []
 
     def _load(self, path: Path, warn) -> pd.DataFrame | None:
-        """One shard, or None after moving an unreadable one (truncated, not parquet, wrong schema) aside
-        to `corrupt/`: its rows are then missing, so they are generated again, and nothing is lost."""
+        """One shard, or None after moving a damaged one aside to `corrupt/`: unreadable (truncated, not
+        parquet, wrong schema) or inconsistent (a missing key, per-token lists of different lengths, an
+        unknown finish reason). Its rows are then missing, so they are made again, and nothing is lost."""
         try:
-            return pq.read_table(path, schema=self.schema).to_pandas()
+            table = pq.read_table(path, schema=self.schema)
+            problem = self._inconsistency(table)
+            if problem is None:
+                return table.to_pandas()
         except (OSError, pa.ArrowException, ValueError) as exc:
-            aside = self.folder / "corrupt" / path.name
-            aside.parent.mkdir(exist_ok=True)
-            os.replace(path, aside)
-            if warn:
-                warn(f"unreadable {self.kind} {path} ({exc}) moved to {aside}; its traces will be generated again")
-            return None
+            problem = str(exc)
+        aside = self.folder / "corrupt" / path.name
+        aside.parent.mkdir(exist_ok=True)
+        os.replace(path, aside)
+        if warn:
+            warn(f"damaged {self.kind} {path} ({problem}) moved to {aside}; its rows will be made again")
+        return None
+
+    def _inconsistency(self, table: pa.Table) -> str | None:
+        """What makes a readable shard unusable, or None."""
+        for name in self.key_columns:
+            if table.column(name).null_count:
+                return f"{table.column(name).null_count} rows without '{name}'"
+        lists = [f.name for f in self.schema if pa.types.is_list(f.type)]
+        lengths = [pc.list_value_length(table.column(name)) for name in lists]
+        for name, length in zip(lists[1:], lengths[1:]):
+            if not pc.all(pc.equal(length, lengths[0])).as_py():
+                return f"'{name}' and '{lists[0]}' differ in length"
+        if "finish_reason" in self.schema.names:
+            unknown = pc.invert(pc.is_in(table.column("finish_reason"), pa.array(FINISH_REASONS)))
+            if pc.any(unknown).as_py():
+                return f"unknown finish_reason (expected one of {FINISH_REASONS})"
+        return None
 
     def read(self, keys: set[Hashable] | None = None, warn=None) -> pd.DataFrame:
         """Stored rows, one per key (those in `keys` only, when given). A key is a tuple of the key

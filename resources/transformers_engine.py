@@ -86,6 +86,7 @@ class TransformersEngine:
         self.model = model.to(device).eval()
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 10**9))
+        self.vocab_size = int(model.config.vocab_size)  # the width of the logits
 
     def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
             batch_sequences: int, finished, cuts: list | None = None) -> int:

@@ -23,8 +23,10 @@ class VllmEngine:
 
         from vllm.platforms import current_platform
 
-        positions = int(getattr(AutoConfig.from_pretrained(folder), "max_position_embeddings", resource.max_model_len))
+        model_config = AutoConfig.from_pretrained(folder)
+        positions = int(getattr(model_config, "max_position_embeddings", resource.max_model_len))
         self.max_positions = positions
+        self.vocab_size = int(model_config.vocab_size)  # the width of the logits
         self.llm = LLM(
             model=str(folder),
             tokenizer=str(folder),

@@ -1,14 +1,15 @@
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
 from deepconf_assets.assets.analysis_inputs import ANALYSIS
-from deepconf_assets.assets.traces import validate_traces_config
+from deepconf_assets.assets.traces import check_run_settings
+from resources.generation import GenerationResource
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, load_benchmark
-from deepconf_assets.partitions import benchmark_and_model
+from deepconf_assets.partitions import benchmark_and_model, unknown_partition
 
 _FROM_HUB = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.hub is not None)
 _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.generate is not None)
@@ -26,10 +27,14 @@ _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.gen
         "BenchmarkSpec (deepconf_assets/core/benchmarks.py); its licence is in the metadata."
     ),
 )
-def benchmark_prompts(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource) -> MaterializeResult:
+def benchmark_prompts(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+                      generator: GenerationResource) -> MaterializeResult:
     # The first step of every run: settings are checked here, before anything is written. The analysis
-    # settings are validated by being required; the traces config of the run is validated below.
-    validate_traces_config(context)
+    # settings are validated by being required; the traces config and the generator below.
+    problem = unknown_partition(context.run.tags.get("dagster/partition", ""))
+    if problem:
+        raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
+    check_run_settings(context, generator)
     benchmark, _ = benchmark_and_model(context.partition_key)
     prompts, source = load_benchmark(benchmark, paths.data_dir())
     context.log.info(f"{benchmark}: {len(prompts)} prompts from {source}")

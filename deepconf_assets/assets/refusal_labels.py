@@ -11,7 +11,7 @@ from dagster import (
 
 from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets import metadata
-from deepconf_assets.deployment import gpu_step
+from deepconf_assets.deployment import gpu_step, retry_if_transient
 from deepconf_assets.labelers import LABELERS, LabelerContext, LabelerUnavailable, RefusalLabeler
 from deepconf_assets.partitions import experiment_partitions
 
@@ -25,8 +25,9 @@ def label_traces(labeler: RefusalLabeler, context: AssetExecutionContext, prompt
     prompt_of = prompts.set_index("instance_id")["prompt"]
     labeler_context = LabelerContext(generator=getattr(context.resources, "generator", None), log=context.log.info)
     try:
-        labels, reason = labeler.run(traces["instance_id"].map(prompt_of).tolist(), traces["answer_text"].tolist(),
-                                     labeler_context), None
+        with retry_if_transient(context.log.warning, f"the {labeler.name} labeler"):
+            labels, reason = labeler.run(traces["instance_id"].map(prompt_of).tolist(),
+                                         traces["answer_text"].tolist(), labeler_context), None
     except LabelerUnavailable as exc:
         context.log.warning(str(exc))
         labels, reason = labeler.empty_labels(len(traces)), str(exc)

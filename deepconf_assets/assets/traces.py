@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure,
-    MaterializeResult, MetadataValue, RetryRequested, asset,
+    MaterializeResult, MetadataValue, asset,
 )
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from deepconf_assets import metadata, paths
 from deepconf_assets.contracts import TracesFrame
@@ -18,9 +18,9 @@ from deepconf_assets.core.live import generate_live
 from deepconf_assets.labelers import LABELERS, LabelerContext
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets.core.traces import generation_key, order_columns, trace_rows, trace_seed
-from deepconf_assets.deployment import gpu_step
+from deepconf_assets.deployment import gpu_step, retry_if_transient
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
-from resources.generation import GenerationOutOfMemory, GenerationResource, is_transient
+from resources.generation import GenerationOutOfMemory, GenerationResource
 from resources.generation_types import GenerationStats, SamplingSettings
 from resources.model_registry import MODELS, ModelWeightsNotFound
 from resources.shard_store import ShardStore
@@ -34,13 +34,21 @@ class GenerationMode(str, Enum):
 LIVE_LABELER = "heuristic"  # live votes need labels during generation: the cheap, CPU-only labeler
 
 
+MIN_TEMPERATURE = 1e-5  # vLLM samples greedily below this (its _SAMPLING_EPS): refused, not silently changed
+MAX_LOGPROBS_K = 20  # vLLM returns at most 20 log-probs per token (its default max_logprobs)
+
+
 class TracesConfig(Config):
-    traces_per_prompt: int = Field(10, ge=1, description="Sampled answers per prompt (the budget).")
-    temperature: float = Field(0.6, ge=0, description="0 = greedy.")
+    """Generation settings of one `traces` run. Ranges are checked at the run's first step
+    (`check_run_settings`); settings that depend on the model (top_k and logprobs_k against its vocabulary,
+    the context limit) are checked by `traces` before anything is generated."""
+
+    traces_per_prompt: int = Field(10, ge=1, le=4096, description="Sampled answers per prompt (the budget).")
+    temperature: float = Field(0.6, ge=0, description=f"0 = greedy; otherwise at least {MIN_TEMPERATURE}.")
     top_p: float = Field(0.95, gt=0, le=1)
     top_k: int = Field(50, ge=0, description="0 = no top-k filter.")
     max_new_tokens: int = Field(256, ge=1)
-    logprobs_k: int = Field(confidence.DEFAULT_TOPK, ge=1, description="k of DeepConf token confidence.")
+    logprobs_k: int = Field(confidence.DEFAULT_TOPK, ge=1, le=MAX_LOGPROBS_K, description="k of DeepConf token confidence.")
     group_window: int = Field(confidence.DEFAULT_GROUP_WINDOW, ge=1,
                               description=f"Group confidence window in tokens (paper: {confidence.PAPER_GROUP_WINDOW}).")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode (off, as in the predecessor).")
@@ -54,6 +62,13 @@ class TracesConfig(Config):
                     "confidence metric), cutting deepconf_online traces inside the engine. Live votes use the "
                     "heuristic labeler.")
 
+    @field_validator("temperature")
+    @classmethod
+    def _not_silently_greedy(cls, value: float) -> float:
+        if 0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}: vLLM samples greedily below it")
+        return value
+
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(
             temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
@@ -62,17 +77,38 @@ class TracesConfig(Config):
         )
 
 
-def validate_traces_config(context) -> None:
-    """Range-check the run's `traces` config (if it has one) at the run's first step: a bad value fails the
-    run before any asset is written, once, naming the field, instead of after upstream work."""
+def check_run_settings(context, generator: GenerationResource) -> None:
+    """At the run's first step, before any asset is written: range-check the run's `traces` config (if it
+    has one) and ask whether this machine can run the generator's backend and device. A bad setting fails
+    the run once, in seconds, naming the field; never after upstream work, never retried."""
     config = ((context.run.run_config or {}).get("ops", {}).get("traces") or {}).get("config")
-    if config is None:
-        return
-    try:
-        TracesConfig(**config)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
-        raise Failure(description=f"invalid traces config: {problems}. Nothing was run.", allow_retries=False) from None
+    problems = []
+    if config is not None:
+        try:
+            traces_config = TracesConfig(**config)
+        except ValidationError as exc:
+            problems += [f"invalid traces config: {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']} "
+                         f"(got {e.get('input')!r})" for e in exc.errors()]
+        else:
+            if traces_config.max_new_tokens >= generator.max_model_len:
+                problems.append(f"invalid traces config: max_new_tokens ({traces_config.max_new_tokens}) leaves no "
+                                f"room for a prompt within generator.max_model_len ({generator.max_model_len})")
+    problem = generator.unavailable()
+    if problem:
+        problems.append(problem)
+    if problems:
+        raise Failure(description="; ".join(problems) + ". Nothing was run.", allow_retries=False)
+
+
+def check_model_settings(sampling: SamplingSettings, model: str, vocab_size: int) -> None:
+    """Settings the engine would silently change for this model are refused before anything is generated."""
+    for name in ("top_k", "logprobs_k"):
+        value = getattr(sampling, name)
+        if value > vocab_size:
+            raise Failure(description=f"invalid traces config: {name} ({value}) exceeds the vocabulary of '{model}' "
+                                      f"({vocab_size} tokens); the engine would silently use {vocab_size}"
+                                      + (" (no filter: set 0)" if name == "top_k" else "") + ". Nothing was generated.",
+                          allow_retries=False)
 
 
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tab, newline and carriage return are text
@@ -125,8 +161,12 @@ def traces(
     try:
         counts = generator.prompt_token_counts(model, prompts["prompt"].tolist(), sampling)
         limit = generator.context_limit(model)
+        check_model_settings(sampling, model, generator.engine(model).vocab_size)
     except ModelWeightsNotFound as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
+    if limit < generator.max_model_len:
+        context.log.info(f"generator.max_model_len {generator.max_model_len} is more than '{model}' has positions; "
+                            f"the context limit used is {limit} (recorded as context_limit)")
     reasons = quarantine(prompts, counts, limit, sampling.max_new_tokens)
     quarantined = prompts.assign(reason=reasons)[reasons != ""]
     if len(quarantined):
@@ -165,17 +205,13 @@ def traces(
             batch["generation_key"] = [key if np.isnan(s) else f"{key}|cut<{s!r}|w{config.group_window}"
                                        for key, s in zip(batch["generation_key"], thresholds)]
         try:
-            results, part = generator.generate(
-                model, batch["prompt"].tolist(), batch["seed"].tolist(), batch["generation_key"].tolist(), sampling,
-                store=store, log=context.log.info, cut_thresholds=None if thresholds is None else list(thresholds),
-                group_window=config.group_window)
+            with retry_if_transient(context.log.warning, "generation"):
+                results, part = generator.generate(
+                    model, batch["prompt"].tolist(), batch["seed"].tolist(), batch["generation_key"].tolist(),
+                    sampling, store=store, log=context.log.info,
+                    cut_thresholds=None if thresholds is None else list(thresholds), group_window=config.group_window)
         except GenerationOutOfMemory as exc:
             raise Failure(description=str(exc), allow_retries=False) from None
-        except Exception as exc:  # noqa: BLE001 - classified: transient errors retry, the rest fail at once
-            if is_transient(exc):
-                context.log.warning(f"transient error, retrying in 20 s (finished shards are kept): {exc}")
-                raise RetryRequested(max_retries=2, seconds_to_wait=20) from exc
-            raise
         stats.add(part)
         return trace_rows(batch, results, model, config.group_window)
 
@@ -233,6 +269,7 @@ def traces(
             "tokens_per_second": metadata.number(stats.tokens_per_second),
             "generation_seconds": metadata.number(stats.seconds),
             "prompts_quarantined": len(quarantined),
+            "context_limit": limit,  # min(generator.max_model_len, the model's positions): the limit actually used
             "finish_reasons": metadata.table(table["finish_reason"].value_counts().rename_axis("finish_reason").reset_index()),
             "nonfinite_logprobs_clipped": int(table["nonfinite_logprobs"].sum()),
             "mean_conf_mean": metadata.number(float(table["conf_mean"].mean())) if len(table) else metadata.number(None),

@@ -29,7 +29,9 @@ Contract columns (one row per prompt):
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,11 @@ def _map_labels(
 
 
 def _unique_ids(df: pd.DataFrame, column: str, source: str) -> None:
+    """Ids name instances: a missing or repeated id would merge or invent one, so both raise."""
+    missing = df[column].isna() | (df[column].astype(str).str.strip() == "")
+    if missing.any():
+        row = int(missing.to_numpy().nonzero()[0][0])
+        raise BenchmarkFileError(f"{source}: data row {row + 1}, field '{column}': missing id")
     dup = df[column].duplicated(keep=False)
     if dup.any():
         rows = (dup.to_numpy().nonzero()[0][:5] + 1).tolist()
@@ -283,18 +290,75 @@ def normalize_synthetic(raw: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def read_raw_file(path: Path) -> pd.DataFrame:
-    """Read a CSV (real parser: multi-line quoted fields) or parquet file, as strings where CSV."""
+    """A benchmark file as a table: parquet as stored, CSV as strings with "" read as missing.
+
+    CSV is read strictly, because a lenient parser guesses: a stray quote would silently join or cut
+    prompts, a row with a missing or an extra field would shift or drop a value, and a repeated column
+    name would pick one of two columns. Each of these is an error naming the file, the line and the field.
+    """
+    if path.suffix == ".parquet":
+        try:
+            raw = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise BenchmarkFileError(f"{path}: cannot be read ({exc})") from None
+        _distinct_columns(list(map(str, raw.columns)), path)
+        return raw
     try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        # pandas' C parser ends a field at a NUL byte, silently cutting the prompt; the python parser keeps
-        # it, so the prompt reaches `traces` as the file holds it and is quarantined there
-        engine = "python" if b"\x00" in path.read_bytes() else "c"
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", engine=engine)
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not valid UTF-8 ({exc})") from None
-    except (pd.errors.ParserError, OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise BenchmarkFileError(f"{path}: cannot be read ({exc})") from None
+    return _strict_csv(data, path)
+
+
+def _distinct_columns(header: list[str], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name in seen:
+            raise BenchmarkFileError(
+                f"{path}: line 1: column name {name!r} appears twice (columns {seen[name]} and {position}); "
+                f"which one holds the data is ambiguous"
+            )
+        seen[name] = position
+
+
+def _strict_csv(data: bytes, path: Path) -> pd.DataFrame:
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first column name
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BenchmarkFileError(
+            f"{path}: line {line}: not valid UTF-8 (byte {data[exc.start]:#04x}); save the file as UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    line = 0  # the last line read; a record starts on the line after it
+    try:
+        for record in reader:
+            start, line = line + 1, reader.line_num
+            if not record:  # a blank line holds no row
+                continue
+            if header is None:
+                header = record
+                _distinct_columns(header, path)
+                continue
+            if len(record) != len(header):
+                field = header[len(record)] if len(record) < len(header) else f"(extra field {len(header) + 1})"
+                raise BenchmarkFileError(
+                    f"{path}: data row {len(rows) + 1} (line {start}), field {field!r}: {len(record)} fields where "
+                    f"the header has {len(header)}; a missing or extra comma (or an unquoted comma in a text) "
+                    f"makes the columns ambiguous"
+                )
+            rows.append(record)
+    except csv.Error as exc:
+        raise BenchmarkFileError(
+            f"{path}: data row {len(rows) + 1} (from line {line + 1}): {exc}. A quoted field must end at its "
+            f"closing quote, and a quote inside it is written twice (\"\")"
+        ) from None
+    if header is None:
+        raise BenchmarkFileError(f"{path}: empty file (no header row)")
+    table = pd.DataFrame(rows, columns=header, dtype=object)
+    return table.mask(table == "")
 
 
 # --------------------------------------------------------------------------- gold refusal responses

@@ -11,6 +11,10 @@ import pandas as pd
 
 from deepconf_assets.core import confidence
 
+# "stop": the model ended (its EOS counted in n_tokens); "length": max_new_tokens reached; "cut": stopped by
+# live early stopping at a confidence window below its threshold
+FINISH_REASONS = ("stop", "length", "cut")
+
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
 
