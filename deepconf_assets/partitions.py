@@ -34,3 +34,7 @@ def unknown_partition(partition_key: object, partitions_def: PartitionsDefinitio
         return None
     return (f"partition {str(partition_key)!r} does not exist. Valid keys ({len(valid)}, <benchmark>|<model>): "
             f"{', '.join(valid)}")
+
+
+if __name__ == "__main__":  # `python -m deepconf_assets.partitions`: the valid experiment partition keys
+    print("\n".join(str(k) for k in experiment_partitions.get_partition_keys()))

@@ -49,7 +49,8 @@ def _retries(result) -> int:
     # values an engine would silently change
     ({"temperature": 1e-7}, "temperature: Value error, must be 0 (greedy) or at least 1e-05"),
     ({"logprobs_k": 50}, "logprobs_k: Input should be less than or equal to 20 (got 50)"),
-    # settings that cannot fit
+    # settings that make the method degenerate, or cannot fit
+    ({"temperature": 0}, "temperature 0 (greedy) makes the 10 traces of a prompt identical"),
     ({"max_new_tokens": 5000}, "max_new_tokens (5000) leaves no room for a prompt within generator.max_model_len (4096)"),
 ], ids=lambda v: "-".join(f"{k}={w}" for k, w in v.items()) if isinstance(v, dict) else None)
 def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, isolated_storage, settings, message):
@@ -86,6 +87,18 @@ def test_impossible_generator_settings_fail_before_any_work(isolated_storage):
         assert not result.success and _retries(result) == 0 and seconds < 30
         assert next(e for e in result.all_events if e.is_step_failure).step_key == "benchmark_prompts"
         assert f"generator.{next(iter(settings))} is" in _failure_text(result)
+
+
+def test_on_kubernetes_the_gpu_step_checks_its_own_device(isolated_storage, monkeypatch):
+    # there the first step runs on a CPU node: only `traces`, on its GPU node, can tell whether the device exists
+    import torch
+
+    monkeypatch.setenv("DEEPCONF_EXECUTOR", "k8s")
+    settings = {"resources": {"generator": {"config": {"device": f"cuda:{torch.cuda.device_count()}"}}}}
+    result, seconds = _run(config=settings, partition="synthetic|demo-small")
+    assert not result.success and _retries(result) == 0 and seconds < 30
+    failed = next(e for e in result.all_events if e.is_step_failure)
+    assert failed.step_key == "traces" and "CUDA device(s)" in _failure_text(result)
 
 
 def test_settings_the_engine_would_change_are_refused_or_recorded(demo_model_dir, isolated_storage):

@@ -7,7 +7,7 @@ from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure,
     MaterializeResult, MetadataValue, asset,
 )
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from deepconf_assets import metadata, paths
 from deepconf_assets.contracts import TracesFrame
@@ -18,7 +18,7 @@ from deepconf_assets.core.live import generate_live
 from deepconf_assets.labelers import LABELERS, LabelerContext
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets.core.traces import generation_key, order_columns, trace_rows, trace_seed
-from deepconf_assets.deployment import gpu_step, retry_if_transient
+from deepconf_assets.deployment import executor_kind, gpu_step, retry_if_transient
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
 from resources.generation import GenerationOutOfMemory, GenerationResource
 from resources.generation_types import GenerationStats, SamplingSettings
@@ -69,6 +69,14 @@ class TracesConfig(Config):
             raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}: vLLM samples greedily below it")
         return value
 
+    @model_validator(mode="after")
+    def _greedy_has_one_trace(self) -> "TracesConfig":
+        if self.temperature == 0 and self.traces_per_prompt > 1:
+            raise ValueError(f"temperature 0 (greedy) makes the {self.traces_per_prompt} traces of a prompt identical, "
+                             f"so votes, consensus and early stopping would be degenerate: use traces_per_prompt 1 "
+                             f"or a temperature above 0")
+        return self
+
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(
             temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
@@ -87,13 +95,14 @@ def check_run_settings(context, generator: GenerationResource) -> None:
         try:
             traces_config = TracesConfig(**config)
         except ValidationError as exc:
-            problems += [f"invalid traces config: {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']} "
-                         f"(got {e.get('input')!r})" for e in exc.errors()]
+            problems += [f"invalid traces config: {'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg']}"
+                         + (f" (got {e['input']!r})" if e["loc"] else "") for e in exc.errors()]
         else:
             if traces_config.max_new_tokens >= generator.max_model_len:
                 problems.append(f"invalid traces config: max_new_tokens ({traces_config.max_new_tokens}) leaves no "
                                 f"room for a prompt within generator.max_model_len ({generator.max_model_len})")
-    problem = generator.unavailable()
+    # On Kubernetes this step runs on a CPU node and `traces` on a GPU node, which asks for itself.
+    problem = generator.unavailable() if executor_kind() == "in_process" else None
     if problem:
         problems.append(problem)
     if problems:
@@ -158,6 +167,8 @@ def traces(
     benchmark, model = benchmark_and_model(context.partition_key)
     prompts = benchmark_prompts if config.max_prompts is None else benchmark_prompts.head(config.max_prompts)
     sampling = config.sampling()
+    if problem := generator.unavailable():
+        raise Failure(description=problem + ". Nothing was generated.", allow_retries=False)
     try:
         counts = generator.prompt_token_counts(model, prompts["prompt"].tolist(), sampling)
         limit = generator.context_limit(model)
@@ -166,7 +177,7 @@ def traces(
         raise Failure(description=str(exc), allow_retries=False) from None
     if limit < generator.max_model_len:
         context.log.info(f"generator.max_model_len {generator.max_model_len} is more than '{model}' has positions; "
-                            f"the context limit used is {limit} (recorded as context_limit)")
+                         f"the context limit used is {limit} (recorded as context_limit)")
     reasons = quarantine(prompts, counts, limit, sampling.max_new_tokens)
     quarantined = prompts.assign(reason=reasons)[reasons != ""]
     if len(quarantined):
