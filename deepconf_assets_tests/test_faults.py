@@ -66,6 +66,15 @@ def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, i
     assert seconds < 30
 
 
+def test_live_generation_without_a_stopping_policy_fails_at_the_first_step(isolated_storage):
+    config = {"ops": {"traces": {"config": {"generation_mode": "live"}}},
+              "resources": {"analysis_settings": {"config": {"headline_rule": "fixed_n_all"}}}}
+    result, seconds = _run(config, partition="synthetic|demo-small")
+    assert not result.success and _retries(result) == 0 and seconds < 30
+    assert next(e for e in result.all_events if e.is_step_failure).step_key == "benchmark_prompts"
+    assert "generation_mode live: live generation runs the headline policy" in _failure_text(result)
+
+
 def test_impossible_generator_settings_fail_before_any_work(isolated_storage):
     # a value outside the choices is refused at launch (an enum in Dagster's config schema)
     for config, field in [({"resources": {"generator": {"config": {"backend": "tpu"}}}}, "backend"),

@@ -34,7 +34,7 @@ def benchmark_prompts(context: AssetExecutionContext, analysis_settings: Analysi
     problem = unknown_partition(context.run.tags.get("dagster/partition", ""))
     if problem:
         raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
-    check_run_settings(context, generator)
+    check_run_settings(context, generator, analysis_settings)
     benchmark, _ = benchmark_and_model(context.partition_key)
     prompts, source = load_benchmark(benchmark, paths.data_dir())
     context.log.info(f"{benchmark}: {len(prompts)} prompts from {source}")

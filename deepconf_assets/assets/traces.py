@@ -85,7 +85,7 @@ class TracesConfig(Config):
         )
 
 
-def check_run_settings(context, generator: GenerationResource) -> None:
+def check_run_settings(context, generator: GenerationResource, analysis_settings: AnalysisSettingsResource) -> None:
     """At the run's first step, before any asset is written: range-check the run's `traces` config (if it
     has one) and ask whether this machine can run the generator's backend and device. A bad setting fails
     the run once, in seconds, naming the field; never after upstream work, never retried."""
@@ -101,6 +101,11 @@ def check_run_settings(context, generator: GenerationResource) -> None:
             if traces_config.max_new_tokens >= generator.max_model_len:
                 problems.append(f"invalid traces config: max_new_tokens ({traces_config.max_new_tokens}) leaves no "
                                 f"room for a prompt within generator.max_model_len ({generator.max_model_len})")
+            if traces_config.generation_mode == GenerationMode.live:
+                try:
+                    analysis_settings.live_policy()
+                except ValueError as exc:
+                    problems.append(f"invalid traces config: generation_mode live: {exc}")
     # On Kubernetes this step runs on a CPU node and `traces` on a GPU node, which asks for itself.
     problem = generator.unavailable() if executor_kind() == "in_process" else None
     if problem:
