@@ -26,6 +26,7 @@ from resources.model_registry import MODELS, model_spec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_POOL = "gpu"
+TRANSIENT_RETRIES, RETRY_WAIT_SECONDS = 2, 20
 
 
 def executor_kind() -> str:
@@ -96,8 +97,8 @@ def retry_if_transient(log, what: str):
         raise
     except Exception as exc:  # noqa: BLE001 - classified, then re-raised or turned into a retry
         if is_transient(exc):
-            log(f"transient error in {what}, retrying in 20 s (finished work is kept): {exc}")
-            raise RetryRequested(max_retries=2, seconds_to_wait=20) from exc
+            log(f"transient error in {what}, retrying in {RETRY_WAIT_SECONDS} s (finished work is kept): {exc}")
+            raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=RETRY_WAIT_SECONDS) from exc
         raise
 
 

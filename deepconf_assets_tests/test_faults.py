@@ -174,6 +174,38 @@ def test_only_transient_errors_are_retried():
         assert not is_transient(permanent), permanent
 
 
+class FlakyGenerator(GenerationResource):
+    """The real generator, whose first `generate` call fails with `fault` (a fault injected, as a flaky
+    GPU or a bug would raise it)."""
+
+    fault: str = "CUDA error: unspecified launch failure"
+
+    def generate(self, *args, **kwargs):
+        if not FAULTS_RAISED:
+            FAULTS_RAISED.append(self.fault)
+            raise RuntimeError(self.fault)
+        return super().generate(*args, **kwargs)
+
+
+FAULTS_RAISED: list[str] = []
+
+
+@pytest.mark.parametrize("fault, retried", [("CUDA error: unspecified launch failure", True),
+                                            ("index 7 is out of bounds", False)], ids=["transient", "permanent"])
+def test_a_transient_fault_is_retried_and_a_permanent_one_is_not(demo_model_dir, isolated_storage, monkeypatch,
+                                                                 fault, retried):
+    from deepconf_assets import deployment
+
+    monkeypatch.setattr(deployment, "RETRY_WAIT_SECONDS", 1)
+    FAULTS_RAISED.clear()
+    config = {"ops": {"traces": {"config": {"max_prompts": 4, "traces_per_prompt": 2, "max_new_tokens": 8, "seed": 7}}}}
+    result, _ = _run(config, {"generator": FlakyGenerator(fault=fault)}, partition="synthetic|demo-small")
+    assert FAULTS_RAISED == [fault]
+    assert result.success is retried and _retries(result) == int(retried)
+    if not retried:
+        assert fault in _failure_text(result)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
                          ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
 def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp_path, sig):
