@@ -43,3 +43,9 @@ def test_sentences_say_direction_caveats_and_separation():
     assert "ranks wrong decisions above right ones" in " ".join(
         interpretation(intervals, None, below, {}, 40, 40, live=False))
     assert fmt(float("nan")) == "—" and fmt(1.0) == "1.000" and fmt(12345) == "12,345"
+    # a window longer than most traces makes the online cut unable to fire: said, with the share
+    short = " ".join(interpretation(intervals, None, below, {}, 40, 40, live=False, window=32,
+                                    share_longer_than_window=0.19))
+    assert "Most traces are shorter than the 32-token confidence window (only 19% are longer)" in short
+    assert "Most traces are shorter" not in " ".join(interpretation(intervals, None, below, {}, 40, 40, live=False,
+                                                                    window=32, share_longer_than_window=0.9))

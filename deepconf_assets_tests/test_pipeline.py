@@ -218,6 +218,7 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     accuracy = (headline["predicted_refusal"] == headline["prompt_harmful"]).mean()
     assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
     assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
+    assert "Most traces are shorter than" not in page  # 90 % of the demo's traces are longer than the window
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("decided")
     assert "Pareto-efficient policies" in meta["headline"].value and "fixed_n=1" in page
@@ -266,6 +267,10 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
     for metric in HEADLINE_METRICS:
         for key in comparison.index:
             assert report.loc[key, metric] == pytest.approx(comparison.loc[key, metric], abs=5e-4, nan_ok=True), (metric, key)
+    # demo-small's answers are short: the report says the 32-token window is longer than most traces
+    longer = (read("traces")["n_tokens"] > 32).mean()
+    page = (root / "report" / "synthetic" / "demo-small.html").read_text(encoding="utf-8")
+    assert longer < 0.5 and f"confidence window (only {longer:.0%} are longer)" in page
 
 
 def test_decided_matches_every_trace_with_fewer_tokens(xstest_demo_run):

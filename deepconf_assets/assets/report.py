@@ -51,23 +51,29 @@ def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothe
             f"'uncertain compliance is riskier': {verdict}.")
 
 
-def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResource,
-                predictions: pd.DataFrame) -> pd.DataFrame:
-    """Where the numbers come from: this run, the code, the traces' own materialization."""
-    prompts = predictions.drop_duplicates("instance_id")
+def _traces_record(context: AssetExecutionContext) -> tuple[str, dict]:
+    """The run id and metadata of this partition's latest traces materialization ("—" and {} when none)."""
     traces = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("traces"), asset_partitions=[context.partition_key]), limit=1).records
-    meta = traces[0].asset_materialization.metadata if traces else {}
+    if not traces:
+        return "—", {}
+    return traces[0].run_id, {name: entry.value for name, entry in traces[0].asset_materialization.metadata.items()}
+
+
+def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResource,
+                predictions: pd.DataFrame, traces_run: str, meta: dict) -> pd.DataFrame:
+    """Where the numbers come from: this run, the code, the traces' own materialization."""
+    prompts = predictions.drop_duplicates("instance_id")
 
     def value(name, default="—"):
-        return meta[name].value if name in meta else default
+        return meta.get(name, default)
 
     rows = [
         ("report run", context.run_id),
         ("generated at (UTC)", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")),
         ("code version", code_version()),
         ("partition", context.partition_key),
-        ("traces run", traces[0].run_id if traces else "—"),
+        ("traces run", traces_run),
         ("generation", json.dumps(value("generation_settings", {}), sort_keys=True)),
         ("generation mode", value("generation_mode", "full")),
         ("engine", value("backend")),
@@ -138,16 +144,20 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     unavailable = dict(zip(labeler_validation.loc[labeler_validation["status"] != "ok", "labeler"],
                            labeler_validation.loc[labeler_validation["status"] != "ok", "status"]))
     hypothesis_row = headline_row(hypothesis_test)
+    traces_run, traces_meta = _traces_record(context)
+    share_longer = traces_meta.get("share_traces_longer_than_window")
     reading = interpretation(
         intervals, hypothesis_row, headline_row(calibration), unavailable, int(prompts["has_traces"].sum()),
         len(prompts), live=bool(pd.isna(require_headline(analysis_settings, summary)["token_savings_pct"])),
-        stratified_verdict=None if hypothesis_row is None else hypothesis_row.get("verdict_stratified"))
+        stratified_verdict=None if hypothesis_row is None else hypothesis_row.get("verdict_stratified"),
+        window=(traces_meta.get("generation_settings") or {}).get("group_window"),
+        share_longer_than_window=share_longer if isinstance(share_longer, float) else None)
     sections = [
         html_report.Section("What these numbers say", "", None, bullets=reading),
         html_report.Section("Headline with 95% confidence intervals",
                             "Wilson score intervals; positive class = harmful prompt, predicted positive = refusal.",
                             intervals),
-        html_report.Section("Provenance", "", _provenance(context, analysis_settings, instance_predictions)),
+        html_report.Section("Provenance", "", _provenance(context, analysis_settings, instance_predictions, traces_run, traces_meta)),
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
                             metrics),
         html_report.Section(

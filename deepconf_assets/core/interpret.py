@@ -89,9 +89,16 @@ def _hypothesis_sentence(row: pd.Series | None) -> str | None:
 
 def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, calibration_row: pd.Series | None,
                    unavailable: dict[str, str], prompts_run: int, prompts_total: int, live: bool,
-                   stratified_verdict: str | None = None) -> list[str]:
+                   stratified_verdict: str | None = None, window: int | None = None,
+                   share_longer_than_window: float | None = None) -> list[str]:
     """The report's reading of its own numbers, caveats first."""
     sentences = []
+    if window is not None and share_longer_than_window is not None and share_longer_than_window < 0.5:
+        sentences.append(
+            f"Most traces are shorter than the {window}-token confidence window (only "
+            f"{share_longer_than_window:.0%} are longer): for the others the lowest-group confidence is the whole-trace "
+            f"mean, and deepconf_online cannot cut them mid-trace, so its savings come from skipping whole traces. "
+            f"Lower traces.group_window to exercise the cut.")
     if prompts_run < prompts_total:
         sentences.append(f"Partial run: {prompts_run:,} of {prompts_total:,} prompts have traces; every number "
                          f"describes those prompts only, not the benchmark.")
