@@ -1,5 +1,5 @@
 import pandas as pd
-from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
+from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from deepconf_assets.assets.analysis_inputs import ANALYSIS
 from deepconf_assets.assets.traces import check_run_settings
@@ -9,7 +9,7 @@ from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, load_benchmark
-from deepconf_assets.partitions import benchmark_and_model, unknown_partition
+from deepconf_assets.partitions import benchmark_and_model
 
 _FROM_HUB = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.hub is not None)
 _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.generate is not None)
@@ -29,11 +29,8 @@ _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.gen
 )
 def benchmark_prompts(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                       generator: GenerationResource) -> MaterializeResult:
-    # The first step of every run: settings are checked here, before anything is written. The analysis
-    # settings are validated by being required; the traces config and the generator below.
-    problem = unknown_partition(context.run.tags.get("dagster/partition", ""))
-    if problem:
-        raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
+    # The first step of every run: the partition key and the settings are checked here, before anything
+    # is written. The analysis settings are validated by being required.
     check_run_settings(context, generator, analysis_settings)
     benchmark, _ = benchmark_and_model(context.partition_key)
     prompts, source = load_benchmark(benchmark, paths.data_dir())

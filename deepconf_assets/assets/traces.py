@@ -19,7 +19,7 @@ from deepconf_assets.labelers import LABELERS, LabelerContext
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets.core.traces import generation_key, order_columns, trace_rows, trace_seed
 from deepconf_assets.deployment import executor_kind, gpu_step, retry_if_transient
-from deepconf_assets.partitions import benchmark_and_model, experiment_partitions
+from deepconf_assets.partitions import benchmark_and_model, experiment_partitions, unknown_partition
 from resources.generation import GenerationOutOfMemory, GenerationResource
 from resources.generation_types import GenerationStats, SamplingSettings
 from resources.model_registry import MODELS, ModelWeightsNotFound
@@ -86,9 +86,13 @@ class TracesConfig(Config):
 
 
 def check_run_settings(context, generator: GenerationResource, analysis_settings: AnalysisSettingsResource) -> None:
-    """At the run's first step, before any asset is written: range-check the run's `traces` config (if it
-    has one) and ask whether this machine can run the generator's backend and device. A bad setting fails
+    """At the run's first step, before any asset is written: refuse a partition key that does not exist
+    (a UI or GraphQL launch is not checked by Dagster), range-check the run's `traces` config (if it has
+    one) and ask whether this machine can run the generator's backend and device. A bad setting fails
     the run once, in seconds, naming the field; never after upstream work, never retried."""
+    problem = unknown_partition(context.run.tags.get("dagster/partition", ""))
+    if problem:
+        raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
     config = ((context.run.run_config or {}).get("ops", {}).get("traces") or {}).get("config")
     problems = []
     if config is not None:
@@ -149,8 +153,8 @@ def quarantine(prompts: pd.DataFrame, token_counts: list[int], limit: int, max_n
     owners=OWNERS,
     dagster_type=TracesFrame,
     **gpu_step(),
-    # no retry policy: only transient errors are retried (RetryRequested below); an interrupt, bad
-    # settings or damaged weights fail the run at once
+    # no retry policy: only transient errors are retried (`retry_if_transient` around generation); an
+    # interrupt, bad settings or damaged weights fail the run at once
     check_specs=[AssetCheckSpec("prompts_quarantined", asset="traces", partitions_def=experiment_partitions,
                                 description="Empty prompts and prompts that do not fit the context are never "
                                             "sent to the model; this counts them (warning when any).")],
