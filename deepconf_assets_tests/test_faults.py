@@ -51,7 +51,10 @@ def _retries(result) -> int:
     ({"logprobs_k": 50}, "logprobs_k: Input should be less than or equal to 20 (got 50)"),
     # settings that make the method degenerate, or cannot fit
     ({"temperature": 0}, "temperature 0 (greedy) makes the 10 traces of a prompt identical"),
-    ({"max_new_tokens": 5000}, "max_new_tokens (5000) leaves no room for a prompt within generator.max_model_len (4096)"),
+    ({"max_new_tokens": 5000}, "max_new_tokens (5000) leaves no room for a prompt within the context limit of "
+                               "'demo-small' (1024 tokens"),
+    ({"max_new_tokens": 1024}, "max_new_tokens (1024) leaves no room for a prompt within the context limit of "
+                               "'demo-small' (1024 tokens"),
 ], ids=lambda v: "-".join(f"{k}={w}" for k, w in v.items()) if isinstance(v, dict) else None)
 def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, isolated_storage, settings, message):
     written = isolated_storage / "assets" / "benchmark_prompts" / "synthetic" / "demo-small.parquet"
@@ -117,11 +120,14 @@ def test_settings_the_engine_would_change_are_refused_or_recorded(demo_model_dir
     assert "top_k (5000) exceeds the vocabulary of 'demo-small' (1026 tokens)" in _failure_text(result)
     assert not list((isolated_storage / "shards" / "synthetic" / "demo-small").glob("*.parquet"))  # nothing generated
     # a context limit above the model's positions is capped by the engine: recorded as the limit used
-    result, _ = _run({"ops": {"traces": {"config": tiny}}}, partition="synthetic|demo-small")
+    result, _ = _run({"ops": {"traces": {"config": tiny}}, "resources": {"generator": {"config": {"max_model_len": 4096}}}},
+                     resources={"generator": GenerationResource.configure_at_launch()}, partition="synthetic|demo-small")
     assert result.success
     meta = next(e for e in result.get_asset_materialization_events()
                 if e.asset_key.to_user_string() == "traces").materialization.metadata
-    assert GenerationResource().max_model_len == 4096 and meta["context_limit"].value == 1024
+    assert meta["context_limit"].value == 1024
+    # by default the limit is the model's own
+    assert GenerationResource().max_model_len is None
 
 
 def test_out_of_range_analysis_settings_fail_at_the_first_step(demo_model_dir):

@@ -109,5 +109,18 @@ def test_out_of_memory_names_the_setting(generator, monkeypatch):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(engine, "run", fail)
-    with pytest.raises(GenerationOutOfMemory, match="batch_sequences"):
+    with pytest.raises(GenerationOutOfMemory, match="batch_tokens"):
         generate(generator, PROMPTS, [5, 6, 7])
+
+
+def test_batches_are_bounded_by_a_token_budget():
+    from resources.transformers_engine import token_budget_batches
+
+    # prompts of 10, 10, 20, 40 tokens, 90 new tokens each, (longest + 90) x sequences <= 250:
+    # 2 x 100 = 200 fits, 3 x 110 = 330 does not; then 2 x 130 = 260 does not: 20 alone, then 40 alone
+    assert token_budget_batches([10, 10, 20, 40], 90, batch_sequences=8, batch_tokens=250) == [
+        slice(0, 2), slice(2, 3), slice(3, 4)]
+    assert token_budget_batches([10, 10, 20, 40], 90, batch_sequences=8, batch_tokens=None) == [slice(0, 4)]
+    assert token_budget_batches([10, 10, 20, 40], 90, batch_sequences=3, batch_tokens=None) == [slice(0, 3), slice(3, 4)]
+    # a sequence alone over the budget still gets a batch
+    assert token_budget_batches([500], 90, batch_sequences=8, batch_tokens=100) == [slice(0, 1)]

@@ -11,7 +11,7 @@ import pytest
 from dagster import materialize
 
 from deepconf_assets.core import analysis, confidence
-from deepconf_assets.core.live import LivePolicy, WindowCut, generate_live
+from deepconf_assets.core.live import LivePolicy, WindowCut, generate_live, in_rounds
 from deepconf_assets.core.traces import confidence_columns
 
 WINDOW = 8
@@ -91,7 +91,7 @@ def _predictions(traces: pd.DataFrame, policy: LivePolicy | None) -> pd.DataFram
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.name}-tau{p.tau}")
 def test_live_rounds_keep_exactly_the_traces_the_replay_uses(policy):
     full = _scored(_full_traces())
-    live = generate_live(sorted(full["instance_id"].unique()), 8, policy, SETTINGS, _replay_generate(full),
+    live = generate_live(sorted(full["instance_id"].unique()), 8, policy, SETTINGS, in_rounds(_replay_generate(full)),
                          lambda rows: rows["full_refused"])
     matrix = analysis.trace_matrix(full, SETTINGS)
     run = policy.run(matrix, SETTINGS)
@@ -135,6 +135,37 @@ def _engine_traces(generator, requests: pd.DataFrame, settings_sampling) -> pd.D
     return rows
 
 
+def _engine_stream(generator, sampling):
+    """The engine's streaming generation (traces join the running engine as soon as live stopping asks)."""
+    from deepconf_assets.core.traces import trace_rows
+
+    prompt_of = dict(zip([f"p{i}" for i in range(len(PROMPTS))], PROMPTS))
+
+    def identified(requests: pd.DataFrame) -> pd.DataFrame:
+        return requests.assign(prompt=requests["instance_id"].map(prompt_of),
+                               seed=requests["trace_idx"] * 1000 + requests["instance_id"].str[1:].astype(int),
+                               generation_key=[f"{prompt_of[i]}|{t}|{c}" for i, t, c in zip(
+                                   requests["instance_id"], requests["trace_idx"], requests["cut_threshold"])])
+
+    def generate(requests: pd.DataFrame, on_done) -> None:
+        batch = identified(requests)
+
+        def more(indices, results):
+            nonlocal batch
+            part = batch.iloc[indices]
+            rows = trace_rows(part, results, "demo", 32).assign(cut_threshold=part["cut_threshold"].to_numpy(),
+                                                               token_ids=[r.token_ids for r in results])
+            added = identified(on_done(rows))
+            if len(added):
+                batch = pd.concat([batch, added], ignore_index=True)
+            return list(zip(added["prompt"], added["seed"], added["generation_key"], added["cut_threshold"]))
+
+        generator.generate("demo", batch["prompt"].tolist(), batch["seed"].tolist(), batch["generation_key"].tolist(),
+                           sampling, cut_thresholds=batch["cut_threshold"].tolist(), group_window=32, more=more)
+
+    return generate
+
+
 def _heuristic(rows: pd.DataFrame) -> pd.Series:
     from deepconf_assets.core.refusal import is_refusal
 
@@ -153,8 +184,7 @@ def check_engine_live_equals_replay(generator):
     full["refused"] = _heuristic(full).to_numpy()
     cut_seen = 0
     for policy in (LivePolicy("deepconf_online", 90.0, 1.0), LivePolicy("adaptive", 50.0), LivePolicy("decided")):
-        live = generate_live(ids, ENGINE_BUDGET, policy, settings,
-                             lambda requests: _engine_traces(generator, requests, sampling), _heuristic)
+        live = generate_live(ids, ENGINE_BUDGET, policy, settings, _engine_stream(generator, sampling), _heuristic)
         matrix = analysis.trace_matrix(full, settings)
         run = policy.run(matrix, settings)
         rows, cols = np.nonzero(run.used)

@@ -18,7 +18,9 @@ from deepconf_assets.core.metrics import CATEGORIES, VERDICTS
 from deepconf_assets.core.analysis import HEADLINE_METRICS
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.labelers import LABELERS
+from deepconf_assets.core.benchmarks import BENCHMARKS
 from deepconf_assets.partitions import experiment_partitions
+from resources.model_registry import MODEL_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_ASSETS = [
@@ -107,7 +109,7 @@ def test_missing_qwen3_weights_fail_with_instructions(demo_model_dir, tmp_path, 
 
 def test_partition_keys():
     keys = experiment_partitions.get_partition_keys()
-    assert "xstest|demo" in keys and "wildguardmix|qwen3-8b" in keys and len(keys) == 5 * 6
+    assert "xstest|demo" in keys and "wildguardmix|qwen3-8b" in keys and len(keys) == len(BENCHMARKS) * len(MODEL_KEYS)
 
 
 def run_cli(args, home, env_extra=None, timeout=600):

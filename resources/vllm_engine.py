@@ -23,15 +23,16 @@ class VllmEngine:
 
         from vllm.platforms import current_platform
 
+        self.folder = Path(folder)
         model_config = AutoConfig.from_pretrained(folder)
-        positions = int(getattr(model_config, "max_position_embeddings", resource.max_model_len))
+        positions = int(getattr(model_config, "max_position_embeddings", resource.max_model_len or 4096))
         self.max_positions = positions
         self.vocab_size = int(model_config.vocab_size)  # the width of the logits
         self.llm = LLM(
             model=str(folder),
             tokenizer=str(folder),
             dtype=resource.dtype,
-            max_model_len=min(resource.max_model_len, positions),
+            max_model_len=positions if resource.max_model_len is None else min(resource.max_model_len, positions),
             gpu_memory_utilization=resource.gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
             enable_prefix_caching=True,
@@ -58,8 +59,12 @@ class VllmEngine:
         )
 
     def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
-            batch_sequences: int, finished, cuts: list | None = None) -> int:
-        """Submit everything once; report finished traces in groups of `batch_sequences`.
+            batch_sequences: int, finished, cuts: list | None = None, batch_tokens: int | None = None,
+            on_tokens=None) -> int:
+        """Submit everything at once; report the traces that finish at each engine step to `finished`, which
+        may return more requests (index, text, seed, cut): they are added to the running engine at once, so
+        live early stopping keeps it full (vLLM manages its KV cache itself: `batch_tokens` is not needed;
+        progress comes from the traces finishing at every step, so `on_tokens` is not called).
 
         `cuts`: a `WindowCut` (or None) per request. A watched request's new tokens are read from each
         engine step and the request is aborted at the token where its cut says stop; the engine's
@@ -70,34 +75,39 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         engine = self.llm.llm_engine
-        cuts = cuts if cuts is not None else [None] * len(texts)
-        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        for position, (ids, seed) in enumerate(zip(token_ids, seeds)):
-            engine.add_request(str(position), TokensPrompt(prompt_token_ids=ids), self.sampling_params(settings, seed))
-        seen = [0] * len(texts)
-        done: list[tuple[int, GeneratedTrace]] = []
+        running: dict[str, list] = {}  # request id -> [index, seed, cut, tokens already watched]
+
+        def submit(items) -> None:
+            items = list(items)
+            if not items:
+                return
+            token_ids = self.tokenizer([text for _, text, _, _ in items], add_special_tokens=False)["input_ids"]
+            for ids, (index, _, seed, cut) in zip(token_ids, items):
+                request_id = str(len(running))
+                running[request_id] = [index, seed, cut, 0]
+                engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), self.sampling_params(settings, seed))
+
+        submit(zip(indices, texts, seeds, cuts if cuts is not None else [None] * len(texts)))
         while engine.has_unfinished_requests():
+            done: list[tuple[int, GeneratedTrace]] = []
             for output in engine.step():
-                position = int(output.request_id)
+                index, seed, cut, seen = running[output.request_id]
                 completion = output.outputs[0]
                 cut_at = None
-                if cuts[position] is not None:
-                    for t in range(seen[position], len(completion.token_ids)):
-                        if cuts[position].push(self.token_confidence(completion.logprobs[t], settings)):
+                if cut is not None:
+                    for t in range(seen, len(completion.token_ids)):
+                        if cut.push(self.token_confidence(completion.logprobs[t], settings)):
                             cut_at = t + 1
                             break
-                    seen[position] = len(completion.token_ids)
+                    running[output.request_id][3] = len(completion.token_ids)
                 if cut_at is not None:
                     if not output.finished:
                         engine.abort_request([output.request_id])
-                    done.append((indices[position], self.to_trace(completion, seeds[position], settings, cut_at)))
+                    done.append((index, self.to_trace(completion, seed, settings, cut_at)))
                 elif output.finished:
-                    done.append((indices[position], self.to_trace(completion, seeds[position], settings)))
-            while len(done) >= batch_sequences:
-                chunk, done = done[:batch_sequences], done[batch_sequences:]
-                finished([i for i, _ in chunk], [t for _, t in chunk])
-        if done:
-            finished([i for i, _ in done], [t for _, t in done])
+                    done.append((index, self.to_trace(completion, seed, settings)))
+            if done:
+                submit(finished([i for i, _ in done], [t for _, t in done]) or [])
         return 1
 
     def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 0):

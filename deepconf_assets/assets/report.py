@@ -14,6 +14,7 @@ from dagster import (
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_inputs import OWNERS, require_headline
 from deepconf_assets.core import analysis
+from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation
 from deepconf_assets.core import report as html_report
 from deepconf_assets.partitions import experiment_partitions
@@ -77,6 +78,11 @@ def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResour
         ("generation", json.dumps(value("generation_settings", {}), sort_keys=True)),
         ("generation mode", value("generation_mode", "full")),
         ("engine", value("backend")),
+        ("model weights", json.dumps(value("weights", {}), sort_keys=True)),
+        ("chat template", f"sha256 {value('chat_template_sha256')}; default system prompt: "
+                          f"{value('chat_template_default_system_prompt')}; reads enable_thinking: "
+                          f"{value('chat_template_reads_enable_thinking')}"),
+        ("peak memory of the traces step", f"{value('peak_rss_mb')} MB"),
         ("prompts with traces / in the benchmark", f"{int(prompts['has_traces'].sum()):,} of {len(prompts):,}"),
         ("prompts quarantined", f"{value('prompts_quarantined', 0):,}"),
         ("traces generated / reused from shards", f"{value('traces_generated', 0):,} / "
@@ -84,6 +90,17 @@ def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResour
         ("analysis settings", json.dumps(settings.metadata()["analysis_settings"].value, sort_keys=True)),
     ]
     return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _refused_answers(predictions: pd.DataFrame, settings: AnalysisSettingsResource) -> tuple[int, int]:
+    """(refused, labelled) traces of the headline labeler: every stored trace (fixed_n=all), or on a live
+    partition the traces its policy used."""
+    rows = analysis.with_traces(predictions)
+    rows = rows[rows["labeler"] == settings.labeler]
+    policy = analysis.ALL_TRACES if (rows["policy"] == analysis.ALL_TRACES).any() else settings.headline_policy
+    rows = rows[(rows["policy"] == policy) & rows["refusal_rate"].notna()]
+    refused = float((rows["refusal_rate"] * rows["traces_used"]).sum())
+    return int(round(refused)), int(rows["traces_used"].sum())
 
 
 def code_version() -> str:
@@ -151,7 +168,9 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         len(prompts), live=bool(pd.isna(require_headline(analysis_settings, summary)["token_savings_pct"])),
         stratified_verdict=None if hypothesis_row is None else hypothesis_row.get("verdict_stratified"),
         window=(traces_meta.get("generation_settings") or {}).get("group_window"),
-        share_longer_than_window=share_longer if isinstance(share_longer, float) else None)
+        share_longer_than_window=share_longer if isinstance(share_longer, float) else None,
+        refusals=_refused_answers(instance_predictions, analysis_settings),
+        categories=rows["category"].value_counts().reindex(CATEGORIES, fill_value=0).to_dict())
     sections = [
         html_report.Section("What these numbers say", "", None, bullets=reading),
         html_report.Section("Headline with 95% confidence intervals",

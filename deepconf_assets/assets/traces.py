@@ -15,14 +15,15 @@ from deepconf_assets.core import confidence
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS
 from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets.core.live import generate_live
+from deepconf_assets.core.prompt_subset import stratified_subset
 from deepconf_assets.labelers import LABELERS, LabelerContext
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets.core.traces import generation_key, order_columns, trace_rows, trace_seed
 from deepconf_assets.deployment import executor_kind, gpu_step, retry_if_transient
 from deepconf_assets.partitions import benchmark_and_model, experiment_partitions, unknown_partition
-from resources.generation import GenerationOutOfMemory, GenerationResource
+from resources.generation import GenerationOutOfMemory, GenerationResource, peak_rss_mb
 from resources.generation_types import GenerationStats, SamplingSettings
-from resources.model_registry import MODELS, ModelWeightsNotFound
+from resources.model_registry import MODELS, ModelWeightsNotFound, known_positions, weights_problem, weights_provenance
 from resources.shard_store import ShardStore
 
 
@@ -53,7 +54,10 @@ class TracesConfig(Config):
                               description=f"Group confidence window in tokens (paper: {confidence.PAPER_GROUP_WINDOW}).")
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode (off, as in the predecessor).")
     seed: int = Field(0, description="Base seed; each trace's seed derives from it, the instance and trace index.")
-    max_prompts: int | None = Field(None, ge=1, description="Only the first N prompts (smoke tests).")
+    max_prompts: int | None = Field(
+        None, ge=1, description="Only N prompts: a seeded subset drawn in proportion from every category x "
+                                "harmfulness stratum (not the first N rows: files are ordered by type).")
+    prompt_subset_seed: int = Field(0, description="Seed of the max_prompts subset.")
     generation_mode: GenerationMode = Field(
         GenerationMode.full,
         description="full = every trace in full (the sweep and the budget ablation need it); live = generate only "
@@ -102,24 +106,45 @@ def check_run_settings(context, generator: GenerationResource, analysis_settings
             problems += [f"invalid traces config: {'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg']}"
                          + (f" (got {e['input']!r})" if e["loc"] else "") for e in exc.errors()]
         else:
-            if traces_config.max_new_tokens >= generator.max_model_len:
-                problems.append(f"invalid traces config: max_new_tokens ({traces_config.max_new_tokens}) leaves no "
-                                f"room for a prompt within generator.max_model_len ({generator.max_model_len})")
+            model = model_of(context)
+            positions = known_positions(model)
+            limits = [v for v in (generator.max_model_len, positions) if v is not None]
+            if limits and traces_config.max_new_tokens >= min(limits):
+                problems.append("invalid traces config: " + no_room(traces_config.max_new_tokens, model, min(limits)))
             if traces_config.generation_mode == GenerationMode.live:
                 try:
                     analysis_settings.live_policy()
                 except ValueError as exc:
                     problems.append(f"invalid traces config: generation_mode live: {exc}")
     # On Kubernetes this step runs on a CPU node and `traces` on a GPU node, which asks for itself.
-    problem = generator.unavailable() if executor_kind() == "in_process" else None
-    if problem:
-        problems.append(problem)
+    if executor_kind() == "in_process":
+        problems += [p for p in (generator.unavailable(), weights_problem(model_of(context))) if p]
     if problems:
         raise Failure(description="; ".join(problems) + ". Nothing was run.", allow_retries=False)
 
 
-def check_model_settings(sampling: SamplingSettings, model: str, vocab_size: int) -> None:
-    """Settings the engine would silently change for this model are refused before anything is generated."""
+def model_of(context) -> str | None:
+    """The partition's model (None when the run has no valid experiment partition)."""
+    key = context.run.tags.get("dagster/partition", "")
+    return None if unknown_partition(key) else benchmark_and_model(key)[1]
+
+
+def no_room(max_new_tokens: int, model: str, limit: int) -> str:
+    return (f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt within the context limit of '{model}' "
+            f"({limit} tokens: the smaller of generator.max_model_len and the model's positions); lower max_new_tokens")
+
+
+def check_model_settings(sampling: SamplingSettings, model: str, vocab_size: int, limit: int,
+                         template: dict) -> None:
+    """Settings the engine would silently change, or that cannot work with this model, are refused before
+    anything is generated."""
+    if sampling.max_new_tokens >= limit:
+        raise Failure(description=f"invalid traces config: {no_room(sampling.max_new_tokens, model, limit)}. Nothing "
+                                  f"was generated.", allow_retries=False)
+    if sampling.enable_thinking and not template["chat_template_reads_enable_thinking"]:
+        raise Failure(description=f"invalid traces config: enable_thinking is Qwen3's switch, and the chat template "
+                                  f"of '{model}' does not read it (the prompts would be the same as without it). Set "
+                                  f"enable_thinking false. Nothing was generated.", allow_retries=False)
     for name in ("top_k", "logprobs_k"):
         value = getattr(sampling, name)
         if value > vocab_size:
@@ -174,17 +199,21 @@ def traces(
     analysis_settings: AnalysisSettingsResource,
 ):  # no return annotation: with check_specs Dagster would read MaterializeResult as "no value"
     benchmark, model = benchmark_and_model(context.partition_key)
-    prompts = benchmark_prompts if config.max_prompts is None else benchmark_prompts.head(config.max_prompts)
+    prompts = stratified_subset(benchmark_prompts, config.max_prompts, config.prompt_subset_seed)
     sampling = config.sampling()
     if problem := generator.unavailable():
         raise Failure(description=problem + ". Nothing was generated.", allow_retries=False)
     try:
+        engine_of_model = generator.engine(model, context.log.info)  # builds or de-quantises on first use
+        weights = weights_provenance(model, engine_of_model.folder)
+        template = generator.chat_template(model)
         counts = generator.prompt_token_counts(model, prompts["prompt"].tolist(), sampling)
         limit = generator.context_limit(model)
-        check_model_settings(sampling, model, generator.engine(model).vocab_size)
+        check_model_settings(sampling, model, engine_of_model.vocab_size, limit, template)
     except ModelWeightsNotFound as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
-    if limit < generator.max_model_len:
+    context.log.info(f"'{model}' weights: {weights}; chat template {template}")
+    if generator.max_model_len is not None and limit < generator.max_model_len:
         context.log.info(f"generator.max_model_len {generator.max_model_len} is more than '{model}' has positions; "
                          f"the context limit used is {limit} (recorded as context_limit)")
     reasons = quarantine(prompts, counts, limit, sampling.max_new_tokens)
@@ -212,24 +241,39 @@ def traces(
     requests["seed"] = [trace_seed(config.seed, i, t) for i, t in zip(requests["instance_id"], requests["trace_idx"])]
     engine = generator.resolved_backend()
     sampling_dict = asdict(sampling)
-    key_of = {p: generation_key(model, MODELS[model].revision, engine, sampling_dict, p) for p in prompts["prompt"].unique()}
+    key_of = {p: generation_key(model, weights["fingerprint"], engine, sampling_dict, p) for p in prompts["prompt"].unique()}
     requests["generation_key"] = requests["prompt"].map(key_of)
     stats = GenerationStats(backend=engine)
     store = ShardStore(paths.storage_dir() / "shards" / benchmark / model)
 
-    def generate(batch: pd.DataFrame) -> pd.DataFrame:
-        """Trace rows for `batch` (instance_id, trace_idx, optional cut_threshold), in its order."""
+    def identified(batch: pd.DataFrame) -> pd.DataFrame:
+        """`batch` (instance_id, trace_idx, optional cut_threshold) with prompt, seed and generation key."""
         batch = batch.merge(requests, on=["instance_id", "trace_idx"], how="left", validate="one_to_one")
-        thresholds = batch["cut_threshold"].to_numpy(dtype=float) if "cut_threshold" in batch else None
-        if thresholds is not None:  # a cut trace depends on its threshold: part of its identity
+        if "cut_threshold" in batch:  # a cut trace depends on its threshold: part of its identity
             batch["generation_key"] = [key if np.isnan(s) else f"{key}|cut<{s!r}|w{config.group_window}"
-                                       for key, s in zip(batch["generation_key"], thresholds)]
+                                       for key, s in zip(batch["generation_key"], batch["cut_threshold"].astype(float))]
+        return batch
+
+    def generate(batch: pd.DataFrame, on_done=None) -> pd.DataFrame:
+        """Trace rows for `batch`, in its order. Streaming (live): `on_done(rows)` hears of traces as they
+        finish and returns the requests to add to the same run; the rows of every request are returned."""
+        batch = identified(batch)
+        more = None
+        if on_done is not None:
+            def more(indices: list[int], results: list) -> list[tuple]:
+                nonlocal batch
+                rows = trace_rows(batch.iloc[indices], results, model, config.group_window)
+                added = identified(on_done(rows.assign(cut_threshold=batch["cut_threshold"].iloc[indices].to_numpy())))
+                if len(added):
+                    batch = pd.concat([batch, added], ignore_index=True)
+                return list(zip(added["prompt"], added["seed"], added["generation_key"], added["cut_threshold"]))
+        thresholds = batch["cut_threshold"].astype(float).tolist() if "cut_threshold" in batch else None
         try:
             with retry_if_transient(context.log.warning, "generation"):
                 results, part = generator.generate(
                     model, batch["prompt"].tolist(), batch["seed"].tolist(), batch["generation_key"].tolist(),
-                    sampling, store=store, log=context.log.info,
-                    cut_thresholds=None if thresholds is None else list(thresholds), group_window=config.group_window)
+                    sampling, store=store, log=context.log.info, cut_thresholds=thresholds,
+                    group_window=config.group_window, more=more)
         except GenerationOutOfMemory as exc:
             raise Failure(description=str(exc), allow_retries=False) from None
         stats.add(part)
@@ -276,7 +320,12 @@ def traces(
             "generation_mode": config.generation_mode.value,
             "generation_settings": MetadataValue.json({**sampling_dict, "traces_per_prompt": n, "seed": config.seed,
                                                        "group_window": config.group_window, "model": model,
-                                                       "revision": MODELS[model].revision, "engine": engine}),
+                                                       "revision": MODELS[model].revision, "engine": engine,
+                                                       "max_prompts": config.max_prompts,
+                                                       "prompt_subset_seed": config.prompt_subset_seed}),
+            "weights": MetadataValue.json(weights),
+            **{name: value for name, value in template.items()},
+            "peak_rss_mb": int(round(stats.peak_rss_mb or peak_rss_mb())),
             "prompts_total": len(benchmark_prompts),
             "live_policy": str(table["live_policy"].iloc[0]) if config.generation_mode == GenerationMode.live and len(table) else "",
             "traces_cut": int((table["finish_reason"] == "cut").sum()),

@@ -1,11 +1,12 @@
 """Live early stopping: the replayed stopping policies of `stopping`, applied while traces are generated.
 
-Rounds, batched across instances (the predecessor's parallel scheme, across prompts):
-  round 0      the warm-up traces of every instance, in full;
-  round j > 0  trace j of every instance the policy has not stopped yet.
+The warm-up traces of every instance are requested at once; then, as soon as all traces of an
+instance so far have finished, its next trace is requested if the policy has not stopped it. No round
+waits for its slowest trace: an engine that takes requests while it runs (vLLM) stays full, and one that
+runs batches (transformers) puts the next traces into its next batch.
 Whether an instance needs trace j is read from the replay itself: `analysis.run_policy` runs over the
-traces generated so far plus placeholders for the rest of the budget, and trace j is generated iff the
-replay uses it. A replay's use of trace j depends only on traces before j (and on how many traces the
+instance's traces generated so far plus placeholders for the rest of the budget, and trace j is
+generated iff the replay uses it (every policy decides each instance from its own traces only). A replay's use of trace j depends only on traces before j (and on how many traces the
 budget holds), so the placeholders never change it: live equals replay by construction, and the tests
 check it against a `full` run.
 
@@ -123,21 +124,62 @@ def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: LiveP
 
 
 def generate_live(instance_ids, budget: int, policy: LivePolicy, settings: analysis.AnalysisSettings,
-                  generate: Callable[[pd.DataFrame], pd.DataFrame],
+                  generate: Callable[[pd.DataFrame, Callable[[pd.DataFrame], pd.DataFrame]], None],
                   label: Callable[[pd.DataFrame], pd.Series], log: Callable | None = None) -> pd.DataFrame:
-    """Run the rounds. `generate(requests)` returns one trace row per request (instance_id, trace_idx,
-    n_tokens, token_confidence, the trace metrics, mean_logprob, ...), cut where `cut_threshold` is
-    finite; `label(rows)` returns their nullable `refused`. Returns every generated trace, with
+    """Generate what the policy uses. `generate(requests, on_done)` generates the requests (instance_id,
+    trace_idx, cut_threshold: cut where finite) and calls `on_done(rows)` with trace rows as they finish
+    (instance_id, trace_idx, n_tokens, token_confidence, the trace metrics, mean_logprob, ...); `on_done`
+    returns the requests that may start now, which `generate` adds to the same run, and it returns when
+    none is left. `label(rows)` gives the rows' nullable `refused`. Returns every generated trace, with
     `refused` and `cut_threshold`."""
-    generated = pd.DataFrame(columns=["instance_id", "trace_idx"])
-    for round_number in range(budget):
-        requests = next_requests(generated, instance_ids, budget, policy, settings)
-        if not len(requests):
-            break
-        rows = generate(requests)
-        rows = rows.assign(refused=label(rows).to_numpy(), cut_threshold=requests["cut_threshold"].to_numpy())
-        generated = rows if not len(generated) else pd.concat([generated, rows], ignore_index=True)
-        if log:
-            log(f"live {policy.name}: round {round_number}, {len(requests)} traces "
-                f"({requests['instance_id'].nunique()} instances still undecided)")
+    instance_ids = list(instance_ids)
+    rows_of: dict = {i: [] for i in instance_ids}
+    pending = dict.fromkeys(instance_ids, 0)
+    progress = {"traces": 0, "decided": 0}
+
+    def requested(requests: pd.DataFrame) -> pd.DataFrame:
+        for instance, count in requests["instance_id"].value_counts().items():
+            pending[instance] += int(count)
+        return requests
+
+    def on_done(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.assign(refused=label(rows).to_numpy())
+        for instance, part in rows.groupby("instance_id", sort=False):
+            rows_of[instance].append(part)
+            pending[instance] -= len(part)
+        ready = [i for i in dict.fromkeys(rows["instance_id"]) if pending[i] == 0]
+        more = next_requests(pd.concat([p for i in ready for p in rows_of[i]], ignore_index=True), ready, budget,
+                             policy, settings) if ready else _no_requests()
+        progress["traces"] += len(rows)
+        progress["decided"] += len(ready) - more["instance_id"].nunique()
+        if log and progress["traces"] % LOG_EVERY_TRACES < len(rows):
+            log(f"live {policy.name}: {progress['traces']} traces generated, {progress['decided']} of "
+                f"{len(instance_ids)} instances decided")
+        return requested(more)
+
+    generate(requested(next_requests(pd.DataFrame(columns=["instance_id", "trace_idx"]), instance_ids, budget,
+                                     policy, settings)), on_done)
+    if log:
+        log(f"live {policy.name}: {progress['traces']} traces generated for {len(instance_ids)} instances")
+    frames = [p for i in instance_ids for p in rows_of[i]]
+    generated = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["instance_id", "trace_idx"])
     return generated.sort_values(["instance_id", "trace_idx"], kind="stable").reset_index(drop=True)
+
+
+LOG_EVERY_TRACES = 500
+
+
+def _no_requests() -> pd.DataFrame:
+    return pd.DataFrame({"instance_id": pd.Series(dtype=object), "trace_idx": pd.Series(dtype=np.int64),
+                         "cut_threshold": pd.Series(dtype=float)})
+
+
+def in_rounds(generate_rows: Callable[[pd.DataFrame], pd.DataFrame]):
+    """A `generate` for `generate_live` from a function that generates a whole set of requests and returns
+    their rows: the rows finished by one call decide what the next call generates (rounds)."""
+    def generate(requests: pd.DataFrame, on_done) -> None:
+        while len(requests):
+            rows = generate_rows(requests).assign(cut_threshold=requests["cut_threshold"].to_numpy())
+            requests = on_done(rows)
+
+    return generate
