@@ -113,7 +113,7 @@ class TransformersEngine:
         def queued(items) -> list[tuple]:
             items = list(items)
             lengths = self.tokenizer([t for _, t, _, _ in items], add_special_tokens=False)["input_ids"] if items else []
-            return sorted(((len(ids), *item) for ids, item in zip(lengths, items)), key=lambda q: q[0])
+            return [(len(ids), *item) for ids, item in zip(lengths, items)]
 
         queue = [(len(ids), *item) for ids, item in zip(
             self.tokenizer(texts, add_special_tokens=False)["input_ids"],
@@ -125,7 +125,8 @@ class TransformersEngine:
             traces = self.generate_batch([q[2] for q in batch], [q[3] for q in batch], settings, [q[4] for q in batch],
                                          on_tokens)
             calls += 1
-            queue += queued(finished([q[1] for q in batch], traces) or [])
+            # new requests join the queue by length, so a batch mixes what is queued without extra padding
+            queue = sorted(queue + queued(finished([q[1] for q in batch], traces) or []), key=lambda q: q[0])
         return calls
 
     def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 16):
