@@ -4,7 +4,7 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetKey, Config, Failure,
     MaterializeResult, MetadataValue, asset,
 )
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -118,7 +118,11 @@ def check_run_settings(context, generator: GenerationResource, analysis_settings
                     problems.append(f"invalid traces config: generation_mode live: {exc}")
     # On Kubernetes this step runs on a CPU node and `traces` on a GPU node, which asks for itself.
     if executor_kind() == "in_process":
-        problems += [p for p in (generator.unavailable(), weights_problem(model_of(context))) if p]
+        # the model's weights matter only to a run that generates (empty: the whole job, or a Python
+        # `materialize`, whose selection is not recorded on the run)
+        selected = context.run.asset_selection
+        generates = not selected or AssetKey("traces") in selected
+        problems += [p for p in (generator.unavailable(), weights_problem(model_of(context)) if generates else None) if p]
     if problems:
         raise Failure(description="; ".join(problems) + ". Nothing was run.", allow_retries=False)
 
