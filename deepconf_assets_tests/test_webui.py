@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 
 from deepconf_assets.assets.report import FIGURES
@@ -106,7 +107,10 @@ def open_page(driver, url: str, ready, what: str, screenshot: str, click: str = 
             button.click()
         if click and not ready(driver):
             for element in driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{click}']"):
-                element.click()
+                try:
+                    element.click()
+                except ElementClickInterceptedException:  # a dialog's backdrop still covers the page: next poll
+                    return False
         return ready(driver)
 
     try:
