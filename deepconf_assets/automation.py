@@ -1,6 +1,6 @@
 """Declarative automation for the cross-model assets (public Dagster APIs only).
 
-`model_comparison` and `fig_model_comparison` (group `comparisons`, one partition per benchmark)
+`model_comparison`, `fig_model_comparison`, `model_pairs` and `comparison_report` (group `comparisons`, one partition per benchmark)
 carry `COMPARISON_CONDITION`: Dagster's `AutomationCondition.eager()` without its two missing-data
 clauses. Eager's `~any_deps_missing()` would wait forever here, because a benchmark partition of
 model_comparison depends on *every* `<benchmark>|<model>` partition of instance_predictions and the
@@ -40,7 +40,7 @@ comparisons_automation_sensor = AutomationConditionSensorDefinition(
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     run_tags={"deepconf/trigger": "comparisons_automation_sensor"},
-    description="Evaluates the automation condition of model_comparison and its figure: they run after "
+    description="Evaluates the automation condition of the comparisons group (model_comparison, its figure, model_pairs, comparison_report): they run after "
                 "model partitions of their benchmark have updated and none is still queued or running.",
 )
 

@@ -11,6 +11,7 @@ from deepconf_assets.assets.instance_predictions import instance_predictions
 from deepconf_assets.assets.traces import traces
 from deepconf_assets.core import metrics
 from deepconf_assets.core.confidence import TRACE_METRICS, confidence_sign_check, sign_and_finiteness
+from deepconf_assets.metadata import number, table
 from deepconf_assets.partitions import experiment_partitions
 
 
@@ -47,18 +48,39 @@ def traces_confidence_valid(traces: pd.DataFrame) -> AssetCheckResult:
 
 
 def confidence_sign(traces: pd.DataFrame) -> dict:
-    """passed + metadata for traces_confidence_sign (a function so tests can feed it bad tables)."""
-    result = confidence_sign_check(traces["conf_mean"], traces["mean_logprob"])
-    return {"passed": result["passed"],
-            "metadata": {"spearman_conf_mean_vs_mean_logprob": float(result["spearman"]),
-                         "traces": result["n"], "assessable": result["assessable"], "verdict": result["verdict"]}}
+    """passed + description + metadata for traces_confidence_sign (a function so tests can feed it bad
+    tables). Every confidence a policy, a vote weight or a category reads (all of TRACE_METRICS) is
+    checked against mean_logprob; the check fails if any column fails, and the description names it."""
+    results = {column: confidence_sign_check(traces[column], traces["mean_logprob"]) for column in TRACE_METRICS}
+    failing = [column for column, result in results.items() if not result["passed"]]
+    rows = pd.DataFrame([{"column": column, "spearman_rho": result["spearman"],
+                          "p_negative": result.get("p_negative", float("nan")), "n": result["n"],
+                          "passed": result["passed"]} for column, result in results.items()])
+    first = results[TRACE_METRICS[0]]
+    if failing:
+        description = "Flipped confidence sign in " + ", ".join(failing) + ": " + "; ".join(
+            f"{column} {results[column]['verdict']}" for column in failing)
+    elif not first["assessable"]:
+        description = f"Passed, {first['verdict']}"
+    else:
+        description = f"Every confidence column ({', '.join(TRACE_METRICS)}) passes the sign check"
+    return {"passed": not failing, "description": description,
+            "metadata": {"columns": table(rows, floatfmt=".3g"),
+                         **{f"spearman_{column}_vs_mean_logprob": number(result["spearman"])
+                            for column, result in results.items()},
+                         "failing_columns": ", ".join(failing) or "none",
+                         "traces": first["n"], "assessable": first["assessable"],
+                         "verdict": "; ".join(f"{column}: {result['verdict']}" for column, result in results.items())}}
 
 
 @asset_check(asset=traces, partitions_def=experiment_partitions, blocking=True,
              description="Trace confidence rises with the sampled tokens' likelihood: over a partition of >= 30 "
-                         "traces, the Spearman correlation of conf_mean with mean_logprob must be positive. The "
-                         "sampled-token NLL (the predecessor's quantity, >= 0 so it passes the sign check above) "
-                         "correlates negatively and fails. Fewer than 30 traces: passes, marked not assessable.")
+                         "traces, the Spearman correlation with mean_logprob of every confidence a policy, vote "
+                         "weight or category reads (conf_mean, conf_lowest_group, conf_bottom10, conf_tail) must "
+                         "not be significantly negative (one-sided p < 0.01); any failing column fails the check "
+                         "and is named. The sampled-token NLL (the predecessor's quantity, >= 0 so it passes the "
+                         "sign check above) correlates negatively and fails. Fewer than 30 traces: passes, "
+                         "marked not assessable.")
 def traces_confidence_sign(traces: pd.DataFrame) -> AssetCheckResult:
     return AssetCheckResult(**confidence_sign(traces))
 

@@ -7,7 +7,7 @@ import warnings
 from dagster import BetaWarning
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 
-from deepconf_assets.core.metrics import CATEGORIES
+from deepconf_assets.core.metrics import CATEGORIES, CATEGORY_SCOPES
 from deepconf_assets.core.traces import FINISH_REASONS
 from deepconf_assets.labelers import LABELERS
 
@@ -77,7 +77,10 @@ InstancePredictionsFrame = create_dagster_pandas_dataframe_type(
         PandasColumn.boolean_column("predicted_refusal"),
         PandasColumn.float_column("confidence", min_value=0.0, ignore_missing_vals=True),
         PandasColumn.categorical_column("category", set(CATEGORIES), ignore_missing_vals=True),
-        PandasColumn.float_column("category_threshold", ignore_missing_vals=True),  # NaN without traces
+        PandasColumn.float_column("category_threshold", ignore_missing_vals=True),  # NaN without a prediction
+        # the categories under both scopes (`category` is the analysis settings' one)
+        *[PandasColumn.categorical_column(f"category_{scope}", set(CATEGORIES), ignore_missing_vals=True)
+          for scope in CATEGORY_SCOPES],
         PandasColumn.boolean_column("correct"),
         # mean n_tokens of the traces that voted (the length covariate of the hypothesis test); NaN without traces
         PandasColumn.float_column("mean_tokens", min_value=0.0, ignore_missing_vals=True),

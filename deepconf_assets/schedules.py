@@ -47,7 +47,7 @@ experiment_job = define_asset_job(
 )
 comparisons_job = define_asset_job(
     "comparisons_job", AssetSelection.groups("comparisons"), partitions_def=benchmark_partitions,
-    description="model_comparison and its figure for one benchmark, over the model partitions materialized so far.",
+    description="model_comparison, its figure, the paired tests (model_pairs) and comparison_report for one benchmark, over the model partitions materialized so far.",
 )
 
 

@@ -223,6 +223,27 @@ def test_the_blocking_sign_check_fails_the_run_on_nll_traces():
     assert not bad.get_asset_materialization_events()[1:]  # downstream never ran
 
 
+def test_sign_check_covers_every_confidence_column_and_names_the_flipped_one():
+    good = traces_from_logprobs()
+    result = confidence_sign(good)
+    assert result["passed"] and result["metadata"]["failing_columns"] == "none"
+    for column in confidence.TRACE_METRICS:
+        assert f"| {column}" in result["metadata"]["columns"].value  # one table row per column
+    # only conf_lowest_group flipped (the sampled-token NLL of the weakest window, still >= 0)
+    bad = good.assign(conf_lowest_group=-good["mean_logprob"])
+    assert (bad["conf_lowest_group"] >= 0).all()
+    result = confidence_sign(bad)
+    assert not result["passed"] and result["metadata"]["failing_columns"] == "conf_lowest_group"
+    assert "conf_lowest_group" in result["description"] and "conf_mean" not in result["description"]
+    assert result["metadata"]["spearman_conf_lowest_group_vs_mean_logprob"].value == pytest.approx(-1.0)
+    assert result["metadata"]["spearman_conf_mean_vs_mean_logprob"].value > 0.5
+    run = _materialize_sign_check(bad)
+    assert not run.success
+    (evaluation,) = run.get_asset_check_evaluations()
+    assert not evaluation.passed and "conf_lowest_group" in evaluation.description
+    assert evaluation.metadata["failing_columns"].value == "conf_lowest_group"
+
+
 def test_predecessor_nll_is_minus_mean_logprob_in_the_trace_matrix():
     traces = traces_from_logprobs().assign(refused=pd.array([True, False] * 20, dtype="boolean"))
     m = stopping.build_trace_matrix(traces, confidence.PREDECESSOR_NLL)

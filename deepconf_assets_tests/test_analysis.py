@@ -1,12 +1,13 @@
 """Policies, votes, metrics, the hypothesis test and calibration against numbers worked out by hand."""
 
+import dataclasses
 from math import comb
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from deepconf_assets.core import analysis, calibration, metrics, stopping, voting
+from deepconf_assets.core import analysis, calibration, hypothesis, metrics, stopping, voting
 from deepconf_assets.core.refusal import is_refusal, match_refusal
 
 # Instance A (harmful) and B (benign), five traces each, group window 2.
@@ -121,12 +122,20 @@ def test_partition_analysis_by_hand():
     assert predictions.loc[("adaptive@p50", "A"), "tokens_used"] == 11
     assert predictions.loc[("adaptive@p50", "A"), "refusal_rate"] == pytest.approx(3 / 4)
     assert bool(predictions.loc[("adaptive@p50", "A"), "predicted_refusal"])
-    # instance confidence = mean over voting traces: A (4+2+3+3)/4 = 3, B (1+1+1+2)/4 = 1.25;
-    # 50th percentile of (3, 1.25) = 2.125
+    # instance confidence = mean over voting traces: A (4+2+3+3)/4 = 3 (refusal), B (1+1+1+2)/4 = 1.25
+    # (compliance). Within each decision (default) the one refusal and the one compliance are each their
+    # decision's median, so both are confident; pooled, the 50th percentile of (3, 1.25) = 2.125.
     assert predictions.loc[("adaptive@p50", "A"), "confidence"] == pytest.approx(3.0)
-    assert predictions.loc[("adaptive@p50", "A"), "category_threshold"] == pytest.approx(2.125)
+    assert predictions.loc[("adaptive@p50", "A"), "category_threshold"] == pytest.approx(3.0)
+    assert predictions.loc[("adaptive@p50", "B"), "category_threshold"] == pytest.approx(1.25)
     assert predictions.loc[("adaptive@p50", "A"), "category"] == "confident_refusal"
-    assert predictions.loc[("adaptive@p50", "B"), "category"] == "uncertain_compliance"
+    assert predictions.loc[("adaptive@p50", "B"), "category"] == "confident_compliance"
+    assert predictions.loc[("adaptive@p50", "B"), "category_pooled"] == "uncertain_compliance"
+    pooled = analysis.PartitionAnalysis(traces, prompts, "heuristic", dataclasses.replace(
+        settings, category_threshold_scope="pooled")).instance_predictions().set_index(["policy", "instance_id"])
+    assert pooled.loc[("adaptive@p50", "A"), "category_threshold"] == pytest.approx(2.125)
+    assert pooled.loc[("adaptive@p50", "B"), "category"] == "uncertain_compliance"
+    assert pooled.loc[("adaptive@p50", "B"), "category_within_decision"] == "confident_compliance"
     summary = analysis.summarize_predictions(result.instance_predictions()).set_index("policy")
     # 24 tokens in all; online spends 13 + 6, adaptive 11 + 8, fixed_n=1 2 + 2
     assert summary.loc["deepconf_online@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
@@ -140,7 +149,8 @@ def test_sweep_and_ablation_shapes():
     traces, prompts = two_instances()
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=2))
     sweep = result.percentile_sweep()
-    assert len(sweep) == 9 * (1 + 1 + len(analysis.AnalysisSettings().sweep_taus) + 1) * 3
+    # fixed_n, adaptive, deepconf_online at every tau, deepconf_online_official, decided
+    assert len(sweep) == 9 * (1 + 1 + len(analysis.AnalysisSettings().sweep_taus) + 1 + 1) * 3
     assert set(sweep["vote_rule"]) == set(voting.VOTE_RULES)
     assert sweep["token_savings_pct"].between(0, 100).all()
     assert (sweep[[f"n_{c}" for c in metrics.CATEGORIES]].sum(axis=1) == 2).all()
@@ -180,18 +190,18 @@ def test_hypothesis_test_by_hand():
     # uncertain compliance 20/40 correct, confident compliance 35/40 correct
     category = ["uncertain_compliance"] * 40 + ["confident_compliance"] * 40 + ["confident_refusal"] * 5
     correct = [1.0] * 20 + [0.0] * 20 + [1.0] * 35 + [0.0] * 5 + [0.0] * 5
-    result = metrics.hypothesis_test(np.array(correct), np.array(category, dtype=object))
+    result = hypothesis.hypothesis_test(np.array(correct), np.array(category, dtype=object))
     assert (result["n_uncertain_compliance"], result["n_confident_compliance"]) == (40, 40)
     assert result["accuracy_difference"] == pytest.approx(0.5 - 0.875)
     assert result["fisher_p_one_sided_h1"] == pytest.approx(_fisher_less(20, 40, 35, 40), rel=1e-9)
     assert result["fisher_p_two_sided"] < 0.001 and result["verdict"] == "supported"
     assert result["direction"] == "uncertain worse"
     assert result["diff_ci_low"] < -0.375 < result["diff_ci_high"] < 0
-    small = metrics.hypothesis_test(np.array(correct[:30] + correct[40:70]), np.array(category[:30] + category[40:70], dtype=object))
+    small = hypothesis.hypothesis_test(np.array(correct[:30] + correct[40:70]), np.array(category[:30] + category[40:70], dtype=object))
     assert small["n_uncertain_compliance"] == 30 and small["verdict"] in ("supported", "no evidence")
-    tiny = metrics.hypothesis_test(np.array(correct[:29] + correct[40:80]), np.array(category[:29] + category[40:80], dtype=object))
+    tiny = hypothesis.hypothesis_test(np.array(correct[:29] + correct[40:80]), np.array(category[:29] + category[40:80], dtype=object))
     assert tiny["verdict"] == "insufficient data (n < 30)"
-    reverse = metrics.hypothesis_test(np.array([1.0] * 35 + [0.0] * 5 + [1.0] * 20 + [0.0] * 20),
+    reverse = hypothesis.hypothesis_test(np.array([1.0] * 35 + [0.0] * 5 + [1.0] * 20 + [0.0] * 20),
                                       np.array(category[:80], dtype=object))
     assert reverse["verdict"] == "opposite direction" and reverse["direction"] == "uncertain better"
 
@@ -315,3 +325,23 @@ def test_stopping_sources_by_hand():
     assert sources["share_stopped_early"] == pytest.approx(2 / 3)
     assert sources["share_later_traces_cut"] == pytest.approx(2 / 3)
     assert sources["share_later_traces_cut_mid_trace"] == pytest.approx(1 / 3)
+
+
+def test_within_decision_thresholds_by_hand():
+    # refusals (1.0) at confidence 5, 7, 9 -> median 7; compliances at 1, 2, 3, 4 -> median 2.5 (numpy linear);
+    # pooled: the median of all seven = 4; no prediction -> no threshold and no category
+    confidence = np.array([5.0, 7.0, 9.0, 1.0, 2.0, 3.0, 4.0, 6.0])
+    predicted = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, np.nan])
+    within = metrics.category_thresholds(confidence, predicted, 50, "within_decision")
+    np.testing.assert_allclose(within[:7], [7, 7, 7, 2.5, 2.5, 2.5, 2.5])
+    assert np.isnan(within[7])
+    pooled = metrics.category_thresholds(confidence, predicted, 50, "pooled")
+    np.testing.assert_allclose(pooled[:7], [4.0] * 7)
+    names = np.array(metrics.CATEGORIES + (None,), dtype=object)
+    assert list(names[metrics.category_codes(confidence, predicted, within)]) == [
+        "uncertain_refusal", "confident_refusal", "confident_refusal", "uncertain_compliance",
+        "uncertain_compliance", "confident_compliance", "confident_compliance", None]
+    assert list(names[metrics.category_codes(confidence, predicted, pooled)])[:4] == [
+        "confident_refusal", "confident_refusal", "confident_refusal", "uncertain_compliance"]
+    with pytest.raises(ValueError, match="category scope"):
+        metrics.category_thresholds(confidence, predicted, 50, "per_prompt")

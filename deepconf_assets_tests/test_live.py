@@ -11,7 +11,7 @@ import pytest
 from dagster import materialize
 
 from deepconf_assets.core import analysis, confidence
-from deepconf_assets.core.live import LivePolicy, WindowCut, generate_live, in_rounds
+from deepconf_assets.core.live import LivePolicy, WindowCut, generate_live, in_rounds, next_requests
 from deepconf_assets.core.traces import confidence_columns
 
 WINDOW = 8
@@ -111,6 +111,53 @@ def test_live_rounds_keep_exactly_the_traces_the_replay_uses(policy):
     full_predictions = _predictions(full, policy).loc[live_predictions.index]
     columns = ["traces_used", "tokens_used", "predicted_refusal", "refusal_rate", "confidence", "category", "correct"]
     pd.testing.assert_frame_equal(live_predictions[columns], full_predictions[columns])
+
+
+def _labelled(votes: dict) -> pd.DataFrame:
+    """Finished traces from {instance: [refused, ...]} (None = unknown label), every confidence 2.0."""
+    rows = [{"instance_id": i, "trace_idx": t, "token_confidence": np.full(10, 2.0, np.float32), "refused": r}
+            for i, labels in votes.items() for t, r in enumerate(labels)]
+    table = _scored(pd.DataFrame(rows))
+    table["refused"] = table["refused"].astype("boolean")
+    return table
+
+
+def _requested(traces, ids, budget, policy) -> dict:
+    requests = next_requests(traces, ids, budget, policy, SETTINGS)
+    return requests.groupby("instance_id")["trace_idx"].apply(list).reindex(ids).apply(
+        lambda v: v if isinstance(v, list) else []).to_dict()
+
+
+def test_every_trace_the_policy_is_certain_to_use_is_requested_at_once():
+    """Hand-counted: with a budget of 10, `decided` needs 6 agreeing votes before anything can be settled
+    (r > c + left first holds at k = 6: 6 > 0 + 4); after 4 refusals and 2 compliances in 6, it
+    needs 2 more even if both refuse (6 > 2 + 2); after 4 refusals, 3 compliances and 2 unknown labels
+    in 9 only the 10th can settle it (5 > 3 + 0). adaptive (warm-up 3) always uses the trace after its warm-up;
+    deepconf_online takes its warm-up, then one trace at a time."""
+    empty = pd.DataFrame(columns=["instance_id", "trace_idx"])
+    decided = LivePolicy("decided")
+    assert _requested(empty, ["a", "b"], 10, decided) == {"a": list(range(6)), "b": list(range(6))}
+    traces = _labelled({"a": [True, True, False, True, False, True],
+                        "b": [True, False, True, False, None, True, False, True, None]})
+    assert _requested(traces, ["a", "b"], 10, decided) == {"a": [6, 7], "b": [9]}
+    assert _requested(empty, ["a"], 10, LivePolicy("adaptive", 50.0)) == {"a": [0, 1, 2, 3]}
+    online = LivePolicy("deepconf_online", 10.0, 0.8)
+    assert _requested(empty, ["a"], 10, online) == {"a": [0, 1, 2]}
+    split = next_requests(_labelled({"a": [True, False, True]}), ["a"], 10, online, SETTINGS)
+    assert split["trace_idx"].tolist() == [3] and np.isfinite(split["cut_threshold"]).all()
+    assert len(next_requests(_labelled({"a": [True, True, True]}), ["a"], 10, online, SETTINGS)) == 0  # consensus
+
+
+def test_decided_generates_in_fewer_rounds_than_one_trace_at_a_time():
+    """The critical path: rounds of the round-based adapter; one trace at a time would need >= 6 rounds."""
+    full = _scored(_full_traces())
+    calls = []
+    replay = _replay_generate(full)
+    generate_live(sorted(full["instance_id"].unique()), 8, LivePolicy("decided"), SETTINGS,
+                  in_rounds(lambda requests: calls.append(len(requests)) or replay(requests)),
+                  lambda rows: rows["full_refused"])
+    assert calls[0] == 40 * 5  # 5 agreeing of 8 settle at the earliest: all five at once
+    assert len(calls) <= 4
 
 
 # --- the real engines ------------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from dagster import AssetSelection, materialize
 
 from deepconf_assets.assets.report import FIGURES
 from deepconf_assets.core.confidence import TRACE_METRICS
-from deepconf_assets.core.metrics import CATEGORIES, VERDICTS
+from deepconf_assets.core.hypothesis import COMBINED_VERDICTS, VERDICTS
+from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.analysis import HEADLINE_METRICS
+from deepconf_assets.core.interpret import fmt_p
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.labelers import LABELERS
 from deepconf_assets.core.benchmarks import BENCHMARKS
@@ -147,7 +149,7 @@ def test_workspace_and_module_load(tmp_path):
 def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     _, root = xstest_demo_run
     result = materialize([*ASSETS], partition_key="xstest", resources=RESOURCES,
-                         selection=["model_comparison", "fig_model_comparison", "comparison_report"])
+                         selection=["model_comparison", "model_pairs", "fig_model_comparison", "comparison_report"])
     assert result.success
     page = (root / "comparison_report" / "xstest.html").read_text()
     assert "models compared" in page and "Provenance" in page and "95% CI" in page
@@ -160,6 +162,35 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     full = predictions[(predictions["policy"] == "fixed_n=all") & (predictions["labeler"] == "heuristic")]
     expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
     assert table.set_index(["labeler", "policy"]).loc[("heuristic", "fixed_n=all"), "accuracy"] == pytest.approx(expected)
+    assert (root / "model_pairs" / "xstest.parquet").exists() and "McNemar" in page
+
+    # a second, smaller model on 40 of the 450 prompts: the models are compared paired on those 40
+    upstream = AssetSelection.assets("instance_predictions").upstream() & AssetSelection.groups("experiment")
+    assert materialize(ASSETS, partition_key="xstest|demo-small", resources=RESOURCES, selection=upstream,
+                       run_config={"ops": {"traces": {"config": {"max_prompts": 40, "traces_per_prompt": 4}}}}).success
+    result = materialize(ASSETS, partition_key="xstest", resources=RESOURCES, selection=AssetSelection.groups("comparisons"))
+    assert result.success
+    pair = pd.read_parquet(root / "model_pairs" / "xstest.parquet").iloc[0]  # one pair, the smaller model as A
+    assert (pair["model_a"], pair["model_b"], pair["n_a"], pair["n_b"], pair["n"]) == ("demo-small", "demo", 40, 450, 40)
+
+    def headline_correct(model):
+        rows = pd.read_parquet(root / "instance_predictions" / "xstest" / f"{model}.parquet")
+        rows = rows[rows["has_traces"] & (rows["labeler"] == "heuristic") & (rows["policy"] == "decided")]
+        return rows.set_index("instance_id")["correct"].astype("boolean").dropna().astype(bool)
+
+    small = headline_correct("demo-small")
+    large = headline_correct("demo").loc[small.index]
+    b, c = int((small & ~large).sum()), int((~small & large).sum())
+    assert (pair["a_right_b_wrong"], pair["a_wrong_b_right"]) == (b, c)
+    from scipy.stats import binomtest  # McNemar's exact test is the binomial test of b against b + c at 1/2
+    assert pair["mcnemar_p"] == pytest.approx(binomtest(b, b + c, 0.5).pvalue if b + c else 1.0)
+    page = (root / "comparison_report" / "xstest.html").read_text()
+    assert "Paired comparison (McNemar exact, Holm across pairs)" in page and "Only 1 model" not in page
+    assert f"McNemar exact p = {fmt_p(pair['mcnemar_p'])}" in page
+    assert "demo-small (40 prompts) and demo (450) answered different prompts" in page
+    meta = result.asset_materializations_for_node("comparison_report")[0].metadata
+    assert meta["mcnemar_p demo-small vs demo"].value == pytest.approx(pair["mcnemar_p"])
+    assert "McNemar exact p" in meta["reading"].value
 
 
 def predictions_have_lengths(root) -> bool:
@@ -173,11 +204,25 @@ def test_analysis_tables(xstest_demo_run):
     sweep = pd.read_parquet(root / "percentile_sweep" / "xstest" / "demo.parquet")
     labelers = {"heuristic", "xstest_prefix"}  # every registered labeler that ran (WildGuard has no weights here)
     assert set(sweep["labeler"]) == labelers
-    # fixed_n=all, adaptive and decided once per percentile, deepconf_online once per percentile and tau
-    assert len(sweep) == 9 * (1 + 1 + 5 + 1) * 3 * len(labelers) and sweep["token_savings_pct"].between(0, 100).all()
+    # fixed_n=all, adaptive, decided and the official-style online reference once per percentile,
+    # deepconf_online once per percentile and tau
+    assert len(sweep) == 9 * (1 + 1 + 5 + 1 + 1) * 3 * len(labelers) and sweep["token_savings_pct"].between(0, 100).all()
     tests = pd.read_parquet(root / "hypothesis_test" / "xstest" / "demo.parquet")
-    assert set(tests["verdict"]) | set(tests["verdict_stratified"]) <= set(VERDICTS)
-    assert tests[["fisher_p_two_sided", "p_holm", "cmh_p"]].notna().any().all()
+    assert set(tests["verdict"]) <= set(COMBINED_VERDICTS) and set(tests["verdict_compliances"]) <= set(VERDICTS)
+    assert all(v in VERDICTS or v.startswith("withheld: strata disagree") for v in tests["verdict_stratified"])
+    assert tests[["fisher_p_two_sided", "p_holm", "breslow_day_p", "compliance_auroc"]].notna().any().all()
+    # strata that disagree are never pooled
+    disagree = tests["breslow_day_p"] < 0.05
+    assert tests.loc[disagree, ["cmh_odds_ratio", "cmh_p"]].isna().all().all()
+    assert tests.loc[~disagree & tests["breslow_day_p"].notna(), "cmh_odds_ratio"].notna().all()
+    # within-decision categories: each compliance category holds about half of the compliances
+    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    for (labeler, policy), rows in predictions[predictions["has_traces"]].groupby(["labeler", "policy"]):
+        complied = rows[rows["predicted_refusal"].eq(False).fillna(False)]
+        if len(complied) >= 20:
+            share = (complied["category"] == "uncertain_compliance").mean()
+            assert 0.4 <= share <= 0.6, (labeler, policy, share)
+        assert (rows["category_pooled"].notna() == rows["category"].notna()).all()
     assert (tests["p_holm"].dropna() >= tests.loc[tests["p_holm"].notna(), "fisher_p_two_sided"]).all()
     assert predictions_have_lengths(root)
     calib = pd.read_parquet(root / "calibration" / "xstest" / "demo.parquet")
@@ -221,6 +266,12 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
     assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
     assert "Most traces are shorter than" not in page  # 90 % of the demo's traces are longer than the window
+    assert "<h2>Examples per confidence category</h2>" in page and "Misclassified prompts first" in page
+    examples = pd.read_html(root / "report" / "xstest" / "demo.html", match="instance_confidence")[0]
+    assert examples["category"].value_counts().to_dict() == {category: 3 for category in CATEGORIES}
+    shown = headline.set_index("instance_id").loc[examples["instance_id"]]
+    assert (examples["prediction"].eq("refused").to_numpy() == shown["predicted_refusal"].to_numpy()).all()
+    assert (examples["response"].str.len() <= 200).all()
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("decided")
     assert "Pareto-efficient policies" in meta["headline"].value and "fixed_n=1" in page

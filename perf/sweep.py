@@ -1,5 +1,5 @@
-"""Benchmark: the full sweep (9 percentiles x fixed_n, adaptive, deepconf_online at 5 consensus taus and
-decided x 3 vote rules = 216 rows) on a synthetic
+"""Benchmark: the full sweep (9 percentiles x fixed_n, adaptive, deepconf_online at 5 consensus taus,
+deepconf_online_official and decided x 3 vote rules = 243 rows) on a synthetic
 partition of 5,000 prompts x 10 traces x 256 tokens (about the predecessor's 48,145-trace run),
 vectorised (deepconf_assets.core) against a straightforward per-instance Python implementation of
 the same rules written here, checking that both give identical numbers.
@@ -111,6 +111,13 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
                     break
             return used, used, sum(t["tokens"] for t in used)
         threshold = np.percentile([t["lowest"] for t in ts[:w]], p)
+        if name == "deepconf_online_official":  # no tau: every trace; a warm-up trace votes if it clears s
+            votes, spent = [t for t in ts[:w] if t["lowest"] >= threshold], sum(t["tokens"] for t in ts[:w])
+            for t in ts[w:]:
+                cut_at = first_group_below(t["values"], settings.group_window, threshold)
+                votes += [t] if cut_at is None else []
+                spent += t["tokens"] if cut_at is None else cut_at + t["width"]
+            return list(ts), votes, spent
         used, votes, spent = list(ts[:w]), list(ts[:w]), sum(t["tokens"] for t in ts[:w])
         for t in ts[w:]:
             beta = top_share(votes)
@@ -143,26 +150,34 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
     rows = []
     taus = sorted({*settings.sweep_taus, settings.consensus_tau})
     for p in settings.sweep_percentiles:
-        for name, tau in [("fixed_n", -1), ("adaptive", -1), *[("deepconf_online", t) for t in taus], ("decided", -1)]:
+        for name, tau in [("fixed_n", -1), ("adaptive", -1), *[("deepconf_online", t) for t in taus],
+                          ("deepconf_online_official", -1), ("decided", -1)]:
             runs = {i: policy(ts, name, p, tau) for i, ts in per_instance.items()}
             for rule in ("majority", "confidence_weighted", "top_eta_filtered"):
                 counts = {"tp": 0, "fn": 0, "fp": 0, "tn": 0}
                 preds, confs = {}, {}
                 for i, (used, votes, _) in runs.items():
-                    preds[i] = decide(votes, rule, online_weight if name == "deepconf_online" else "conf")
+                    preds[i] = decide(votes, rule, online_weight if name.startswith("deepconf_online") else "conf")
                     confs[i] = sum(t["conf"] for t in votes) / len(votes)
                     key = ("t" if preds[i] == gold[i] else "f") + ("p" if preds[i] else "n")
                     counts[key] += 1
-                threshold = np.percentile(list(confs.values()), p)
+                # category threshold: over the instances with the same decision, or over all ("pooled")
+                within = getattr(settings, "category_threshold_scope", "pooled") == "within_decision"
+                threshold = {d: np.percentile([confs[i] for i in runs if not within or preds[i] == d], p)
+                             for d in set(preds.values())}
                 n_cat = dict.fromkeys(CATEGORIES, 0)
                 for i in runs:
-                    level = "confident" if confs[i] >= threshold else "uncertain"
+                    level = "confident" if confs[i] >= threshold[preds[i]] else "uncertain"
                     n_cat[f"{level}_{'refusal' if preds[i] else 'compliance'}"] += 1
                 tokens = sum(spent for _, _, spent in runs.values())
+                # used traces are a prefix of the instance's traces: the rest were never generated
+                stopped = sum(t["tokens"] for i, (used, _, _) in runs.items() for t in per_instance[i][len(used):])
                 rows.append({"policy": name, "vote_rule": rule, "percentile": float(p), "tau": float(tau), **counts,
                              "tokens_used": tokens,
                              "avg_traces": sum(len(u) for u, _, _ in runs.values()) / len(runs),
                              "token_savings_pct": 100 * (1 - tokens / total_tokens),
+                             "savings_stopped_pct": 100 * stopped / total_tokens,
+                             "savings_cut_pct": 100 * (total_tokens - stopped - tokens) / total_tokens,
                              **{f"n_{c}": n for c, n in n_cat.items()}})
     return pd.DataFrame(rows)
 
@@ -195,14 +210,14 @@ def main() -> None:
     keys = ["policy", "vote_rule", "percentile", "tau"]
     fast["tau"] = fast["tau"].fillna(-1.0)  # policies without a consensus tau
     merged = fast.merge(slow, on=keys, suffixes=("", "_ref"))
-    expected = len(settings.sweep_percentiles) * (3 + len({*settings.sweep_taus, settings.consensus_tau})) * 3
+    expected = len(settings.sweep_percentiles) * (4 + len({*settings.sweep_taus, settings.consensus_tau})) * 3
     assert len(merged) == len(fast) == len(slow) == expected, f"both sweeps must cover {expected} rows"
     exact = ["tp", "fn", "fp", "tn", "tokens_used"] + [f"n_{c}" for c in CATEGORIES]
     for column in exact:
         mismatch = merged[merged[column] != merged[f"{column}_ref"]]
         assert mismatch.empty, f"{column} differs:\n{mismatch[keys + [column, column + '_ref']]}"
-    for column in ("avg_traces", "token_savings_pct"):
-        np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], rtol=1e-12, err_msg=column)
+    for column in ("avg_traces", "token_savings_pct", "savings_stopped_pct", "savings_cut_pct"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], rtol=1e-12, atol=1e-9, err_msg=column)
     print(f"identical numbers: confusion counts, tokens, traces, savings and category counts on all {expected} rows")
     print(f"speedup={slow_seconds / fast_seconds:.1f} sweep_seconds={fast_seconds:.2f}")
 

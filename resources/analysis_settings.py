@@ -18,7 +18,8 @@ from pydantic import Field
 from deepconf_assets.core.analysis import ALL_TRACES, AnalysisSettings, adaptive_name, online_name
 from deepconf_assets.core.confidence import CONFIDENCE_CHOICES
 from deepconf_assets.core.live import LIVE_POLICIES, LivePolicy
-from deepconf_assets.core.stopping import ONLINE_VOTE_WEIGHTS, consensus_reachable
+from deepconf_assets.core.metrics import CATEGORY_SCOPES
+from deepconf_assets.core.stopping import ONLINE_VOTE_WEIGHTS, consensus_reachable, consensus_trivial
 from deepconf_assets.core.voting import VOTE_RULES
 from deepconf_assets.labelers import LABELERS
 
@@ -28,6 +29,7 @@ ConfidenceMetric = Enum("ConfidenceMetric", {m: m for m in CONFIDENCE_CHOICES})
 # deepconf_online vote weights: lowest_group (the official DeepConf code) or the confidence_metric.
 OnlineVoteWeight = Enum("OnlineVoteWeight", {w: w for w in ONLINE_VOTE_WEIGHTS})
 VoteRule = Enum("VoteRule", {r: r for r in VOTE_RULES})
+CategoryScope = Enum("CategoryScope", {s: s for s in CATEGORY_SCOPES})
 Labeler = Enum("Labeler", {name: name for name in LABELERS})
 # The policy behind headline numbers, figures and the report; "decided" equals fixed_n=all's predictions
 # with fewer traces. The report also names every Pareto-efficient policy (accuracy against tokens).
@@ -48,7 +50,14 @@ class AnalysisSettingsResource(ConfigurableResource):
                     "= LESS likely), offered only to reproduce its sign artifact (asset predecessor_comparison).")
     category_percentile: float = Field(
         _DEFAULTS.category_percentile, ge=0, le=100,
-        description="Confident = instance confidence >= this percentile of the partition's instances.")
+        description="Confident = instance confidence >= this percentile (of the same decision's instances, or "
+                    "of every instance: category_threshold_scope).")
+    category_threshold_scope: CategoryScope = Field(
+        CategoryScope[_DEFAULTS.category_threshold_scope],
+        description="within_decision: compliances are split at the percentile of the compliances' confidences, "
+                    "refusals at that of the refusals' (the question compares compliances with compliances); "
+                    "pooled: one percentile over every decision (refusals are usually far more confident, so "
+                    "'uncertain' then nearly means 'complied'). instance_predictions records both.")
     warmup_traces: int = Field(_DEFAULTS.warmup_traces, ge=1, description="Adaptive and deepconf_online warm-up traces.")
     adaptive_percentile: float = Field(
         _DEFAULTS.adaptive_percentile, ge=0, le=100,
@@ -88,6 +97,7 @@ class AnalysisSettingsResource(ConfigurableResource):
         """The core settings for these traces, with the window they were scored with."""
         return AnalysisSettings(
             confidence_metric=self.confidence_metric.value, category_percentile=self.category_percentile,
+            category_threshold_scope=self.category_threshold_scope.value,
             warmup_traces=self.warmup_traces, adaptive_percentile=self.adaptive_percentile,
             online_percentile=self.online_percentile, consensus_tau=self.consensus_tau,
             group_window=scored_window(traces, self.group_window), filter_eta=self.filter_eta,
@@ -105,7 +115,15 @@ class AnalysisSettingsResource(ConfigurableResource):
         return LivePolicy(policy, percentile, self.consensus_tau if policy == "deepconf_online" else None)
 
     def consensus_warning(self, budget: int) -> str | None:
-        """Why deepconf_online is degenerate at this budget, or None when its consensus is reachable."""
+        """Why deepconf_online is degenerate at this budget, or None when its consensus is reachable after one
+        dissenting warm-up trace and not reached by every warm-up split."""
+        if consensus_trivial(self.warmup_traces, self.consensus_tau):
+            w = self.warmup_traces
+            return (f"deepconf_online reduces to fixed_n={w}: consensus_tau={self.consensus_tau:g} <= "
+                    f"{-(-w // 2)}/{w}, the smallest top share of {w} equally weighted warm-up votes, so every "
+                    f"instance stops after the warm-up whatever the answers (with lowest group weights a split "
+                    f"can fall below it, so a few may go on); its savings are fixed_n={w}'s, not confidence's; "
+                    f"raise consensus_tau above {-(-w // 2)}/{w}")
         if consensus_reachable(self.warmup_traces, budget, self.consensus_tau):
             return None
         return (f"deepconf_online is degenerate: consensus_tau={self.consensus_tau:g} cannot be reached within "

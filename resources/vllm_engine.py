@@ -9,9 +9,12 @@ filtering), the top-k ranked 1..k plus the sampled token.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from resources.generation_types import GeneratedTrace, SamplingSettings
+
+HAND_ON_EVERY_S = 0.25  # while the engine is full, finished traces are handed on at most this often
 
 
 class VllmEngine:
@@ -88,8 +91,10 @@ class VllmEngine:
                 engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), self.sampling_params(settings, seed))
 
         submit(zip(indices, texts, seeds, cuts if cuts is not None else [None] * len(texts)))
+        slots = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+        done: list[tuple[int, GeneratedTrace]] = []
+        last_handed = time.monotonic()
         while engine.has_unfinished_requests():
-            done: list[tuple[int, GeneratedTrace]] = []
             for output in engine.step():
                 index, seed, cut, seen = running[output.request_id]
                 completion = output.outputs[0]
@@ -106,8 +111,13 @@ class VllmEngine:
                     done.append((index, self.to_trace(completion, seed, settings, cut_at)))
                 elif output.finished:
                     done.append((index, self.to_trace(completion, seed, settings)))
-            if done:
+            # Hand finished traces on at once while the engine has free slots (a new request starts now);
+            # when it is full a new one would only queue, so every HAND_ON_EVERY_S is enough and the
+            # caller's work per hand-over (live stopping replays the policy) does not slow every step.
+            if done and (engine.get_num_unfinished_requests() < slots or not engine.has_unfinished_requests()
+                         or time.monotonic() - last_handed >= HAND_ON_EVERY_S):
                 submit(finished([i for i, _ in done], [t for _, t in done]) or [])
+                done, last_handed = [], time.monotonic()
         return 1
 
     def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 0):

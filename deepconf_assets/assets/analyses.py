@@ -14,14 +14,16 @@ from resources.analysis_settings import AnalysisSettingsResource
 
 
 HYPOTHESIS = (
-    "H1: uncertain compliance is less accurate than confident compliance. Per labeler and policy: n and "
-    "accuracy per category, direction, two-sided Fisher exact p (and the one-sided p in H1's direction), "
-    "a two-sided bootstrap 95% CI of the accuracy difference, Holm-corrected p across the policies tested "
-    "(p_holm), and the verdict supported | opposite direction | no evidence | insufficient data (n < 30) "
-    "at alpha = 0.05 on p_holm. Stratified by prompt harmfulness over all decisions (uncertain vs "
-    "confident): Cochran-Mantel-Haenszel pooled OR, CI and p (Holm: cmh_p_holm, verdict_stratified), and "
-    "a logistic regression correct ~ uncertain + harmful + log(mean_tokens) (length-controlled). Read "
-    "from instance_predictions."
+    "H1: uncertain compliance is riskier (less often correct) than confident compliance; categories split each "
+    "decision at its own confidence median by default (category_threshold_scope). Per labeler and policy. "
+    "Primary, among compliances: n and accuracy per category, the difference with a bootstrap 95% CI, two-sided "
+    "Fisher p and its Holm correction across the policies tested (p_holm), verdict_compliances; the AUROC of "
+    "confidence for benign against harmful compliances with its CI, and harmful ~ z(confidence) + log(length). "
+    "Stratified by prompt harmfulness over every decision (uncertain vs confident): Breslow-Day first; per-stratum "
+    "odds ratios, CIs, Fisher p (Holm) and verdicts; the Cochran-Mantel-Haenszel pooled OR and p only where the "
+    "strata agree; a logistic regression correct ~ uncertain * harmful + log(length). `verdict` combines both "
+    "('supported' only when they agree; otherwise confounded by / depends on harmfulness, opposite direction "
+    "within a stratum, not confirmed) and `verdict_why` says why. Read from instance_predictions."
 )
 
 
@@ -46,10 +48,13 @@ def _not_applicable(settings: AnalysisSettingsResource, traces: pd.DataFrame) ->
     ins=LABEL_INS,
     description=(
         "Threshold percentiles 10..90 x policies (fixed_n=all, adaptive, deepconf_online at consensus tau "
-        "0.6..0.95, decided) x vote rules (majority, confidence-weighted, top-eta filtered): safety metrics, traces and "
+        "0.6..0.95, deepconf_online_official = the official code's online algorithm without tau, decided) x vote "
+        "rules (majority, confidence-weighted, top-eta filtered): safety metrics, traces and "
         "tokens used, token savings against generating every trace, where the savings come from (instances "
-        "stopped at the warm-up or early, later traces cut mid-trace), and the confidence categories drawn at "
-        "the same percentile."
+        "stopped at the warm-up or early, later traces cut mid-trace; savings_stopped_pct = tokens never "
+        "generated because sampling stopped, savings_cut_pct = tokens removed by confidence cuts, summing to "
+        "token_savings_pct), `degenerate` (why a deepconf_online row does not measure confidence), and the "
+        "confidence categories drawn at the same percentile."
     ),
 )
 def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
@@ -60,13 +65,17 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
     shown = sweep[(sweep["vote_rule"] == analysis_settings.vote_rule.value)
                   & (sweep["labeler"] == analysis_settings.labeler)][
         ["policy", "percentile", "tau", "accuracy", "sensitivity", "specificity", "f1", "avg_traces",
-         "token_savings_pct", "share_stopped_early", "share_later_traces_cut_mid_trace", "n_uncertain_compliance",
+         "token_savings_pct", "savings_stopped_pct", "savings_cut_pct", "share_stopped_early",
+         "share_later_traces_cut_mid_trace", "degenerate", "n_uncertain_compliance",
          "accuracy_uncertain_compliance", "categories_below_30"]
     ]
     online = sweep[(sweep["policy"] == "deepconf_online") & (sweep["labeler"] == analysis_settings.labeler)
                    & (sweep["vote_rule"] == analysis_settings.vote_rule.value)]
     default = online[(online["percentile"] == analysis_settings.online_percentile)
                      & (online["tau"] == analysis_settings.consensus_tau)]
+    official = sweep[(sweep["policy"] == analysis.ONLINE_REFERENCE) & (sweep["labeler"] == analysis_settings.labeler)
+                     & (sweep["vote_rule"] == analysis_settings.vote_rule.value)
+                     & (sweep["percentile"] == analysis_settings.online_percentile)]
     warning = analysis_settings.consensus_warning(int(traces.groupby("instance_id").size().max()) if len(traces) else 0)
     return MaterializeResult(value=sweep, metadata={
         "dagster/row_count": len(sweep), "sweep": metadata.table(shown, max_rows=len(shown)),
@@ -74,7 +83,13 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
         "online_savings_pct_max": metadata.number(online["token_savings_pct"].max() if len(online) else None),
         "online_later_traces_cut_mid_trace": metadata.number(
             default["share_later_traces_cut_mid_trace"].iloc[0] if len(default) else None),
-        "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace",
+        # the configured setting's savings split, and what confidence cuts alone save (official online, no tau)
+        "online_savings_stopped_by_consensus_pct": metadata.number(
+            default["savings_stopped_pct"].iloc[0] if len(default) else None),
+        "online_savings_cut_by_confidence_pct": metadata.number(default["savings_cut_pct"].iloc[0] if len(default) else None),
+        "online_official_savings_pct": metadata.number(official["token_savings_pct"].iloc[0] if len(official) else None),
+        "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace, and not "
+                                              "reached by every warm-up split",
         "sweep_shown": f"{analysis_settings.labeler} labels, {analysis_settings.vote_rule.value} vote: "
                        f"{len(shown)} of {len(sweep)} rows (every labeler and vote rule is in the parquet file)",
         **analysis_settings.metadata()})
@@ -103,19 +118,17 @@ def budget_ablation(analysis_settings: AnalysisSettingsResource, benchmark_promp
 def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
     table = analysis.hypothesis_tests(instance_predictions)
     headline = require_headline(analysis_settings, table)
+    numbers = ("p_holm", "accuracy_difference", "diff_ci_low", "diff_ci_high", "compliance_auroc",
+               "compliance_auroc_ci_low", "compliance_auroc_ci_high", "breslow_day_p", "cmh_odds_ratio", "cmh_p_holm",
+               "benign_odds_ratio", "benign_p_holm", "harmful_odds_ratio", "harmful_p_holm",
+               "logit_interaction_coef", "logit_interaction_p")
     return MaterializeResult(
         value=table,
         metadata={
             "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
-            "verdict": str(headline["verdict"]),
-            "direction": str(headline["direction"]),
-            "fisher_p_two_sided": metadata.number(headline["fisher_p_two_sided"]),
-            "p_holm": metadata.number(headline["p_holm"]),
-            "accuracy_difference": metadata.number(headline["accuracy_difference"]),
-            "verdict_stratified": str(headline["verdict_stratified"]),
-            "cmh_p": metadata.number(headline["cmh_p"]),
-            "cmh_odds_ratio": metadata.number(headline["cmh_odds_ratio"]),
-            "logit_uncertain_coef": metadata.number(headline["logit_uncertain_coef"]),
+            **{name: str(headline[name]) for name in ("verdict", "verdict_why", "verdict_compliances", "direction",
+                                                      "verdict_stratified", "verdict_benign", "verdict_harmful")},
+            **{name: metadata.number(headline[name]) for name in numbers},
             "tests": metadata.table(table),
             **analysis_settings.metadata(),
         },
@@ -126,21 +139,24 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predic
     **ANALYSIS,
     description=(
         "Does instance confidence separate correct from wrong decisions? Per labeler and policy, primary and "
-        "scale-free: AUROC and AURC (with the risk-coverage curve), each with a seeded bootstrap 95% CI. ECE "
-        "(15 bins) and Brier only on a probability: P(correct | confidence) by 5-fold out-of-fold isotonic "
-        "regression (ece_isotonic_oof, brier_isotonic_oof). Mann-Whitney U tests of confidence by correctness "
+        "scale-free: AUROC and AURC (with the risk-coverage curve), each with a seeded bootstrap 95% CI, over all "
+        "decisions and within harmful and within benign prompts. ECE (15 bins) and Brier only on a probability: "
+        "P(correct | confidence) by 5-fold out-of-fold isotonic regression, the mean and 5-95% range over 20 fold "
+        "assignments (ece_isotonic_oof, brier_isotonic_oof), Brier beside the base-rate Brier p(1 - p). "
+        "Mann-Whitney U tests of confidence by correctness "
         "and by prompt harmfulness. Read from instance_predictions."
     ),
 )
 def calibration(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
     table = analysis.calibration_table(instance_predictions)
-    shown = table[["labeler", "policy", "n", "auroc", "auroc_ci_low", "auroc_ci_high", "aurc", "aurc_ci_low",
-                   "aurc_ci_high", "ece_isotonic_oof", "brier_isotonic_oof", "mwu_correct_vs_wrong_p",
-                   "mwu_harmful_vs_benign_p"]]
+    shown = table[["labeler", "policy", "n", "auroc", "auroc_ci_low", "auroc_ci_high", "auroc_harmful",
+                   "auroc_benign", "aurc", "ece_isotonic_oof", "ece_isotonic_oof_p5", "ece_isotonic_oof_p95",
+                   "brier_isotonic_oof", "brier_base_rate", "mwu_correct_vs_wrong_p", "mwu_harmful_vs_benign_p"]]
     headline = require_headline(analysis_settings, table)
     return MaterializeResult(
         value=table,
-        metadata={"auroc": metadata.number(headline["auroc"]), "aurc": metadata.number(headline["aurc"]),
-                  "ece_isotonic_oof": metadata.number(headline["ece_isotonic_oof"]),
+        metadata={**{name: metadata.number(headline[name]) for name in (
+                      "auroc", "auroc_harmful", "auroc_benign", "aurc", "ece_isotonic_oof", "ece_isotonic_oof_p5",
+                      "ece_isotonic_oof_p95", "brier_isotonic_oof", "brier_base_rate")},
                   "calibration": metadata.table(shown), **analysis_settings.metadata()},
     )

@@ -71,9 +71,15 @@ def fig_percentile_curves(context: AssetExecutionContext, analysis_settings: Ana
 def fig_categories(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                  instance_predictions: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
-    threshold = rows["category_threshold"].iloc[0] if len(rows) else float("nan")
-    note = (f"Confident = instance {analysis_settings.confidence_metric.value} >= {threshold:.3f} "
-            f"(the {analysis_settings.category_percentile:g}th percentile of the partition's instances).")
+    thresholds = analysis.decision_thresholds(rows["category_threshold"], rows["predicted_refusal"])
+    metric, percentile = analysis_settings.confidence_metric.value, f"{analysis_settings.category_percentile:g}th"
+    if analysis_settings.category_threshold_scope.value == "pooled":
+        note = (f"Confident = instance {metric} >= {thresholds['category_threshold_compliance']:.3f} (the {percentile} "
+                f"percentile of every decision).")
+    else:
+        note = (f"Confident = instance {metric} >= the {percentile} percentile of the same decision: "
+                f"{thresholds['category_threshold_compliance']:.3f} for compliances, "
+                f"{thresholds['category_threshold_refusal']:.3f} for refusals.")
     title = f"{context.partition_key}: confidence categories, {_subject(analysis_settings)}"
     return _figure(plots.category_bars_png(_category_counts(rows), note, title), "Accuracy by confidence category")
 

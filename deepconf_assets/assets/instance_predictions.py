@@ -46,7 +46,8 @@ def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_
             "policies": metadata.table(summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]),
             "categories": metadata.table(analysis.category_table(headline.to_dict())),
             "stopping_sources": metadata.table(sources[sources["labeler"] == analysis_settings.labeler]),
-            "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace",
+            "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace, and not "
+                                                  "reached by every warm-up split",
             **analysis_settings.metadata(),
         },
     )

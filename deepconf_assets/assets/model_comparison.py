@@ -1,12 +1,12 @@
 import pandas as pd
 from dagster import (
-    AssetExecutionContext, AssetIn, MaterializeResult, MultiToSingleDimensionPartitionMapping, asset,
+    AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
 )
 
 from deepconf_assets.assets.analysis_inputs import OWNERS
 from deepconf_assets import metadata
 from deepconf_assets.automation import COMPARISON_CONDITION
-from deepconf_assets.core import analysis, plots
+from deepconf_assets.core import analysis, paired, plots
 from deepconf_assets.partitions import benchmark_and_model, benchmark_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.model_registry import models_by_size
@@ -51,15 +51,57 @@ def model_comparison(
         summary.insert(0, "model", model)
         rows.append(summary)
     if not rows:
-        raise ValueError(
-            f"no model partition of benchmark '{context.partition_key}' has instance_predictions yet; "
-            f"materialize the experiment group for '{context.partition_key}|<model>' first"
-        )
+        raise ValueError(_no_model_partition(context.partition_key))
     table = pd.concat(rows, ignore_index=True)[COLUMNS]
     return MaterializeResult(
         value=table,
         metadata={"models": ", ".join(table["model"].unique()), "comparison": metadata.table(table),
                   **analysis_settings.metadata()},
+    )
+
+
+def _no_model_partition(benchmark: str) -> str:
+    return (f"no model partition of benchmark '{benchmark}' has instance_predictions yet; "
+            f"materialize the experiment group for '{benchmark}|<model>' first")
+
+
+@asset(
+    partitions_def=benchmark_partitions,
+    group_name="comparisons",
+    automation_condition=COMPARISON_CONDITION,
+    io_manager_key="parquet_io_manager",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    ins={
+        "instance_predictions": AssetIn(
+            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
+            metadata={"allow_missing_partitions": True},
+        )
+    },
+    description=(
+        "Every pair of materialized model partitions of one benchmark compared paired, on the prompts both "
+        "answered (headline labeler and policy): the 2x2 counts of right and wrong, each model's accuracy, "
+        "the difference A - B with Newcombe's paired 95% CI, McNemar's exact p and Holm's p across the "
+        "benchmark's pairs, and a verdict. Models smallest first (A is the smaller)."
+    ),
+)
+def model_pairs(
+    context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+    instance_predictions: dict[str, pd.DataFrame],
+) -> MaterializeResult:
+    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in instance_predictions.items()}
+    if not by_model:
+        raise ValueError(_no_model_partition(context.partition_key))
+    correctness = {model: paired.headline_correctness(by_model[model], analysis_settings.labeler,
+                                                      analysis_settings.headline_policy)
+                   for model in models_by_size(by_model)}
+    table = paired.paired_comparison(correctness)
+    return MaterializeResult(
+        value=table,
+        metadata={"models": ", ".join(correctness), "pairs": len(table),
+                  "established": int((table["p_holm"] < paired.ALPHA).sum()),
+                  "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
+                  "paired comparison": metadata.table(table, floatfmt=".4g"), **analysis_settings.metadata()},
     )
 
 
@@ -91,18 +133,22 @@ def fig_model_comparison(context: AssetExecutionContext, analysis_settings: Anal
     owners=OWNERS,
     description="Self-contained HTML report for one benchmark over every materialized model partition: "
                 "provenance, per-model headline with Wilson 95% CIs and AUROC CIs, what the numbers say, the "
-                "comparison table and figure.",
+                "paired comparison of every two models (McNemar exact, Holm across pairs), the comparison "
+                "table and figure.",
 )
 def comparison_report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                      model_comparison: pd.DataFrame, fig_model_comparison: bytes) -> MaterializeResult:
+                      model_comparison: pd.DataFrame, fig_model_comparison: bytes,
+                      model_pairs: pd.DataFrame) -> MaterializeResult:
     from deepconf_assets.assets.report import code_version
     from deepconf_assets.core import report as html_report
-    from deepconf_assets.core.interpret import comparison_sentences, count_intervals
+    from deepconf_assets.core.interpret import comparison_sentences, count_intervals, fmt_p
 
     rows = model_comparison[(model_comparison["policy"] == analysis_settings.headline_policy)
                             & (model_comparison["labeler"] == analysis_settings.labeler)]
     intervals = count_intervals(rows)
-    reading = comparison_sentences(intervals, rows)
+    reading = comparison_sentences(intervals, model_pairs)
+    shown_pairs = model_pairs.assign(mcnemar_p=model_pairs["mcnemar_p"].map(fmt_p),
+                                     p_holm=model_pairs["p_holm"].map(fmt_p))
     provenance = pd.DataFrame([
         ("report run", context.run_id), ("code version", code_version()), ("benchmark", context.partition_key),
         ("models (smallest to largest)", ", ".join(rows["model"])),
@@ -113,9 +159,21 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
         f"{len(rows)} model partitions of {context.partition_key} ({analysis_settings.headline_policy}, "
         f"{analysis_settings.labeler} labels).",
         [html_report.Section("What these numbers say", bullets=reading),
+         html_report.Section(
+             "Paired comparison (McNemar exact, Holm across pairs)",
+             "Every two models on the prompts both answered: both right, only A right, only B right, both wrong; "
+             "accuracy difference A - B with Newcombe's hybrid score 95% CI for paired proportions; McNemar's "
+             "exact p from the prompts only one model got right, Holm-corrected across the pairs. Whether two "
+             "models differ is read here, never from overlapping per-model intervals.", shown_pairs),
          html_report.Section("Headline per model with 95% confidence intervals",
-                             "Wilson score intervals from each model's counts; AUROC with its bootstrap CI.", intervals),
+                             "Wilson score intervals from each model's counts; AUROC with its bootstrap CI. They "
+                             "describe each model alone; differences between models are tested above.", intervals),
          html_report.Section("Provenance", "", provenance),
          html_report.Section("Every policy and labeler", "", model_comparison),
          html_report.Section("Metrics against model size", png=fig_model_comparison)])
-    return MaterializeResult(value=page, metadata={"models": ", ".join(rows["model"]), "size_bytes": len(page)})
+    pair_p = {f"mcnemar_p {pair.model_a} vs {pair.model_b}":  # unrounded: a small p must not read as 0
+              MetadataValue.float(float(pair.mcnemar_p)) if pd.notna(pair.mcnemar_p) else MetadataValue.text("n/a")
+              for pair in model_pairs.itertuples(index=False)}
+    return MaterializeResult(value=page, metadata={
+        "models": ", ".join(rows["model"]), "size_bytes": len(page),
+        "reading": MetadataValue.md("\n".join(f"- {sentence}" for sentence in reading)), **pair_p})

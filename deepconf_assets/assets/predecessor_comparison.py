@@ -12,7 +12,7 @@ from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, split_by_availability
-from deepconf_assets.core import analysis, metrics
+from deepconf_assets.core import analysis, hypothesis, metrics
 from deepconf_assets.core.confidence import PREDECESSOR_NLL
 from resources.analysis_settings import AnalysisSettingsResource
 
@@ -73,11 +73,12 @@ def predecessor_comparison(analysis_settings: AnalysisSettingsResource, benchmar
         outcome = analysis.evaluate(replay.matrix, replay.runs[policy], replay.gold, settings.vote_rule,
                                     settings.category_percentile, settings)
         category = np.array(metrics.CATEGORIES + (None,), dtype=object)[outcome.category]
-        test = metrics.hypothesis_test(outcome.correct, category)
+        test = hypothesis.compliance_test(outcome.correct, category)
         table = analysis.category_table(replay.summary_row(outcome))
         frames.append(table.assign(confidence_metric=metric, deepconf=metric == DEEPCONF_METRIC, meaning=meaning,
-                                   labeler=labeler, policy=policy, category_threshold=float(outcome.threshold),
-                                   verdict=str(test["verdict"])))
+                                   labeler=labeler, policy=policy, category_threshold=analysis.decision_thresholds(
+                                       outcome.threshold, outcome.predicted)["category_threshold_compliance"],
+                                   verdict=str(test["verdict_compliances"])))
     table = pd.concat(frames, ignore_index=True)[
         ["confidence_metric", "deepconf", "labeler", "policy", "category", "n", "accuracy", "verdict",
          "category_threshold", "meaning"]]

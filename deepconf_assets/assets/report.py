@@ -17,6 +17,7 @@ from deepconf_assets.core import analysis
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation
 from deepconf_assets.core import report as html_report
+from deepconf_assets.core.examples import SELECTION_RULE, category_examples
 from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
@@ -35,6 +36,8 @@ FIGURES = [
     ("fig_reliability", "Reliability diagram"),
     ("fig_risk_coverage", "Risk against coverage"),
 ]
+
+EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS = 3, 200  # the error-analysis section: prompts per category, characters shown
 
 
 def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothesis: pd.DataFrame,
@@ -134,13 +137,15 @@ def _pareto(settings: AnalysisSettingsResource, summary: pd.DataFrame, predictio
     ins={name: AssetIn() for name, _ in FIGURES},
     description=(
         "Self-contained HTML report for one benchmark|model: the headline sentence, metrics of every "
-        "policy and labeler, the hypothesis test, calibration, labeler validation and every figure, "
+        "policy and labeler, the hypothesis test, example prompts per confidence category (misclassified "
+        "first), calibration, labeler validation and every figure, "
         "in one file you can open in a browser or send to a colleague."
     ),
 )
 def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame,
            hypothesis_test: pd.DataFrame, calibration: pd.DataFrame, labeler_validation: pd.DataFrame,
-           labeler_comparison: pd.DataFrame, predecessor_comparison: pd.DataFrame, **figures: bytes) -> MaterializeResult:
+           labeler_comparison: pd.DataFrame, predecessor_comparison: pd.DataFrame, benchmark_prompts: pd.DataFrame,
+           traces: pd.DataFrame, **figures: bytes) -> MaterializeResult:
     summary = analysis.summarize_predictions(instance_predictions)
     rows = analysis.with_traces(instance_predictions)
     rows = rows[(rows["labeler"] == analysis_settings.labeler) & (rows["policy"] == analysis_settings.headline_policy)]
@@ -166,11 +171,15 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     reading = interpretation(
         intervals, hypothesis_row, headline_row(calibration), unavailable, int(prompts["has_traces"].sum()),
         len(prompts), live=bool(pd.isna(require_headline(analysis_settings, summary)["token_savings_pct"])),
-        stratified_verdict=None if hypothesis_row is None else hypothesis_row.get("verdict_stratified"),
         window=(traces_meta.get("generation_settings") or {}).get("group_window"),
         share_longer_than_window=share_longer if isinstance(share_longer, float) else None,
         refusals=_refused_answers(instance_predictions, analysis_settings),
         categories=rows["category"].value_counts().reindex(CATEGORIES, fill_value=0).to_dict())
+    examples = category_examples(rows, traces, benchmark_prompts, EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS)
+    absent = [c for c in CATEGORIES if c not in set(examples["category"])]
+    examples_note = (f"Up to {EXAMPLES_PER_CATEGORY} prompts per confidence category ({analysis_settings.headline_policy}, "
+                     f"{analysis_settings.labeler} labels), for reading the errors by hand. {SELECTION_RULE} Prompt "
+                     f"and response are cut at {EXAMPLE_CHARS} characters." + (f" No prompt fell in: {', '.join(absent)}." if absent else ""))
     sections = [
         html_report.Section("What these numbers say", "", None, bullets=reading),
         html_report.Section("Headline with 95% confidence intervals",
@@ -187,11 +196,17 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
             "later traces cut (deepconf_online; mid-trace = before the trace's own end)."
             + (f" WARNING: {warning}." if warning else ""), frontier),
         html_report.Section("Hypothesis: uncertain compliance is less accurate than confident compliance",
-                            "Two-sided Fisher exact test at alpha 0.05 with a two-sided bootstrap 95% CI of the accuracy "
-                            "difference; verdicts on the Holm-corrected p across policies (p_holm). Stratified by prompt "
-                            "harmfulness: CMH over all decisions and a logistic regression with log length.", hypothesis_test),
+                            "Among compliances (categories split at the compliances' own confidence median): two-sided "
+                            "Fisher exact test at alpha 0.05 with a bootstrap 95% CI of the accuracy difference, the AUROC "
+                            "of confidence for benign against harmful compliances, and a length-adjusted logistic "
+                            "regression. Over every decision within harmful and within benign prompts: Breslow-Day "
+                            "first; the CMH pooled odds ratio only where the strata agree, per-stratum odds ratios "
+                            "otherwise. p values Holm-corrected across policies; `verdict` combines both and "
+                            "`verdict_why` says why.", hypothesis_test),
+        html_report.Section("Examples per confidence category", examples_note, examples),
         html_report.Section("Calibration of instance confidence against correctness",
-                            "AUROC and AURC (mean risk over coverage) with bootstrap 95% CIs; ECE and Brier on the "
+                            "AUROC and AURC (mean risk over coverage) with bootstrap 95% CIs, also within harmful and "
+                            "within benign prompts; ECE and Brier (mean and 5-95% over 20 fold assignments) on the "
                             "out-of-fold isotonic P(correct | confidence).",
                             calibration.drop(columns=["coverage", "risk"])),
         html_report.Section(

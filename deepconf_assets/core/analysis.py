@@ -13,13 +13,14 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from deepconf_assets.core import calibration, confidence, metrics, stopping, voting
+from deepconf_assets.core import calibration, confidence, hypothesis, metrics, stopping, voting
 
 
 @dataclass(frozen=True)
 class AnalysisSettings:
     confidence_metric: str = "conf_mean"  # trace confidence: adaptive threshold, vote weights, categories
     category_percentile: float = 50.0  # confident = instance confidence >= this percentile
+    category_threshold_scope: str = "within_decision"  # of the same decision's instances, or "pooled" (metrics)
     warmup_traces: int = 3  # adaptive and deepconf_online warm-up (the predecessor's 3; paper: 16)
     adaptive_percentile: float = 50.0
     online_percentile: float = 10.0  # = 100 - eta; eta = 90 is DeepConf-high (conservative)
@@ -37,7 +38,9 @@ class AnalysisSettings:
     vote_rule: str = "majority"
 
 
-SWEEP_POLICIES = ("fixed_n", "adaptive", "deepconf_online", "decided")
+# the official code's online algorithm (stopping.deepconf_online_reference): cuts only, no tau stop
+ONLINE_REFERENCE = "deepconf_online_official"
+SWEEP_POLICIES = ("fixed_n", "adaptive", "deepconf_online", ONLINE_REFERENCE, "decided")
 ALL_TRACES = "fixed_n=all"  # every trace in full: the token-savings baseline
 
 # The headline metrics, in display order; `headline_metrics` computes every one of them.
@@ -58,7 +61,8 @@ def pareto_efficient(tokens: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
 
 def warmup_of(family: str, warmup_traces: int) -> int | None:
     """Traces a policy family always takes before it may stop (None: it has no warm-up)."""
-    return {"adaptive": warmup_traces, "deepconf_online": warmup_traces, DECIDED: 1}.get(family)
+    return {"adaptive": warmup_traces, "deepconf_online": warmup_traces, ONLINE_REFERENCE: warmup_traces,
+            DECIDED: 1}.get(family)
 
 
 def policy_family(name: str) -> str:
@@ -80,6 +84,32 @@ def stopping_sources(traces_used, traces_available, warmup: int | None, later_us
         "share_later_traces_cut": float(np.sum(later_cut)) / later if later else 0.0,
         "share_later_traces_cut_mid_trace": float(np.sum(later_cut_mid_trace)) / later if later else 0.0,
     }
+
+
+def savings_split(tokens_not_generated, tokens_cut, baseline_tokens: float) -> dict:
+    """token_savings_pct in two parts that add up to it, in % of every trace in full (`baseline_tokens`):
+    `savings_stopped_pct`, tokens of traces never generated because the policy stopped sampling (for
+    deepconf_online: stopped by consensus tau; adaptive: a clearing trace; decided: a settled majority;
+    fixed_n: its n), and `savings_cut_pct`, tokens removed from generated traces by confidence cuts
+    (deepconf_online and deepconf_online_official: cut by confidence). NaN without a baseline or counts."""
+    if tokens_not_generated is None or tokens_cut is None or not baseline_tokens:
+        return {"savings_stopped_pct": float("nan"), "savings_cut_pct": float("nan")}
+    return {"savings_stopped_pct": 100.0 * float(np.sum(tokens_not_generated)) / baseline_tokens,
+            "savings_cut_pct": 100.0 * float(np.sum(tokens_cut)) / baseline_tokens}
+
+
+def online_degenerate(warmup: int, budget: int, tau: float, share_stopped_at_warmup: float) -> str:
+    """Why a deepconf_online setting does not measure confidence-based stopping, or "": tau unreachable
+    after one dissenting warm-up trace (stopping.consensus_reachable), tau reached by any warm-up split
+    (stopping.consensus_trivial: it is fixed_n = warmup), or every instance in fact stopped at the warm-up."""
+    if not stopping.consensus_reachable(warmup, budget, tau):
+        return (f"tau={tau:g} unreachable within {budget} traces after one dissenting warm-up trace: "
+                f"savings measure warm-up unanimity")
+    if stopping.consensus_trivial(warmup, tau):
+        return f"tau={tau:g} <= the smallest top share of {warmup} warm-up votes: reduces to fixed_n={warmup}"
+    if share_stopped_at_warmup == 1.0:
+        return f"every instance stopped at the warm-up: same traces as fixed_n={warmup}"
+    return ""
 
 
 def adaptive_name(percentile: float) -> str:
@@ -119,6 +149,9 @@ def run_policy(matrix: stopping.TraceMatrix, policy: str, percentile: float, set
         return stopping.deepconf_online(matrix, settings.warmup_traces, percentile,
                                         settings.consensus_tau if tau is None else tau,
                                         vote_weight=settings.online_vote_weight)
+    if policy == ONLINE_REFERENCE:
+        return stopping.deepconf_online_reference(matrix, settings.warmup_traces, percentile,
+                                                  vote_weight=settings.online_vote_weight)
     raise ValueError(f"unknown policy {policy!r}; expected one of {SWEEP_POLICIES}")
 
 
@@ -142,8 +175,9 @@ class Outcome:
     refusal_rate: np.ndarray
     predicted: np.ndarray  # 1.0 refusal / 0.0 compliance / NaN
     confidence: np.ndarray  # mean trace confidence of the voting traces
-    category: np.ndarray  # index into metrics.CATEGORIES, -1 none
-    threshold: float
+    category: np.ndarray  # index into metrics.CATEGORIES, -1 none (the settings' scope)
+    threshold: np.ndarray  # per instance: the threshold its confidence was compared with (NaN: no prediction)
+    category_by_scope: dict  # metrics.CATEGORY_SCOPES -> category codes, both recorded
     correct: np.ndarray  # 1.0 / 0.0 / NaN
     mean_tokens: np.ndarray  # mean full length (n_tokens) of the voting traces; NaN when none voted
 
@@ -156,13 +190,25 @@ def evaluate(matrix: stopping.TraceMatrix, run: stopping.PolicyRun, gold: np.nda
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.where(run.votes, matrix.confidence, 0.0).sum(axis=1) / n_votes
         mean_tokens = np.where(run.votes, matrix.tokens, 0).sum(axis=1) / n_votes
-    threshold = metrics.category_threshold(conf, category_percentile)
+    thresholds = {scope: metrics.category_thresholds(conf, predicted, category_percentile, scope)
+                  for scope in metrics.CATEGORY_SCOPES}
+    codes = {scope: metrics.category_codes(conf, predicted, t) for scope, t in thresholds.items()}
     correct = np.where(np.isnan(predicted) | np.isnan(gold), np.nan, (predicted == gold).astype(np.float64))
+    scope = settings.category_threshold_scope
     return Outcome(
         traces_used=run.used.sum(axis=1), tokens_used=run.spent.sum(axis=1), refusal_rate=share,
-        predicted=predicted, confidence=conf, category=metrics.category_codes(conf, predicted, threshold),
-        threshold=threshold, correct=correct, mean_tokens=mean_tokens,
+        predicted=predicted, confidence=conf, category=codes[scope], threshold=thresholds[scope],
+        category_by_scope=codes, correct=correct, mean_tokens=mean_tokens,
     )
+
+
+def decision_thresholds(threshold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """The category threshold of compliances and of refusals (equal under the pooled scope; NaN when none)."""
+    out = {}
+    for name, value in (("compliance", 0.0), ("refusal", 1.0)):
+        chosen = np.asarray(threshold, dtype=np.float64)[metrics.as_float(predicted) == value]
+        out[f"category_threshold_{name}"] = float(chosen[0]) if len(chosen) else float("nan")
+    return out
 
 
 def headline_metrics(prompt_harmful, predicted_refusal, traces_used, tokens_used, baseline_tokens: float,
@@ -218,10 +264,15 @@ def summarize_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def stopping_table(predictions: pd.DataFrame, warmup_traces: int) -> pd.DataFrame:
-    """`stopping_sources` per labeler x policy from an `instance_predictions` table."""
+    """`stopping_sources` and `savings_split` (against the labeler's fixed_n=all tokens, as
+    summarize_predictions) per labeler x policy from an `instance_predictions` table."""
+    full = with_traces(predictions)
+    baseline = full.loc[full["policy"] == ALL_TRACES].groupby("labeler")["tokens_used"].sum()
     return per_policy(predictions, lambda rows: stopping_sources(
         rows["traces_used"], rows["traces_available"], warmup_of(policy_family(rows["policy"].iloc[0]), warmup_traces),
-        rows["later_traces_used"], rows["traces_cut"], rows["traces_cut_mid_trace"]))
+        rows["later_traces_used"], rows["traces_cut"], rows["traces_cut_mid_trace"]) | savings_split(
+        rows.get("tokens_not_generated"), rows.get("tokens_cut"),  # absent from tables written before them
+        float(baseline.get(rows["labeler"].iloc[0], 0.0))))
 
 
 def per_policy(predictions: pd.DataFrame, compute) -> pd.DataFrame:
@@ -243,34 +294,50 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+def _compliance_threshold(rows: pd.DataFrame) -> float:
+    complied = rows.loc[rows["predicted_refusal"].eq(False).fillna(False), "category_threshold"]
+    return float(complied.iloc[0]) if len(complied) else float("nan")
+
+
 def hypothesis_tests(predictions: pd.DataFrame) -> pd.DataFrame:
-    """The confidence hypothesis (metrics.hypothesis_test) per labeler x policy, Holm-corrected across the
-    policies tested for one labeler in this partition. The family is the policies with a test (both
-    categories n >= 30): `holm_m` of them. `p_holm` corrects `fisher_p_two_sided`, `cmh_p_holm` corrects
-    `cmh_p`; `verdict` and `verdict_stratified` are decided on the corrected p."""
+    """The confidence hypothesis (`hypothesis.hypothesis_test`) per labeler x policy, its p's Holm-corrected
+    across the policies tested for one labeler in this partition, and the verdicts read on the corrected p's.
+    Families (each per labeler): the compliance Fisher p's of the policies with both compliance categories
+    n >= 30 (`p_holm`, `holm_m` of them); the pooled CMH p's (`cmh_p_holm`); the per-stratum Fisher p's
+    of both strata together (`<stratum>_p_holm`)."""
     table = per_policy(predictions, lambda rows: {
-        "category_threshold": float(rows["category_threshold"].iloc[0]),
-        **metrics.hypothesis_test(rows["correct"], rows["category"], rows["prompt_harmful"],
-                                  rows["mean_tokens"] if "mean_tokens" in rows else None)})
+        "category_threshold_compliance": _compliance_threshold(rows),
+        **hypothesis.hypothesis_test(rows["correct"], rows["category"], rows["prompt_harmful"],
+                                     rows["mean_tokens"] if "mean_tokens" in rows else None, rows["confidence"])})
     if table.empty:
         return table
-    for raw, adjusted, n_u, n_c, effect, verdict in (
-        ("fisher_p_two_sided", "p_holm", "n_uncertain_compliance", "n_confident_compliance", "accuracy_difference",
-         "verdict"),
-        ("cmh_p", "cmh_p_holm", "stratified_n_uncertain", "stratified_n_confident", "cmh_odds_ratio",
-         "verdict_stratified"),
-    ):
-        tested = table[[n_u, n_c]].min(axis=1) >= metrics.MIN_CATEGORY_N
-        p = table[raw].where(tested)
-        table.insert(table.columns.get_loc(raw) + 1, adjusted,
-                     p.groupby(table["labeler"], sort=False).transform(lambda g: pd.Series(holm(g), index=g.index)))
-        if raw == "fisher_p_two_sided":
-            table.insert(table.columns.get_loc(adjusted) + 1, "holm_m",
-                         p.notna().groupby(table["labeler"], sort=False).transform("sum").astype(np.int64))
-        baseline = 1.0 if effect == "cmh_odds_ratio" else 0.0
-        table[verdict] = [metrics.verdict(a, b, e - baseline, q) for a, b, e, q in
-                          zip(table[n_u], table[n_c], table[effect], table[adjusted])]
-    return table
+    by_labeler = table["labeler"]
+
+    def corrected(p: pd.Series) -> pd.Series:
+        return p.groupby(by_labeler, sort=False).transform(lambda g: pd.Series(holm(g), index=g.index))
+
+    tested = table[["n_uncertain_compliance", "n_confident_compliance"]].min(axis=1) >= metrics.MIN_CATEGORY_N
+    p = table["fisher_p_two_sided"].where(tested)
+    table.insert(table.columns.get_loc("fisher_p_two_sided") + 1, "p_holm", corrected(p))
+    table.insert(table.columns.get_loc("p_holm") + 1, "holm_m",
+                 p.notna().groupby(by_labeler, sort=False).transform("sum").astype(np.int64))
+    tested = table[["stratified_n_uncertain", "stratified_n_confident"]].min(axis=1) >= metrics.MIN_CATEGORY_N
+    table.insert(table.columns.get_loc("cmh_p") + 1, "cmh_p_holm", corrected(table["cmh_p"].where(tested)))
+    strata = [f"{name}_p" for name in hypothesis.STRATA]
+    long = pd.concat([table[column].where(table[[f"{name}_n_uncertain", f"{name}_n_confident"]].min(axis=1)
+                                          >= metrics.MIN_CATEGORY_N)
+                      for column, name in zip(strata, hypothesis.STRATA)], keys=strata)
+    adjusted = long.groupby(pd.concat([by_labeler] * len(strata), keys=strata), sort=False).transform(
+        lambda g: pd.Series(holm(g), index=g.index))
+    for column in strata:
+        table.insert(table.columns.get_loc(column) + 1, f"{column}_holm", adjusted.loc[column])
+    records = table.to_dict("records")
+    for row in records:
+        hypothesis.read_verdicts(row, {"fisher_p_two_sided": "p_holm", "cmh_p": "cmh_p_holm",
+                                       **{column: f"{column}_holm" for column in strata}})
+    first = ["labeler", "policy", "verdict", "verdict_why", "verdict_compliances", "verdict_stratified",
+             "verdict_benign", "verdict_harmful"]
+    return pd.DataFrame(records, columns=list(dict.fromkeys([*first, *table.columns, *records[0]])))
 
 
 def calibration_table(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -329,6 +396,7 @@ class PartitionAnalysis:
                 "confidence": o.confidence,
                 "category": _category_names(o.category),
                 "category_threshold": o.threshold,
+                **{f"category_{scope}": _category_names(codes) for scope, codes in o.category_by_scope.items()},
                 "correct": pd.array(np.where(np.isnan(o.correct), None, o.correct == 1.0), dtype="boolean"),
                 "mean_tokens": o.mean_tokens,
             })
@@ -344,14 +412,17 @@ class PartitionAnalysis:
     def summary_row(self, outcome: Outcome) -> dict:
         """headline_metrics of a replayed outcome (every instance of the matrix has traces)."""
         return headline_metrics(self.gold, outcome.predicted, outcome.traces_used, outcome.tokens_used,
-                                self.total_tokens, outcome.correct, _category_names(outcome.category)) | {
-            "category_threshold": outcome.threshold}
+                                self.total_tokens, outcome.correct, _category_names(outcome.category)) | \
+            decision_thresholds(outcome.threshold, outcome.predicted)
 
     def percentile_sweep(self) -> pd.DataFrame:
-        """percentile x policy (fixed_n=all, adaptive, deepconf_online at every swept tau, decided) x vote rule. The
-        percentile sets the policy's threshold and the category threshold; every row says where its
-        savings come from (`stopping_sources`)."""
+        """percentile x policy (fixed_n=all, adaptive, deepconf_online at every swept tau,
+        deepconf_online_official, decided) x vote rule. The percentile sets the policy's threshold and the
+        category threshold; every row says where its savings come from (`stopping_sources`,
+        `savings_split`), and `degenerate` names why a deepconf_online row does not measure confidence
+        (`online_degenerate`; "" otherwise)."""
         rows = []
+        warmup, budget = self.settings.warmup_traces, self.matrix.present.shape[1]
         for percentile in self.settings.sweep_percentiles:
             for policy in SWEEP_POLICIES:
                 taus = (sorted({*self.settings.sweep_taus, self.settings.consensus_tau}) if policy == "deepconf_online"
@@ -359,6 +430,8 @@ class PartitionAnalysis:
                 for tau in taus:
                     run = run_policy(self.matrix, policy, percentile, self.settings, tau=None if tau != tau else tau)
                     sources = self.stopping_sources(run, policy)
+                    sources["degenerate"] = (online_degenerate(warmup, budget, tau, sources["share_stopped_at_warmup"])
+                                             if policy == "deepconf_online" else "")
                     for rule in voting.VOTE_RULES:
                         outcome = evaluate(self.matrix, run, self.gold, rule, percentile, self.settings)
                         rows.append({"labeler": self.labeler, "policy": policy, "vote_rule": rule,
@@ -367,16 +440,21 @@ class PartitionAnalysis:
         return pd.DataFrame(rows)
 
     def cut_counts(self, run: stopping.PolicyRun, family: str) -> dict[str, np.ndarray]:
-        """Per instance: traces used after the warm-up, those cut, and those cut before their own end."""
+        """Per instance: traces used after the warm-up, those cut, and those cut before their own end; tokens
+        of the traces never generated (the policy stopped) and tokens removed from generated traces by cuts."""
         later = run.used & (np.arange(run.used.shape[1])[None, :] >= (warmup_of(family, self.settings.warmup_traces) or 0))
         cut = later & ~run.votes
+        tokens = self.matrix.tokens
         return {"later_traces_used": later.sum(axis=1), "traces_cut": cut.sum(axis=1),
-                "traces_cut_mid_trace": (cut & (run.spent < self.matrix.tokens)).sum(axis=1)}
+                "traces_cut_mid_trace": (cut & (run.spent < tokens)).sum(axis=1),
+                "tokens_not_generated": np.where(self.matrix.present & ~run.used, tokens, 0.0).sum(axis=1),
+                "tokens_cut": np.where(run.used, tokens - run.spent, 0.0).sum(axis=1)}
 
     def stopping_sources(self, run: stopping.PolicyRun, family: str) -> dict:
         counts = self.cut_counts(run, family)
         return stopping_sources(run.used.sum(axis=1), self.matrix.n_available, warmup_of(family, self.settings.warmup_traces),
-                                counts["later_traces_used"], counts["traces_cut"], counts["traces_cut_mid_trace"])
+                                counts["later_traces_used"], counts["traces_cut"], counts["traces_cut_mid_trace"]) | \
+            savings_split(counts["tokens_not_generated"], counts["tokens_cut"], self.total_tokens)
 
     def budget_ablation(self) -> pd.DataFrame:
         """Accuracy against tokens: fixed_n for every n up to the budget, adaptive, deepconf_online."""

@@ -1,14 +1,18 @@
 """Live early stopping: the replayed stopping policies of `stopping`, applied while traces are generated.
 
-The warm-up traces of every instance are requested at once; then, as soon as all traces of an
-instance so far have finished, its next trace is requested if the policy has not stopped it. No round
-waits for its slowest trace: an engine that takes requests while it runs (vLLM) stays full, and one that
-runs batches (transformers) puts the next traces into its next batch.
-Whether an instance needs trace j is read from the replay itself: `analysis.run_policy` runs over the
-instance's traces generated so far plus placeholders for the rest of the budget, and trace j is
-generated iff the replay uses it (every policy decides each instance from its own traces only). A replay's use of trace j depends only on traces before j (and on how many traces the
-budget holds), so the placeholders never change it: live equals replay by construction, and the tests
-check it against a `full` run.
+Every trace an instance is certain to use is requested at once, and as soon as all traces of an
+instance requested so far have finished, the next ones are. No round waits for its slowest trace: an
+engine that takes requests while it runs (vLLM) stays full, and one that runs batches (transformers)
+puts the next traces into its next batch.
+Which traces an instance is certain to use is read from the replay itself (`analysis.run_policy`): it
+runs over the instance's traces generated so far plus, for the rest of the budget, placeholders that
+stop the policy as early as any real trace could, twice: every placeholder refusing, and every one
+complying, each with the highest confidence a float32 holds (the fastest consensus, clearing trace or
+settled majority). A trace used in both replays is used whatever the pending traces turn out to be:
+for `decided` that is every trace up to the earliest possible settled majority (6 of 10 before any
+trace exists), for `adaptive` the warm-up plus one, for `deepconf_online` the warm-up, then one trace
+at a time. So the traces generated are exactly those the replay of the finished traces uses: live
+equals replay by construction, and the tests check it against a `full` run.
 
 deepconf_online cuts inside the engine: a later trace stops at the end of its first group (window)
 whose confidence is below the instance's threshold s (`WindowCut`, the arithmetic of
@@ -19,6 +23,7 @@ tokens the replay charges (`stopping.deepconf_online`: group index + window), wi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,47 +85,56 @@ class LivePolicy:
         return analysis.run_policy(matrix, self.policy, self.percentile, settings, tau=self.tau, budget=self.budget)
 
 
-PLACEHOLDER = 0.0  # any finite value: placeholders are never read by the decision on the next trace
+FASTEST_STOP = float(np.finfo(np.float32).max)  # a placeholder's confidence: no real trace clears or weighs more
 
 
 def _with_placeholders(traces: pd.DataFrame, instance_ids, budget: int) -> pd.DataFrame:
-    """`traces` plus a placeholder row for every trace index not generated yet, up to the budget."""
+    """`traces` plus a placeholder row for every trace index not generated yet, up to the budget, with the
+    highest possible confidence (mean_logprob -FASTEST_STOP for the predecessor's NLL) and no label yet."""
     have = set(zip(traces["instance_id"], traces["trace_idx"]))
     missing = [(i, t) for i in instance_ids for t in range(budget) if (i, t) not in have]
-    pending = pd.DataFrame(missing, columns=["instance_id", "trace_idx"])
-    pending["n_tokens"] = 1
-    pending["refused"] = pd.array([pd.NA] * len(pending), dtype="boolean")
-    pending["token_confidence"] = [np.array([PLACEHOLDER], dtype=np.float32)] * len(pending)
-    for column in (*confidence.TRACE_METRICS, "mean_logprob"):
-        pending[column] = PLACEHOLDER
     columns = ["instance_id", "trace_idx", "n_tokens", "refused", "token_confidence",
                *confidence.TRACE_METRICS, "mean_logprob"]
-    return pd.concat([traces[columns], pending], ignore_index=True)
+    pending = pd.DataFrame({
+        "instance_id": [i for i, _ in missing], "trace_idx": [t for _, t in missing], "n_tokens": 1,
+        "refused": pd.array([pd.NA] * len(missing), dtype="boolean"),
+        "token_confidence": [np.array([FASTEST_STOP], dtype=np.float32)] * len(missing),
+        **dict.fromkeys(confidence.TRACE_METRICS, FASTEST_STOP), "mean_logprob": -FASTEST_STOP}, columns=columns)
+    return pd.concat([traces[columns], pending], ignore_index=True) if len(traces) else pending
 
 
 def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: LivePolicy,
                   settings: analysis.AnalysisSettings) -> pd.DataFrame:
     """The traces to generate next: (instance_id, trace_idx, cut_threshold), NaN threshold = no cut.
 
-    `traces` holds every trace generated so far (labelled: `refused`) and must be contiguous per
-    instance (trace 0 .. k-1). Before any trace exists, the warm-up of every instance is returned.
+    `traces` holds every trace generated so far for `instance_ids` (labelled: `refused`) and must be
+    contiguous per instance (trace 0 .. k-1); it may be empty. Returns, per instance, the traces after
+    those that the policy is certain to use (see the module docstring).
     """
     instance_ids = list(instance_ids)
-    done = traces.groupby("instance_id").size().reindex(instance_ids, fill_value=0)
-    if not len(traces):
-        warmup = analysis.warmup_of(policy.policy, settings.warmup_traces) or 1
-        rows = [(i, t) for i in instance_ids for t in range(min(warmup, budget))]
-        return pd.DataFrame(rows, columns=["instance_id", "trace_idx"]).assign(cut_threshold=np.nan)
     matrix = analysis.trace_matrix(_with_placeholders(traces, instance_ids, budget), settings)
-    run = policy.run(matrix, settings)
+    done = traces.groupby("instance_id").size().reindex(matrix.instance_ids, fill_value=0).to_numpy()
+    placeholder = matrix.present & (np.arange(matrix.present.shape[1])[None, :] >= done[:, None])
+    runs = [policy.run(dataclasses.replace(matrix, refused=np.where(placeholder, vote, matrix.refused)), settings)
+            for vote in (1.0, 0.0)]  # every placeholder refusing, then every one complying
+    certain = runs[0].used & runs[1].used
     row_of = {instance: row for row, instance in enumerate(matrix.instance_ids)}
+    warmup = analysis.warmup_of(policy.policy, settings.warmup_traces) or 0
     rows = []
     for instance in instance_ids:
-        j = int(done[instance])
-        if j < budget and run.used[row_of[instance], j]:
-            threshold = run.threshold[row_of[instance]] if policy.policy == "deepconf_online" else np.nan
-            rows.append((instance, j, float(threshold)))
-    return pd.DataFrame(rows, columns=["instance_id", "trace_idx", "cut_threshold"])
+        row = row_of[instance]
+        start = int(done[row])
+        for j in range(start, budget):
+            if not certain[row, j]:
+                break
+            threshold = np.nan
+            if policy.policy == "deepconf_online" and j >= warmup:
+                if start < warmup:  # a cut needs the real warm-up's threshold
+                    break
+                threshold = float(runs[0].threshold[row])
+            rows.append((instance, j, threshold))
+    return pd.DataFrame(rows, columns=["instance_id", "trace_idx", "cut_threshold"]).astype(
+        {"trace_idx": np.int64, "cut_threshold": float})
 
 
 def generate_live(instance_ids, budget: int, policy: LivePolicy, settings: analysis.AnalysisSettings,
@@ -157,8 +171,7 @@ def generate_live(instance_ids, budget: int, policy: LivePolicy, settings: analy
                 f"{len(instance_ids)} instances decided")
         return requested(more)
 
-    generate(requested(next_requests(pd.DataFrame(columns=["instance_id", "trace_idx"]), instance_ids, budget,
-                                     policy, settings)), on_done)
+    generate(requested(next_requests(_no_requests(), instance_ids, budget, policy, settings)), on_done)
     if log:
         log(f"live {policy.name}: {progress['traces']} traces generated for {len(instance_ids)} instances")
     frames = [p for i in instance_ids for p in rows_of[i]]

@@ -19,6 +19,18 @@ cost (`spent`): the real `n_tokens`, or the tokens up to the cut for a truncated
                                final vote): each trace's lowest group confidence, as the official code
                                (`vote_weight="lowest_group"`), or the analysis' confidence metric
                                (`vote_weight="confidence_metric"`).
+    deepconf_online_reference(w, p)
+                               the official code's online algorithm, as a reference for what confidence
+                               alone saves: the same threshold s and the same cuts of later traces, but
+                               no tau stop (every trace of the budget is generated), and a warm-up trace
+                               votes only if its own lowest group confidence >= s (official code; it is
+                               generated in full either way). Same vote weights as deepconf_online.
+
+Where savings come from: the tokens of traces never generated because a policy stopped sampling, and
+the tokens removed from generated traces by confidence cuts (deepconf_online: stopped by consensus tau
+vs cut by confidence). With equal vote weights, tau <= ceil(w/2)/w makes deepconf_online stop after the
+warm-up whatever the answers, i.e. fixed_n = w (`consensus_trivial`); a tau that one dissenting warm-up
+trace makes unreachable runs any split warm-up to the full budget (`consensus_reachable`).
 """
 
 from __future__ import annotations
@@ -156,8 +168,17 @@ def top_share(refused: np.ndarray, votes: np.ndarray, weights: np.ndarray) -> np
 ONLINE_VOTE_WEIGHTS = ("lowest_group", "confidence_metric")  # lowest_group: the official DeepConf code
 
 
-def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: float,
-                    vote_weight: str = "lowest_group") -> PolicyRun:
+@dataclass(frozen=True)
+class _OnlineCuts:
+    threshold: np.ndarray  # s per instance
+    warm: np.ndarray  # warm-up traces
+    below: np.ndarray  # present traces with a group < s (<=> conf_lowest_group < s)
+    spent_if_used: np.ndarray  # tokens a trace costs: up to its cut after the warm-up, in full otherwise
+    weights: np.ndarray  # vote weights, 0 where absent
+
+
+def _online_cuts(matrix: TraceMatrix, warmup: int, percentile: float, vote_weight: str) -> _OnlineCuts:
+    """Threshold and cuts shared by deepconf_online and deepconf_online_reference."""
     if matrix.record_value is None:
         raise ValueError("deepconf_online needs group confidences: build the matrix with group_window")
     if vote_weight not in ONLINE_VOTE_WEIGHTS:
@@ -178,8 +199,17 @@ def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: fl
         first_below = np.minimum.reduceat(np.where(below, matrix.record_group, np.iinfo(np.int64).max), starts)
         rows, cols = matrix.record_row[starts], matrix.record_col[starts]
         passing[rows, cols] = np.minimum(first_below, passing[rows, cols])
-    cut = present & ~warm & (passing < matrix.n_windows)
-    spent_if_used = np.where(cut, passing + matrix.width, matrix.tokens)
+    below = present & (passing < matrix.n_windows)
+    # warm-up traces are generated before s exists: never cut
+    spent_if_used = np.where(below & ~warm, passing + matrix.width, matrix.tokens)
+    return _OnlineCuts(threshold=threshold, warm=warm, below=below, spent_if_used=spent_if_used, weights=weights)
+
+
+def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: float,
+                    vote_weight: str = "lowest_group") -> PolicyRun:
+    c = _online_cuts(matrix, warmup, percentile, vote_weight)
+    present, warm, weights = matrix.present, c.warm, c.weights
+    cut = c.below & ~warm
 
     used, votes = warm.copy(), warm.copy()
     for j in range(min(warmup, present.shape[1]), present.shape[1]):
@@ -187,8 +217,20 @@ def deepconf_online(matrix: TraceMatrix, warmup: int, percentile: float, tau: fl
         go_on = present[:, j] & ~(beta >= tau)  # NaN beta (no vote yet): keep sampling
         used[:, j] = go_on
         votes[:, j] = go_on & ~cut[:, j]
-    return PolicyRun(used=used, votes=votes, spent=np.where(used, spent_if_used, 0.0), threshold=threshold,
+    return PolicyRun(used=used, votes=votes, spent=np.where(used, c.spent_if_used, 0.0), threshold=c.threshold,
                      weights=weights)
+
+
+def deepconf_online_reference(matrix: TraceMatrix, warmup: int, percentile: float,
+                              vote_weight: str = "lowest_group") -> PolicyRun:
+    """The official code's online algorithm (no tau): every trace of the budget is generated, later traces
+    cut as in deepconf_online; a trace votes only if no group of it falls below s (a warm-up trace: its
+    lowest group clears s; a later one: it was not cut). Its savings are what the confidence cuts alone save."""
+    c = _online_cuts(matrix, warmup, percentile, vote_weight)
+    used = matrix.present
+    # at least one warm-up trace votes: s <= the warm-up's largest lowest group
+    return PolicyRun(used=used.copy(), votes=used & ~c.below, spent=np.where(used, c.spent_if_used, 0.0),
+                     threshold=c.threshold, weights=c.weights)
 
 
 def decided(matrix: TraceMatrix, warmup: int = 1, budget: int | None = None) -> PolicyRun:
@@ -222,3 +264,13 @@ def consensus_reachable(warmup: int, budget: int, tau: float) -> bool:
         return True
     needed = max(0.0, (tau * warmup - (warmup - 1)) / (1.0 - tau)) if tau < 1 else float("inf")
     return np.ceil(needed - 1e-9) <= budget - warmup
+
+
+def consensus_trivial(warmup: int, tau: float) -> bool:
+    """Whether deepconf_online stops after the warm-up whatever its answers, i.e. is fixed_n = warmup:
+    with equal vote weights the smallest top share of w warm-up votes is ceil(w/2)/w (a 1/2 tie for even
+    w), and tau <= that is reached by every split. With unequal weights (lowest group) a split can fall
+    below it (2:1 where the lone dissenter weighs almost as much as the other two is barely above 1/2),
+    so some instances may go on; unknown labels count for neither side."""
+    smallest = np.ceil(warmup / 2) / warmup if warmup >= 1 else float("inf")
+    return bool(tau <= smallest + 1e-12)
