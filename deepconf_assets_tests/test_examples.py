@@ -27,6 +27,7 @@ def _frames():
         "prompt_harmful": pd.array([s[3] for s in spec], dtype="boolean"),
         "predicted_refusal": pd.array([s[4] for s in spec], dtype="boolean"),
         "confidence": [s[2] for s in spec], "category": [s[1] for s in spec],
+        "refusal_rate": [0.7 if s[4] else 0.1 if s[4] is not None else None for s in spec],
     })
     predictions["correct"] = pd.array(
         [None if pd.isna(h) or pd.isna(r) else h == r
@@ -56,7 +57,7 @@ def test_category_examples_order_truncation_and_counts():
     assert by["confident_compliance"] == ["c2", "c1"]      # correct before unknown gold
     row = examples.set_index("instance_id").loc["a2"]
     assert row["gold"] == "benign" and row["prediction"] == "refused" and row["correct"] is False
-    assert row["instance_confidence"] == pytest.approx(0.8)
+    assert row["instance_confidence"] == pytest.approx(0.8) and row["refusal_share"] == pytest.approx(0.7)
     assert row["response"].startswith("first answer of a2 xx") and "\n" not in row["response"]
     assert len(row["response"]) == 50 and row["response"].endswith("…")
     assert len(row["prompt"]) == 50 and row["prompt"].startswith("prompt a2 ")

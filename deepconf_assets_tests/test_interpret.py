@@ -49,6 +49,10 @@ def test_sentences_say_direction_caveats_and_separation():
     # effect size, CI and direction in words, and why the combined verdict is what it is
     assert "a difference of 0.150 (95% CI 0.010 to 0.290), Holm-corrected Fisher p = 0.020" in text
     assert "AUROC 0.410 (95% CI 0.330–0.490: harmful compliances are the more confident ones)" in text
+    unsure = _hypothesis("no evidence").copy()
+    unsure["compliance_auroc_ci_high"] = 0.55  # the CI includes 0.5: no lean is claimed
+    assert "no lean either way, the CI includes 0.5" in " ".join(interpretation(intervals, unsure, None, {}, 40, 40,
+                                                                                 live=False))
     assert "Stratified over all decisions by harmfulness: strata agree (Breslow-Day p = 0.4)." in text
     # Brier no better than the base rate: said; ECE with its spread over fold assignments
     assert "ECE 0.058 (5–95% over fold assignments 0.025–0.105)" in text

@@ -9,13 +9,13 @@ import pandas as pd
 from deepconf_assets.core.metrics import CATEGORIES
 
 EXAMPLE_COLUMNS = ["category", "instance_id", "prompt", "response", "instance_confidence", "gold", "prediction",
-                   "correct"]
+                   "refusal_share", "correct"]
 SELECTION_RULE = (
     "Misclassified prompts first, then the correctly classified, then those without a gold label; within "
     "each, the most extreme confidence first (highest in the confident categories, lowest in the uncertain "
     "ones), ties by instance_id. The response is the prompt's first trace (lowest trace_idx: every stopping "
     "policy generates it first and counts its vote); one trace, so it can disagree with the prediction, "
-    "which is the vote of all the traces the policy used."
+    "which is the vote of all the traces the policy used (refusal_share: the share of them that refused)."
 )
 
 
@@ -31,7 +31,7 @@ def category_examples(predictions_rows: pd.DataFrame, traces: pd.DataFrame, prom
     SELECTION_RULE from `predictions_rows` (instance_predictions rows of ONE labeler and policy; rows
     without traces or without a category are skipped). `traces` needs instance_id, trace_idx and
     answer_text; `prompts` needs instance_id and prompt. Prompt and response are truncated to `chars`
-    characters. Columns: EXAMPLE_COLUMNS; gold is harmful | benign | unknown, prediction refused | complied."""
+    characters. `predictions_rows` needs refusal_rate too. Columns: EXAMPLE_COLUMNS; gold is harmful | benign | unknown, prediction refused | complied."""
     rows = predictions_rows
     if "has_traces" in rows:
         rows = rows[rows["has_traces"].fillna(False).astype(bool)]
@@ -72,5 +72,6 @@ def category_examples(predictions_rows: pd.DataFrame, traces: pd.DataFrame, prom
         "instance_confidence": chosen["confidence"].astype(float).to_numpy(),
         "gold": harmful.map({True: "harmful", False: "benign"}).fillna("unknown").to_numpy(dtype=object),
         "prediction": refused.map({True: "refused", False: "complied"}).fillna("—").to_numpy(dtype=object),
+        "refusal_share": chosen["refusal_rate"].astype(float).to_numpy(),
         "correct": chosen["correct"].astype("boolean").to_numpy(dtype=object),
     })

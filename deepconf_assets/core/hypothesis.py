@@ -94,7 +94,8 @@ def combined_verdict(primary: str, strata_tested: int, heterogeneity_p: float, p
     if primary == INSUFFICIENT:
         return INSUFFICIENT, f"fewer than {MIN_CATEGORY_N} compliances in a confidence category"
     if strata_tested < 2:
-        return primary, "one informative harmfulness stratum: harmfulness cannot confound the compliance test"
+        return primary, ("fewer than two harmfulness strata hold both right and wrong, uncertain and confident "
+                         "decisions: nothing to compare across strata, so the compliance verdict stands")
     strata = "; ".join(f"{name}: {v}" for name, v in by_stratum.items())
     if not (np.isfinite(heterogeneity_p) and heterogeneity_p >= alpha):
         why = (f"strata disagree (Breslow-Day p = {heterogeneity_p:.3g}), not pooled; {strata}"

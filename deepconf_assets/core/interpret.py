@@ -121,8 +121,10 @@ def _hypothesis_sentence(row: pd.Series | None) -> str | None:
                f"{fmt(row['diff_ci_low'])} to {fmt(row['diff_ci_high'])}), Holm-corrected Fisher p = {fmt(row['p_holm'])}")
     auroc = row.get("compliance_auroc", np.nan)
     if np.isfinite(auroc):
-        lean = ("harmful compliances are the less confident ones" if auroc > 0.5 else
-                "harmful compliances are the more confident ones" if auroc < 0.5 else "no lean")
+        low, high = row["compliance_auroc_ci_low"], row["compliance_auroc_ci_high"]
+        lean = ("no lean either way, the CI includes 0.5" if not (low > 0.5 or high < 0.5) else
+                "harmful compliances are the less confident ones" if low > 0.5 else
+                "harmful compliances are the more confident ones")
         numbers += (f"; without a threshold, confidence ranks benign above harmful compliances with AUROC "
                     f"{fmt(auroc)} (95% CI {fmt(row['compliance_auroc_ci_low'])}–{fmt(row['compliance_auroc_ci_high'])}: "
                     f"{lean})")
