@@ -31,6 +31,7 @@ def predictions_table() -> pd.DataFrame:
         "traces_used": [10, 0], "tokens_used": [100, 0], "refusal_rate": [0.8, np.nan],
         "predicted_refusal": pd.array([True, None], dtype="boolean"), "confidence": [3.0, np.nan],
         "category": ["confident_refusal", None], "category_threshold": [2.0, 2.0],
+        "category_within_decision": ["confident_refusal", None], "category_pooled": ["uncertain_refusal", None],
         "correct": pd.array([True, None], dtype="boolean"), "mean_tokens": [12.5, np.nan],
     })
 
@@ -48,6 +49,7 @@ def test_real_tables_meet_their_contracts():
     (TracesFrame, traces_table().assign(finish_reason=["stop", "abort"]), "finish_reason"),
     (InstancePredictionsFrame, predictions_table().assign(category=["sure_refusal", None]), "category"),
     (InstancePredictionsFrame, predictions_table().assign(labeler=["heuristic", "nobody"]), "labeler"),
+    (InstancePredictionsFrame, predictions_table().drop(columns="category_pooled"), "category_pooled"),
     (BenchmarkPromptsFrame, load_benchmark("xstest", data_dir())[0].assign(instance_id="same"), "instance_id"),
 ])
 def test_a_broken_contract_names_the_column(frame_type, table, column):

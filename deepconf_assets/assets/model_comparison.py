@@ -13,26 +13,23 @@ from resources.model_registry import models_by_size
 
 CALIBRATION = ("auroc", "ece_isotonic_oof", "aurc")
 CALIBRATION_CIS = ("auroc_ci_low", "auroc_ci_high", "aurc_ci_low", "aurc_ci_high")
+# A parquet table per benchmark read from the instance_predictions of every materialized model partition.
+EVERY_MODEL_TABLE = dict(
+    partitions_def=benchmark_partitions, group_name="comparisons", automation_condition=COMPARISON_CONDITION,
+    io_manager_key="parquet_io_manager", kinds={"pandas", "parquet"}, owners=OWNERS,
+    ins={"instance_predictions": AssetIn(
+        partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
+        metadata={"allow_missing_partitions": True})},
+)
 COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, "tp", "fn", "fp", "tn", *CALIBRATION,
            *CALIBRATION_CIS]
 
 
 @asset(
-    partitions_def=benchmark_partitions,
-    group_name="comparisons",
-    automation_condition=COMPARISON_CONDITION,
-    io_manager_key="parquet_io_manager",
-    kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    ins={
-        "instance_predictions": AssetIn(
-            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
-            metadata={"allow_missing_partitions": True},
-        )
-    },
+    **EVERY_MODEL_TABLE,
     description=(
         "Headline metrics of every model partition of one benchmark side by side (whichever model "
-        "partitions have been materialized), for the headline adaptive policy and for all traces: safety "
+        "partitions have been materialized), for the headline policy and for all traces: safety "
         "metrics, token savings, and calibration of instance confidence (AUROC, ECE, AURC)."
     ),
 )
@@ -66,18 +63,7 @@ def _no_model_partition(benchmark: str) -> str:
 
 
 @asset(
-    partitions_def=benchmark_partitions,
-    group_name="comparisons",
-    automation_condition=COMPARISON_CONDITION,
-    io_manager_key="parquet_io_manager",
-    kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    ins={
-        "instance_predictions": AssetIn(
-            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
-            metadata={"allow_missing_partitions": True},
-        )
-    },
+    **EVERY_MODEL_TABLE,
     description=(
         "Every pair of materialized model partitions of one benchmark compared paired, on the prompts both "
         "answered (headline labeler and policy): the 2x2 counts of right and wrong, each model's accuracy, "
