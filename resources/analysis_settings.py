@@ -93,6 +93,10 @@ class AnalysisSettingsResource(ConfigurableResource):
     def labeler(self) -> str:
         return self.headline_labeler.value
 
+    def headline_rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a per labeler x policy table that belong to the headline labeler and policy."""
+        return table[(table["labeler"] == self.labeler) & (table["policy"] == self.headline_policy)]
+
     def settings(self, traces: pd.DataFrame) -> AnalysisSettings:
         """The core settings for these traces, with the window they were scored with."""
         return AnalysisSettings(

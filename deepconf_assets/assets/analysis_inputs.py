@@ -65,7 +65,7 @@ FULL_TRACES_ONLY = ("not applicable: this partition was generated live ({policy}
 
 def require_headline(settings: AnalysisSettingsResource, table: pd.DataFrame) -> pd.Series:
     """The row of the headline labeler and policy, or an error saying why it is missing."""
-    rows = table[(table["labeler"] == settings.labeler) & (table["policy"] == settings.headline_policy)]
+    rows = settings.headline_rows(table)
     if rows.empty:
         raise ValueError(
             f"no rows for the headline labeler '{settings.labeler}' and policy '{settings.headline_policy}' "

@@ -38,8 +38,7 @@ def _of_labeler(settings: AnalysisSettingsResource, table: pd.DataFrame) -> pd.D
 
 def _headline(settings: AnalysisSettingsResource, predictions: pd.DataFrame) -> pd.DataFrame:
     """The headline labeler's rows of the headline policy for prompts with traces."""
-    rows = analysis.with_traces(_of_labeler(settings, predictions))
-    return rows[rows["policy"] == settings.headline_policy]
+    return analysis.with_traces(settings.headline_rows(predictions))
 
 
 def _subject(settings: AnalysisSettingsResource) -> str:
@@ -122,8 +121,9 @@ fig_conf_harmfulness = _confidence_figure(
 
 
 @asset(**FIGURE, description="Instance confidence against answer length (mean n_tokens of the voting traces, log "
-                              "scale) per confidence category; the title gives the length-controlled effect: the "
-                              "logistic coefficient of uncertain in correct ~ uncertain + harmful + log(mean_tokens).")
+                              "scale) per confidence category; the title gives the length-adjusted primary effect: "
+                              "among compliances, the logistic coefficient of z(confidence) in harmful ~ "
+                              "z(confidence) + log(mean_tokens).")
 def fig_conf_length(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                 instance_predictions: pd.DataFrame, hypothesis_test: pd.DataFrame) -> MaterializeResult:
     rows = _headline(analysis_settings, instance_predictions)
@@ -133,16 +133,17 @@ def fig_conf_length(context: AssetExecutionContext, analysis_settings: AnalysisS
     groups = {label: (rows.loc[rows["category"] == c, "mean_tokens"].to_numpy(dtype=float),
                       rows.loc[rows["category"] == c, "confidence"].to_numpy(dtype=float))
               for c, label in CATEGORY_NAMES.items()}
-    test = _of_labeler(analysis_settings, hypothesis_test)
-    test = test[test["policy"] == analysis_settings.headline_policy]
-    effect = "length-controlled effect n/a"
-    if len(test) and np.isfinite(test["logit_uncertain_coef"].iloc[0]):
+    test = analysis_settings.headline_rows(hypothesis_test)
+    effect = "length-adjusted effect n/a"
+    if len(test) and np.isfinite(test["compliance_logit_confidence_coef"].iloc[0]):
         t = test.iloc[0]
-        effect = (f"uncertain: log-odds of correct {t['logit_uncertain_coef']:+.2f} "
-                  f"[{t['logit_uncertain_ci_low']:+.2f}, {t['logit_uncertain_ci_high']:+.2f}], p={t['logit_uncertain_p']:.3g}")
+        effect = (f"compliances: log-odds of a harmful prompt per SD of confidence "
+                  f"{t['compliance_logit_confidence_coef']:+.2f} [{t['compliance_logit_confidence_ci_low']:+.2f}, "
+                  f"{t['compliance_logit_confidence_ci_high']:+.2f}], p={t['compliance_logit_confidence_p']:.3g}")
     title = f"{context.partition_key}: confidence vs length; {effect}"
-    note = (f"Logistic regression correct ~ {test['logit_terms'].iloc[0] if len(test) else 'uncertain'} over every "
-            f"decision (95% Wald CI); < 0 = uncertain decisions less often correct. "
+    note = (f"Logistic regression among compliances, harmful ~ "
+            f"{test['compliance_logit_terms'].iloc[0] if len(test) else 'confidence_z'} (95% Wald CI); < 0 = lower "
+            f"confidence goes with complying on a harmful prompt (H1's direction). "
             f"{_subject(analysis_settings).capitalize()}.")
     return _figure(plots.confidence_by_length_png(groups, title, note), "Confidence against answer length")
 

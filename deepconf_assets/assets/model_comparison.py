@@ -103,8 +103,7 @@ def model_pairs(
 )
 def fig_model_comparison(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                             model_comparison: pd.DataFrame) -> MaterializeResult:
-    rows = model_comparison[(model_comparison["policy"] == analysis_settings.headline_policy)
-                            & (model_comparison["labeler"] == analysis_settings.labeler)]  # ordered by model size
+    rows = analysis_settings.headline_rows(model_comparison)  # ordered by model size
     title = f"{context.partition_key}: models compared ({analysis_settings.headline_policy}, {analysis_settings.labeler} labels)"
     png = plots.model_comparison_png(rows, title)
     return MaterializeResult(value=png, metadata={"figure": metadata.image(png, "Model comparison")})
@@ -129,8 +128,7 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
     from deepconf_assets.core import report as html_report
     from deepconf_assets.core.interpret import comparison_sentences, count_intervals, fmt_p
 
-    rows = model_comparison[(model_comparison["policy"] == analysis_settings.headline_policy)
-                            & (model_comparison["labeler"] == analysis_settings.labeler)]
+    rows = analysis_settings.headline_rows(model_comparison)
     intervals = count_intervals(rows)
     reading = comparison_sentences(intervals, model_pairs)
     shown_pairs = model_pairs.assign(mcnemar_p=model_pairs["mcnemar_p"].map(fmt_p),

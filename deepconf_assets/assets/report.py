@@ -148,7 +148,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
            traces: pd.DataFrame, **figures: bytes) -> MaterializeResult:
     summary = analysis.summarize_predictions(instance_predictions)
     rows = analysis.with_traces(instance_predictions)
-    rows = rows[(rows["labeler"] == analysis_settings.labeler) & (rows["policy"] == analysis_settings.headline_policy)]
+    rows = analysis_settings.headline_rows(rows)
     intervals = headline_intervals(rows)
     headline = _headline(analysis_settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
@@ -158,8 +158,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     warning = analysis_settings.consensus_warning(int(instance_predictions["traces_available"].max()))
 
     def headline_row(table: pd.DataFrame) -> pd.Series | None:
-        chosen = table[(table["labeler"] == analysis_settings.labeler)
-                       & (table["policy"] == analysis_settings.headline_policy)]
+        chosen = analysis_settings.headline_rows(table)
         return chosen.iloc[0] if len(chosen) else None
 
     prompts = instance_predictions.drop_duplicates("instance_id")
