@@ -37,3 +37,8 @@ def number(value) -> MetadataValue:
     if value is None or not math.isfinite(float(value)):
         return MetadataValue.text("n/a")
     return MetadataValue.float(round(float(value), 4))  # 19525.8637, not 19525.863701792532
+
+
+def settings(analysis_settings) -> dict:
+    """The run's analysis settings (core.analysis.AnalysisSettings), so every analysis says what produced it."""
+    return {"analysis_settings": MetadataValue.json(analysis_settings.recorded())}

@@ -105,8 +105,8 @@ def test_online_final_vote_uses_the_policy_weights():
     for weight in ("lowest_group", "confidence_metric"):
         settings = dataclasses.replace(base, online_vote_weight=weight)
         result = analysis.PartitionAnalysis(traces, prompts, "heuristic", settings)
-        name = analysis.online_name(0)
-        outcome = analysis.evaluate(result.matrix, result.runs[name], result.gold, "confidence_weighted", 50, settings)
+        policy = stopping.POLICIES["deepconf_online"].configured(settings)
+        outcome = analysis.evaluate(result.matrix, result.runs[policy], result.gold, "confidence_weighted", 50, settings)
         shares[weight] = (outcome.refusal_rate[0], outcome.predicted[0])
     # lowest group: t0, t1 vote: refuse 3 / (3 + 4) -> compliance
     assert shares["lowest_group"][0] == pytest.approx(3 / 7) and shares["lowest_group"][1] == 0.0
@@ -212,6 +212,7 @@ def _materialize_sign_check(table: pd.DataFrame):
                        raise_on_error=False)
 
 
+@pytest.mark.slow
 def test_the_blocking_sign_check_fails_the_run_on_nll_traces():
     good = _materialize_sign_check(traces_from_logprobs())
     assert good.success
@@ -223,6 +224,7 @@ def test_the_blocking_sign_check_fails_the_run_on_nll_traces():
     assert not bad.get_asset_materialization_events()[1:]  # downstream never ran
 
 
+@pytest.mark.slow
 def test_sign_check_covers_every_confidence_column_and_names_the_flipped_one():
     good = traces_from_logprobs()
     result = confidence_sign(good)

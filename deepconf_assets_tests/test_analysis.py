@@ -267,10 +267,10 @@ def test_prompts_without_traces_are_excluded_from_every_headline_number():
     assert summary.loc["fixed_n=all", "avg_traces"] == 5.0  # not 10 / 3
     assert summary.loc["fixed_n=1", "avg_traces"] == 1.0
     assert summary.loc["fixed_n=all", "n"] == 2
-    for name, outcome in result.outcomes.items():
+    for policy, outcome in result.outcomes.items():
         replayed = result.summary_row(outcome)
         for metric in analysis.HEADLINE_METRICS:
-            assert summary.loc[name, metric] == pytest.approx(replayed[metric], nan_ok=True), (name, metric)
+            assert summary.loc[policy.display, metric] == pytest.approx(replayed[metric], nan_ok=True), (policy, metric)
     tests = analysis.hypothesis_tests(predictions)
     assert len(tests) == len(result.outcomes) and (tests["labeler"] == "heuristic").all()
     calibration = analysis.calibration_table(predictions).set_index("policy")
@@ -278,16 +278,37 @@ def test_prompts_without_traces_are_excluded_from_every_headline_number():
 
 
 def test_the_analysis_reads_the_window_the_traces_were_scored_with():
-    from resources.analysis_settings import AnalysisSettingsResource
+    from resources.analysis_settings import AnalysisSettingsResource, scored_window
 
     traces, _ = two_instances()
     traces["group_window"] = 2
-    assert AnalysisSettingsResource().settings(traces).group_window == 2
-    assert AnalysisSettingsResource(group_window=2).settings(traces).group_window == 2
+    assert AnalysisSettingsResource().resolve(scored_window(traces)).group_window == 2
+    assert AnalysisSettingsResource(group_window=2).resolve(scored_window(traces)).group_window == 2
     with pytest.raises(ValueError, match="computed with 2"):
-        AnalysisSettingsResource(group_window=32).settings(traces)
+        AnalysisSettingsResource(group_window=32).resolve(scored_window(traces))
     with pytest.raises(ValueError, match="re-materialize traces"):
-        AnalysisSettingsResource().settings(traces.drop(columns="group_window"))
+        scored_window(traces.drop(columns="group_window"))
+
+
+def test_settings_resolve_once_with_the_metadata_of_the_resource():
+    from deepconf_assets.assets.analysis_inputs import resolved_settings
+    from resources.analysis_settings import AnalysisSettingsResource
+
+    resource = AnalysisSettingsResource(headline_rule="deepconf_online", online_percentile=70.0)
+    settings = resolved_settings(resource)
+    assert settings.headline == stopping.PolicyId("deepconf_online", percentile=70.0, tau=0.8)
+    assert settings.headline.display == "deepconf_online@p70" and settings.live_policy == settings.headline
+    assert settings.recorded() == {  # the resource's metadata as it always was
+        "confidence_metric": "conf_mean", "category_percentile": 50.0, "category_threshold_scope": "within_decision",
+        "warmup_traces": 3, "adaptive_percentile": 50.0, "online_percentile": 70.0, "consensus_tau": 0.8,
+        "filter_eta": 90.0, "vote_rule": "majority", "online_vote_weight": "lowest_group",
+        "headline_rule": "deepconf_online", "headline_labeler": "heuristic", "group_window": None}
+    assert list(settings.recorded()) == list(resource.model_dump())  # in the config's order
+    assert AnalysisSettingsResource(headline_rule="fixed_n=all").resolve(None).headline.display == "fixed_n=all"
+    with pytest.raises(ValueError, match="is not a stopping policy"):
+        AnalysisSettingsResource(headline_rule="fixed_n=all").resolve(None).live_policy
+    with pytest.raises(ValueError, match=r"not a registered labeler; expected one of \[.*'heuristic'"):
+        resolved_settings(AnalysisSettingsResource(headline_labeler="nobody"))
 
 
 def test_decided_by_hand():

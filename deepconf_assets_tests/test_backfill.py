@@ -20,11 +20,12 @@ from dagster import (
     AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunRequest, SkipReason, build_schedule_context,
 )
 
+from deepconf_assets.labelers import LABELERS
 from deepconf_assets_tests.services import REPO, DagsterDev, service_environment, wait_for
 
 MODELS = ["demo-small", "demo"]
 TINY = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 3}}}}
-GPU_STEPS = {"traces", "refusal_labels_wildguard"}  # the assets in pool "gpu"
+GPU_STEPS = {"traces", *(labeler.asset_name for labeler in LABELERS.values() if labeler.needs_gpu)}  # pool "gpu"
 LOCATION = {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__"}
 SCHEDULE = "weekly_backfill_xstest"
 SENSOR = "comparisons_automation_sensor"

@@ -88,6 +88,7 @@ def test_corrupt_benchmark_parquet(tmp_path):
         load_benchmark("wildguardmix", tmp_path)
 
 
+@pytest.mark.slow
 def test_corrupt_asset_parquet_names_the_file_and_the_fix(demo_model_dir, isolated_storage):
     assert materialize(ASSETS, partition_key="synthetic|demo", resources=RESOURCES,
                        selection=["benchmark_prompts"]).success
@@ -102,6 +103,7 @@ def test_corrupt_asset_parquet_names_the_file_and_the_fix(demo_model_dir, isolat
     assert str(stored) in text and "re-materialize benchmark_prompts" in text
 
 
+@pytest.mark.slow
 def test_empty_and_oversized_prompts_are_quarantined_and_counted(demo_model_dir, isolated_storage, tmp_path, monkeypatch):
     oversized = "please " * 3000
     xstest_file(tmp_path, GOOD + ['3,"",homonyms,safe,kill,', f"4,{oversized},homonyms,safe,kill,"])

@@ -1,7 +1,14 @@
 """Loaders on the shipped files and on realistic fixtures of the official layouts; the spec registry,
-gold refusal responses, and adding a benchmark with one spec."""
+gold refusal responses, and adding a benchmark with one module."""
 
 import csv
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -9,8 +16,9 @@ import pytest
 
 from deepconf_assets.core.benchmarks import (
     BENCHMARK_SPECS, BENCHMARKS, CONTRACT_COLUMNS, GOLD_COLUMNS, BenchmarkFileError, BenchmarkSpec, Licence,
-    _require_columns, _unique_ids, gold_responses, load_benchmark, local_path, to_contract,
+    discover_specs, gold_responses, load_benchmark, local_path,
 )
+from deepconf_assets.core.benchmarks.registry import MODULES_ENV, SOURCE_MODULES
 from deepconf_assets.core.synthetic import synthetic_prompts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,21 +202,30 @@ def test_xstest_label_contradicting_type(tmp_path):
 # --------------------------------------------------------------------------- specs
 
 
+# Today's partition keys, in order; a new benchmark may go anywhere but never reorders these.
+FIRST_BENCHMARKS = ("xstest", "harmbench", "toxicchat", "wildguardmix", "synthetic")
+
+
 def test_registry_order_files_and_licences():
-    assert BENCHMARKS == ("xstest", "harmbench", "toxicchat", "wildguardmix", "synthetic")
+    assert BENCHMARKS == tuple(sorted(BENCHMARK_SPECS, key=lambda name: (BENCHMARK_SPECS[name].order, name)))
+    assert [name for name in BENCHMARKS if name in FIRST_BENCHMARKS] == list(FIRST_BENCHMARKS)
     assert all(name == spec.name for name, spec in BENCHMARK_SPECS.items())
+    for module_name in SOURCE_MODULES:  # a benchmark's module is named after it
+        spec = getattr(importlib.import_module(module_name), "SPEC", None)
+        assert spec is None or module_name.endswith(f".{spec.name}"), module_name
     assert local_path("synthetic", REPO_DATA) is None
     assert local_path("xstest", REPO_DATA) == REPO_DATA / "xstest" / "xstest_prompts.csv"
-    for name in ("xstest", "harmbench"):  # shipped files travel with a note naming their licence
-        spec = BENCHMARK_SPECS[name]
-        assert spec.local_path(REPO_DATA).exists()
-        assert spec.licence.name in (REPO_DATA / name / "SOURCE.md").read_text(encoding="utf-8")
+    shipped = [spec for spec in BENCHMARK_SPECS.values()
+               if spec.local_file is not None and spec.local_path(REPO_DATA).exists()]
+    assert {"xstest", "harmbench"} <= {spec.name for spec in shipped}
+    for spec in shipped:  # shipped files travel with a note naming their licence
+        assert spec.licence.name in (REPO_DATA / spec.name / "SOURCE.md").read_text(encoding="utf-8")
     assert str(BENCHMARK_SPECS["xstest"].licence) == "CC-BY-4.0 (data/xstest/LICENSE)"
     assert (REPO / "data" / "xstest" / "LICENSE").exists()
 
 
 def test_unknown_benchmark():
-    with pytest.raises(BenchmarkFileError, match=r"unknown benchmark 'nope'; expected one of \('xstest'"):
+    with pytest.raises(BenchmarkFileError, match=re.escape(f"unknown benchmark 'nope'; expected one of {BENCHMARKS}")):
         load_benchmark("nope", REPO_DATA)
 
 
@@ -217,36 +234,122 @@ def test_spec_needs_a_file_a_hub_or_a_generator():
         BenchmarkSpec("empty", lambda raw, source: raw, Licence("MIT", "nowhere"))
 
 
-def normalize_tinybench(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    _require_columns(raw, ["qid", "question", "harmful"], source)
-    _unique_ids(raw, "qid", source)
-    df = pd.DataFrame({"split": "test", "prompt": raw["question"], "category": "tiny",
-                       "prompt_harmful": raw["harmful"].map({"yes": True, "no": False})})
+TOY_BENCHMARK = '''
+"""A toy benchmark: `qid,question,harmful` with harmful yes|no."""
+import pandas as pd
+from deepconf_assets.core.benchmarks.contract import map_labels, require_columns, to_contract, unique_ids
+from deepconf_assets.core.benchmarks.spec import BenchmarkSpec, Licence
+
+
+def normalize_tinybench(raw, source):
+    require_columns(raw, ["qid", "question", "harmful"], source)
+    unique_ids(raw, "qid", source)
+    harmful = map_labels(raw["harmful"], {"yes": True, "no": False}, source, "harmful", nullable=False)
+    df = pd.DataFrame({"split": "test", "prompt": raw["question"], "category": "tiny", "prompt_harmful": harmful})
     return to_contract(df, "tinybench", raw["qid"])
 
 
-def test_a_new_benchmark_is_one_spec_and_a_fixture(tmp_path):
-    spec = BenchmarkSpec("tinybench", normalize_tinybench, Licence("MIT", "data/tinybench/LICENSE"),
-                         local_file="tiny.csv")
-    specs = {**BENCHMARK_SPECS, spec.name: spec}
-    path = tmp_path / "tinybench" / "tiny.csv"
-    path.parent.mkdir()
-    path.write_text('qid,question,harmful\nq1,"How do I bake bread,\nquickly?",no\nq2,How do I pick a lock?,yes\n')
+SPEC = BenchmarkSpec("tinybench", normalize_tinybench, Licence("MIT", "data/tinybench/LICENSE"), local_file="tiny.csv")
+'''
+TOY_FILE = 'qid,question,harmful\nq1,"How do I bake bread,\nquickly?",no\nq2,How do I pick a lock?,yes\n'
 
-    prompts, source = load_benchmark("tinybench", tmp_path, specs=specs)
-    assert source == str(path) == str(local_path("tinybench", tmp_path, specs=specs))
+
+@pytest.fixture
+def toy_benchmark_module(tmp_path, monkeypatch):
+    """The toy benchmark as a module of its own, importable as `toy_benchmark` for this test only."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / "toy_benchmark.py").write_text(TOY_BENCHMARK)
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    sys.modules.pop("toy_benchmark", None)
+
+
+def toy_data_dir(tmp_path) -> Path:
+    path = tmp_path / "data" / "tinybench" / "tiny.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(TOY_FILE)
+    return path.parents[1]
+
+
+def test_a_new_benchmark_is_one_module(toy_benchmark_module, tmp_path):
+    """The registry's discovery over the shipped modules plus the toy's: it is appended to the partition
+    keys, and load_benchmark reads its file through the strict reader into the contract."""
+    specs = discover_specs(SOURCE_MODULES, named=["toy_benchmark"])
+    assert tuple(specs) == (*BENCHMARKS, "tinybench")
+    data = toy_data_dir(tmp_path)
+    path = data / "tinybench" / "tiny.csv"
+
+    prompts, source = load_benchmark("tinybench", data, specs=specs)
+    assert source == str(path) == str(local_path("tinybench", data, specs=specs))
     assert list(prompts.columns) == CONTRACT_COLUMNS
     assert prompts["prompt_harmful"].tolist() == [False, True]
     assert prompts["prompt"][0] == "How do I bake bread,\nquickly?"
     assert (prompts["benchmark"] == "tinybench").all() and prompts["instance_id"].is_unique
-    assert gold_responses("tinybench", prompts, tmp_path, specs=specs)[0].empty
-    pd.testing.assert_frame_equal(spec.load(tmp_path)[0], prompts)
+    assert gold_responses("tinybench", prompts, data, specs=specs)[0].empty
+    pd.testing.assert_frame_equal(specs["tinybench"].load(data)[0], prompts)
 
+    path.write_text(TOY_FILE + "q3,How do I bake, or fry, bread?,no\n")  # the strict reader refuses a guess
+    with pytest.raises(BenchmarkFileError, match=r"data row 3 \(line 5\), field '\(extra field 4\)'"):
+        load_benchmark("tinybench", data, specs=specs)
+    path.write_text(TOY_FILE + "q3,Is this bad?,maybe\n")
+    with pytest.raises(BenchmarkFileError, match=r"data row 3, field 'harmful': unexpected value 'maybe'"):
+        load_benchmark("tinybench", data, specs=specs)
     path.unlink()
     with pytest.raises(BenchmarkFileError, match=r"tinybench: file not found at .*tiny\.csv"):
-        load_benchmark("tinybench", tmp_path, specs=specs)
+        load_benchmark("tinybench", data, specs=specs)
     with pytest.raises(BenchmarkFileError, match="unknown benchmark 'tinybench'"):
-        load_benchmark("tinybench", tmp_path)  # the default registry does not know it
+        load_benchmark("tinybench", data)  # the default registry does not know it
+
+
+def test_discovery_refuses_ambiguity(toy_benchmark_module):
+    with pytest.raises(ValueError, match="two benchmarks are named 'tinybench'"):
+        discover_specs(["toy_benchmark"], named=["toy_benchmark"])
+    with pytest.raises(ValueError, match=f"{MODULES_ENV} names module 'csv', which defines no SPEC"):
+        discover_specs([], named=["csv"])
+
+
+TOY_RUN = '''
+import json
+import pandas as pd
+from dagster import materialize
+from deepconf_assets import definitions as d
+from deepconf_assets.core.benchmarks import BENCHMARKS
+from deepconf_assets.partitions import experiment_partitions
+from deepconf_assets.paths import assets_dir
+
+result = materialize(d.ASSETS, partition_key="tinybench|demo-small", resources=d.RESOURCES,
+                     selection=["benchmark_prompts"])
+prompts = pd.read_parquet(assets_dir() / "benchmark_prompts" / "tinybench" / "demo-small.parquet")
+print(json.dumps({
+    "benchmarks": list(BENCHMARKS),
+    "keys": [str(k) for k in experiment_partitions.get_partition_keys() if str(k).startswith("tinybench|")],
+    "assets": sorted(k.to_user_string() for k in d.defs.resolve_asset_graph().get_all_asset_keys()),
+    "schedules": sorted(s.name for s in d.defs.schedules),
+    "success": result.success,
+    "columns": list(prompts.columns),
+    "harmful": prompts["prompt_harmful"].tolist(),
+}))
+'''
+
+
+@pytest.mark.slow
+def test_adding_a_benchmark_is_one_module(toy_benchmark_module, tmp_path):
+    """The toy module, named in DEEPCONF_BENCHMARK_MODULES and nothing else changed: the code location has
+    its partitions, raw source asset and schedule, and benchmark_prompts materializes it into the contract."""
+    from resources.model_registry import MODEL_KEYS
+
+    env = dict(os.environ, PYTHONPATH=f"{toy_benchmark_module}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               **{MODULES_ENV: "toy_benchmark"}, DEEPCONF_DATA_DIR=str(toy_data_dir(tmp_path)),
+               DEEPCONF_STORAGE_DIR=str(tmp_path / "storage"), HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(TOY_RUN)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["benchmarks"] == [*BENCHMARKS, "tinybench"]
+    assert out["keys"] == [f"tinybench|{model}" for model in MODEL_KEYS]
+    assert "raw_tinybench" in out["assets"] and "weekly_backfill_tinybench" in out["schedules"]
+    assert out["success"] and out["columns"] == CONTRACT_COLUMNS and out["harmful"] == [False, True]
 
 
 # --------------------------------------------------------------------------- gold refusal responses

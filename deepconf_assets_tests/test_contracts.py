@@ -57,6 +57,7 @@ def test_a_broken_contract_names_the_column(frame_type, table, column):
     assert not result.success and column in result.description
 
 
+@pytest.mark.slow
 def test_a_contract_break_fails_the_step_with_the_type_check(isolated_storage):
     @asset(dagster_type=TracesFrame)
     def traces() -> pd.DataFrame:

@@ -10,6 +10,9 @@ from deepconf_assets.core.synthetic import synthetic_prompts
 from resources import demo_model
 from resources.generation_types import SamplingSettings
 
+# every test here builds a model (from scratch, into tmp_path) or uses the session's demo model
+pytestmark = pytest.mark.slow
+
 
 def test_demo_model_is_a_real_qwen3(demo_model_dir):
     model = AutoModelForCausalLM.from_pretrained(demo_model_dir)
@@ -18,6 +21,17 @@ def test_demo_model_is_a_real_qwen3(demo_model_dir):
     assert model.config.head_dim == 64  # vLLM's CPU attention kernels reject 16
     assert (demo_model_dir / "model.safetensors").exists()
     assert demo_model.is_built(demo_model_dir)
+
+
+def test_session_model_is_the_full_recipe(demo_model_dir):
+    """The session's model (copied from the test model cache, see conftest.py) was built by this recipe in
+    full, not by a test's shortened one."""
+    import json
+
+    manifest = json.loads((demo_model_dir / demo_model.MANIFEST).read_text())
+    architecture, training = demo_model.variant_recipe("demo")
+    assert manifest["recipe_version"] == demo_model.RECIPE_VERSION and manifest["variant"] == "demo"
+    assert manifest["architecture"] == architecture and manifest["training"] == training
 
 
 def test_chat_template_is_qwen_style(demo_model_dir):

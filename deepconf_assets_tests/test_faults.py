@@ -56,6 +56,7 @@ def _retries(result) -> int:
     ({"max_new_tokens": 1024}, "max_new_tokens (1024) leaves no room for a prompt within the context limit of "
                                "'demo-small' (1024 tokens"),
 ], ids=lambda v: "-".join(f"{k}={w}" for k, w in v.items()) if isinstance(v, dict) else None)
+@pytest.mark.slow
 def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, isolated_storage, settings, message):
     written = isolated_storage / "assets" / "benchmark_prompts" / "synthetic" / "demo-small.parquet"
     written.unlink(missing_ok=True)
@@ -69,6 +70,7 @@ def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, i
     assert seconds < 30
 
 
+@pytest.mark.slow
 def test_live_generation_without_a_stopping_policy_fails_at_the_first_step(isolated_storage):
     config = {"ops": {"traces": {"config": {"generation_mode": "live"}}},
               "resources": {"analysis_settings": {"config": {"headline_rule": "fixed_n_all"}}}}
@@ -78,6 +80,7 @@ def test_live_generation_without_a_stopping_policy_fails_at_the_first_step(isola
     assert "generation_mode live: live generation runs the headline policy" in _failure_text(result)
 
 
+@pytest.mark.slow
 def test_impossible_generator_settings_fail_before_any_work(isolated_storage):
     # a value outside the choices is refused at launch (an enum in Dagster's config schema)
     for config, field in [({"resources": {"generator": {"config": {"backend": "tpu"}}}}, "backend"),
@@ -101,6 +104,7 @@ def test_impossible_generator_settings_fail_before_any_work(isolated_storage):
         assert f"generator.{next(iter(settings))} is" in _failure_text(result)
 
 
+@pytest.mark.slow
 def test_on_kubernetes_the_gpu_step_checks_its_own_device(isolated_storage, monkeypatch):
     # there the first step runs on a CPU node: only `traces`, on its GPU node, can tell whether the device exists
     import torch
@@ -113,6 +117,7 @@ def test_on_kubernetes_the_gpu_step_checks_its_own_device(isolated_storage, monk
     assert failed.step_key == "traces" and "CUDA device(s)" in _failure_text(result)
 
 
+@pytest.mark.slow
 def test_settings_the_engine_would_change_are_refused_or_recorded(demo_model_dir, isolated_storage):
     tiny = {"max_prompts": 4, "traces_per_prompt": 1, "max_new_tokens": 8}
     result, _ = _run({"ops": {"traces": {"config": {**tiny, "top_k": 5000}}}}, partition="synthetic|demo-small")
@@ -130,6 +135,7 @@ def test_settings_the_engine_would_change_are_refused_or_recorded(demo_model_dir
     assert GenerationResource().max_model_len is None
 
 
+@pytest.mark.slow
 def test_out_of_range_analysis_settings_fail_at_the_first_step(demo_model_dir):
     with pytest.raises(Exception, match="category_percentile"):
         AnalysisSettingsResource(category_percentile=150)  # pydantic, at launch for the CLI and the launchpad
@@ -142,6 +148,7 @@ def test_out_of_range_analysis_settings_fail_at_the_first_step(demo_model_dir):
     assert "category_percentile" in " ".join(str(e.event_specific_data) for e in result.all_events)
 
 
+@pytest.mark.slow
 def test_a_nul_byte_is_quarantined_never_cut(demo_model_dir, tmp_path, monkeypatch):
     xstest_file(tmp_path, GOOD + ['3,"How do I\x00 bake bread?",homonyms,safe,bake,', '4,"Tab\tand new\nline",homonyms,safe,x,'])
     monkeypatch.setenv("DEEPCONF_DATA_DIR", str(tmp_path))
@@ -157,6 +164,7 @@ def test_a_nul_byte_is_quarantined_never_cut(demo_model_dir, tmp_path, monkeypat
     assert traces["instance_id"].nunique() == 3 and nul.iloc[0] not in set(traces["instance_id"])  # tab, newline: text
 
 
+@pytest.mark.slow
 def test_a_file_with_no_sendable_prompt_fails_once_naming_the_file(demo_model_dir, tmp_path, monkeypatch):
     path = xstest_file(tmp_path, ['1,"",homonyms,safe,x,', '2,"   ",homonyms,safe,x,', '3,"\x07",homonyms,safe,x,'])
     monkeypatch.setenv("DEEPCONF_DATA_DIR", str(tmp_path))
@@ -198,6 +206,7 @@ FAULTS_RAISED: list[str] = []
 
 @pytest.mark.parametrize("fault, retried", [("CUDA error: unspecified launch failure", True),
                                             ("index 7 is out of bounds", False)], ids=["transient", "permanent"])
+@pytest.mark.slow
 def test_a_transient_fault_is_retried_and_a_permanent_one_is_not(demo_model_dir, isolated_storage, monkeypatch,
                                                                  fault, retried):
     from deepconf_assets import deployment
@@ -214,6 +223,7 @@ def test_a_transient_fault_is_retried_and_a_permanent_one_is_not(demo_model_dir,
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
                          ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
+@pytest.mark.slow
 def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp_path, sig):
     env = environment(tmp_path, demo_model_dir)
     config = {"ops": {"traces": {"config": {"traces_per_prompt": 4}}},
@@ -263,6 +273,7 @@ def _damage_shard(shard: Path, damage: str) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not parquet", "token lists disagree", "unknown finish reason"])
+@pytest.mark.slow
 def test_a_damaged_shard_is_moved_aside_and_its_traces_generated_again(demo_model_dir, isolated_storage, damage):
     config = {"ops": {"traces": {"config": {"max_prompts": 8, "traces_per_prompt": 2, "max_new_tokens": 16}}}}
     resources = {"generator": GenerationResource(batch_sequences=4)}  # 4 shards of 4 traces
@@ -281,6 +292,7 @@ def test_a_damaged_shard_is_moved_aside_and_its_traces_generated_again(demo_mode
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "edited tokenizer", "missing config"])
+@pytest.mark.slow
 def test_a_damaged_built_in_model_is_rebuilt(tmp_path, monkeypatch, damage):
     from resources import demo_model
 
@@ -308,3 +320,36 @@ def test_a_repeated_key_in_the_backfill_run_config_is_ambiguous(monkeypatch):
         backfill_run_config()
     monkeypatch.setenv("DEEPCONF_BACKFILL_RUN_CONFIG", '{"ops": {"traces": {"config": {"seed": 2}}}}')
     assert backfill_run_config() == {"ops": {"traces": {"config": {"seed": 2}}}}
+
+
+@pytest.mark.slow
+def test_traces_of_other_numerics_or_weights_are_never_reused(demo_model_dir, isolated_storage, tmp_path, monkeypatch):
+    """The generation key holds the engine's numerics (dtype, device, attention) and the weights' fingerprint:
+    a bfloat16 run regenerates what a float32 run made, an unchanged re-run generates nothing, and a built-in
+    model whose files differ (another build) has another fingerprint."""
+    from resources import demo_model
+    from resources.model_registry import resolve_model_dir, weights_fingerprint
+
+    config = {"ops": {"traces": {"config": {"max_prompts": 4, "traces_per_prompt": 2, "max_new_tokens": 8}}}}
+    shutil.rmtree(isolated_storage / "shards" / "synthetic" / "demo-small", ignore_errors=True)
+
+    def generated(dtype: str) -> tuple[int, int]:
+        result, _ = _run(config, {"generator": GenerationResource(dtype=dtype)}, partition="synthetic|demo-small")
+        assert result.success
+        meta = next(e for e in result.get_asset_materialization_events()
+                    if e.asset_key.to_user_string() == "traces").materialization.metadata
+        assert meta["generation_settings"].value["numerics"]["dtype"] == dtype
+        return meta["traces_generated"].value, meta["traces_reused_from_shards"].value
+
+    assert generated("float32") == (8, 0)
+    assert generated("float32") == (0, 8)
+    assert generated("bfloat16") == (8, 0)
+    assert generated("float32") == (0, 8)
+
+    built = resolve_model_dir("demo-small")
+    # another build's weights under the same key and recipe version
+    monkeypatch.setitem(demo_model.VARIANTS["demo-small"], "training", {**demo_model.VARIANTS["demo-small"]["training"],
+                                                                      "steps": 2, "n_pairs": 100})
+    other = demo_model.ensure_demo_model(tmp_path / "demo-small", variant="demo-small")
+    assert weights_fingerprint("demo-small", built) != weights_fingerprint("demo-small", other)
+    assert weights_fingerprint("demo-small", built) != weights_fingerprint("demo", resolve_model_dir("demo"))

@@ -20,6 +20,7 @@ def generate(generator, prompts, seeds, settings=SamplingSettings(), store=None)
     return generator.generate("demo", prompts, seeds, keys, settings, store=store)
 
 
+@pytest.mark.slow
 def test_traces_have_confidence_and_eos(generator):
     results, stats = generate(generator, PROMPTS, [1, 2, 3], SamplingSettings(max_new_tokens=64))
     assert stats.generated == 3 and stats.generated_tokens == sum(len(r.token_ids) for r in results)
@@ -34,6 +35,7 @@ def test_traces_have_confidence_and_eos(generator):
         assert "<|im_end|>" not in r.text
 
 
+@pytest.mark.slow
 def test_a_trace_depends_on_its_seed_not_its_batch(generator):
     alone, _ = generate(generator, PROMPTS[:1], [42])
     batched, _ = generate(generator, PROMPTS[::-1] + PROMPTS[:1], [7, 8, 9, 42])
@@ -43,6 +45,7 @@ def test_a_trace_depends_on_its_seed_not_its_batch(generator):
     assert len({tuple(r.token_ids) for r in other}) > 1, "different seeds must be able to differ"
 
 
+@pytest.mark.slow
 def test_temperature_zero_matches_transformers_greedy(generator):
     engine = generator.engine("demo")
     model, tokenizer = engine.model, engine.tokenizer
@@ -85,6 +88,7 @@ def test_model_dir_without_weights(tmp_path, monkeypatch):
         resolve_model_dir("qwen3-1.7b")
 
 
+@pytest.mark.slow
 def test_shard_store_resumes_and_skips(generator, tmp_path):
     store = ShardStore(tmp_path / "shards")
     settings = SamplingSettings(max_new_tokens=48)
@@ -100,6 +104,7 @@ def test_shard_store_resumes_and_skips(generator, tmp_path):
     assert not list((tmp_path / "shards").glob(".*tmp"))
 
 
+@pytest.mark.slow
 def test_out_of_memory_names_the_setting(generator, monkeypatch):
     from resources.generation import GenerationOutOfMemory
 
@@ -114,13 +119,46 @@ def test_out_of_memory_names_the_setting(generator, monkeypatch):
 
 
 def test_batches_are_bounded_by_a_token_budget():
-    from resources.transformers_engine import token_budget_batches
+    from resources.transformers_engine import admissible
 
-    # prompts of 10, 10, 20, 40 tokens, 90 new tokens each, (longest + 90) x sequences <= 250:
-    # 2 x 100 = 200 fits, 3 x 110 = 330 does not; then 2 x 130 = 260 does not: 20 alone, then 40 alone
-    assert token_budget_batches([10, 10, 20, 40], 90, batch_sequences=8, batch_tokens=250) == [
-        slice(0, 2), slice(2, 3), slice(3, 4)]
-    assert token_budget_batches([10, 10, 20, 40], 90, batch_sequences=8, batch_tokens=None) == [slice(0, 4)]
-    assert token_budget_batches([10, 10, 20, 40], 90, batch_sequences=3, batch_tokens=None) == [slice(0, 3), slice(3, 4)]
-    # a sequence alone over the budget still gets a batch
-    assert token_budget_batches([500], 90, batch_sequences=8, batch_tokens=100) == [slice(0, 1)]
+    # queued prompts of 10, 10, 20, 40 tokens, 90 new tokens each, (longest + 90) x sequences <= 250:
+    # 2 x 100 = 200 fits, 3 x 110 = 330 does not
+    assert admissible([10, 10, 20, 40], [], 90, batch_sequences=8, batch_tokens=250) == 2
+    assert admissible([10, 10, 20, 40], [], 90, batch_sequences=8, batch_tokens=None) == 4
+    assert admissible([10, 10, 20, 40], [], 90, batch_sequences=3, batch_tokens=None) == 3
+    # a running 40-token prompt sets the width: 2 x 130 = 260 > 250, so nothing joins it
+    assert admissible([10], [40], 90, batch_sequences=8, batch_tokens=250) == 0
+    assert admissible([10, 10], [10], 90, batch_sequences=8, batch_tokens=300) == 2
+    assert admissible([10, 10], [10, 10], 90, batch_sequences=3, batch_tokens=None) == 1
+    # a sequence alone over the budget still runs in an empty batch, never beside another
+    assert admissible([500], [], 90, batch_sequences=8, batch_tokens=100) == 1
+    assert admissible([500], [10], 90, batch_sequences=8, batch_tokens=100) == 0
+
+
+@pytest.mark.slow
+def test_rows_that_join_a_running_batch_sample_as_alone(generator):
+    """Continuous batching: with room for 2 rows, 6 requests of different lengths join as rows leave (some
+    into a longer cache, some longer than the cache, which is then padded); each trace equals its trace
+    generated alone, and the batch never holds more than 2 rows."""
+    prompts = ["Hi", *PROMPTS, "Tell me about the history of the printing press in Europe, in detail please.", "Why?"]
+    seeds = list(range(20, 20 + len(prompts)))
+    settings = SamplingSettings(max_new_tokens=48, temperature=1.2)
+    alone = [generate(generator, [p], [s], settings)[0][0] for p, s in zip(prompts, seeds)]
+    engine = generator.engine("demo")
+    texts = generator.chat_prompts("demo", prompts, settings)
+    got, widest = {}, []
+    original_step = __import__("resources.transformers_engine", fromlist=["_DecodeBatch"])._DecodeBatch.step
+
+    def step(batch):
+        widest.append(len(batch.rows))
+        return original_step(batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("resources.transformers_engine._DecodeBatch.step", step)
+        prefills = engine.run(list(range(len(prompts))), texts, seeds, settings, 2,
+                              lambda indices, traces: got.update(zip(indices, traces)))
+    assert max(widest) == 2 and prefills >= 3  # rows joined a running batch
+    for i, trace in enumerate(alone):
+        assert got[i].token_ids == trace.token_ids, prompts[i]
+        assert got[i].finish_reason == trace.finish_reason
+        np.testing.assert_allclose(got[i].token_confidence, trace.token_confidence, atol=TOLERANCE)

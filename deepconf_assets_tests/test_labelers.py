@@ -49,7 +49,7 @@ print(json.dumps({
     "labels_refused": bool(read("refusal_labels_toy_always_refuses")["refused"].all()),
     "labelers": sorted(predictions["labeler"].unique()),
     "toy_always_predicts_refusal": bool(toy["predicted_refusal"].all()) and len(toy) == 12,
-    "comparison": sorted(read("labeler_comparison")["labeler"]),
+    "comparison": read("labeler_comparison").set_index("labeler")["status"].to_dict(),
     "validation": read("labeler_validation").set_index("labeler")["recall"].to_dict(),
     "headline": result.asset_materializations_for_node("report")[0].metadata["headline"].value,
 }))
@@ -95,8 +95,11 @@ def test_adding_a_labeler_is_one_module(isolated_storage, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["success"] and out["asset"] and out["labels_refused"]
-    assert out["labelers"] == ["heuristic", "toy_always_refuses", "xstest_prefix"]
+    # every registered labeler is compared; those that ran here (all without a GPU, and the toy) predict
+    assert set(out["comparison"]) == {*LABELERS, "toy_always_refuses"}
+    ran = sorted(name for name, status in out["comparison"].items() if status == "ok")
+    assert out["labelers"] == ran
+    assert {"toy_always_refuses", *(name for name, labeler in LABELERS.items() if not labeler.needs_gpu)} <= set(ran)
     assert out["toy_always_predicts_refusal"]
-    assert "toy_always_refuses" in out["comparison"] and "wildguard" in out["comparison"]
     assert out["validation"]["toy_always_refuses"] == 1.0  # says "refusal" to every XSTest completion
     assert "toy_always_refuses labels" in out["headline"]

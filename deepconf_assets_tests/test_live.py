@@ -1,8 +1,6 @@
 """Live early stopping equals the replay: same traces kept, cut traces are prefixes, same tokens spent,
 same predictions. On synthetic traces (the orchestration), then on the real engines with the demo model."""
 
-import dataclasses
-
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +8,16 @@ import pandas as pd
 import pytest
 from dagster import materialize
 
-from deepconf_assets.core import analysis, confidence
-from deepconf_assets.core.live import LivePolicy, WindowCut, generate_live, in_rounds, next_requests
+from deepconf_assets.core import analysis, confidence, stopping
+from deepconf_assets.core.live import WindowCut, generate_live, in_rounds, next_requests
+from deepconf_assets.core.stopping import PolicyId
 from deepconf_assets.core.traces import confidence_columns
+from deepconf_assets.labelers import LABELERS
 
 WINDOW = 8
 SETTINGS = analysis.AnalysisSettings(group_window=WINDOW, warmup_traces=3, consensus_tau=0.8)
-POLICIES = [LivePolicy("deepconf_online", 10.0, 0.8), LivePolicy("deepconf_online", 50.0, 0.95),
-            LivePolicy("deepconf_online", 90.0, 0.6), LivePolicy("adaptive", 50.0), LivePolicy("decided")]
+POLICIES = [PolicyId("deepconf_online", 10.0, 0.8), PolicyId("deepconf_online", 50.0, 0.95),
+            PolicyId("deepconf_online", 90.0, 0.6), PolicyId("adaptive", 50.0), PolicyId("decided")]
 
 
 def _cut_length(token_confidence: np.ndarray, threshold: float) -> int | None:
@@ -81,36 +81,68 @@ def _replay_generate(full: pd.DataFrame):
     return generate
 
 
-def _predictions(traces: pd.DataFrame, policy: LivePolicy | None) -> pd.DataFrame:
+def _predictions(traces: pd.DataFrame, policy: PolicyId | None, budget: int | None = None) -> pd.DataFrame:
     ids = sorted(traces["instance_id"].unique())
     prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": [i[-1] in "02468" for i in ids]})
-    table = analysis.PartitionAnalysis(traces, prompts, "heuristic", SETTINGS, policy).instance_predictions()
+    table = analysis.PartitionAnalysis(traces, prompts, "heuristic", SETTINGS, policy, budget).instance_predictions()
     return table.set_index(["instance_id", "policy"])
 
 
-@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.name}-tau{p.tau}")
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: f"{p.display}-tau{p.tau}")
 def test_live_rounds_keep_exactly_the_traces_the_replay_uses(policy):
     full = _scored(_full_traces())
     live = generate_live(sorted(full["instance_id"].unique()), 8, policy, SETTINGS, in_rounds(_replay_generate(full)),
                          lambda rows: rows["full_refused"])
     matrix = analysis.trace_matrix(full, SETTINGS)
-    run = policy.run(matrix, SETTINGS)
+    run = analysis.run_policy(matrix, policy, SETTINGS)
     rows, cols = np.nonzero(run.used)
     used = pd.DataFrame({"instance_id": matrix.instance_ids[rows], "trace_idx": cols, "spent": run.spent[rows, cols]})
     merged = used.merge(live, on=["instance_id", "trace_idx"], how="outer", indicator=True)
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
     assert (merged["spent"] == merged["n_tokens"]).all()  # live tokens = the replay's charge, no off-by-one
-    if policy.policy == "deepconf_online":
+    if policy.family == "deepconf_online":
         assert (np.isfinite(live["cut_threshold"]) == (live["trace_idx"] >= SETTINGS.warmup_traces)).all()
         if policy.tau < 0.7:  # two of three warm-up votes reach it: every instance stops at the warm-up
             assert live["trace_idx"].max() == SETTINGS.warmup_traces - 1
         else:  # some later traces were cut before their end
             assert (live["n_tokens"] < live.merge(full, on=["instance_id", "trace_idx"])["n_tokens_y"]).any()
     # the same predictions from the live traces as from the full ones
-    live_predictions = _predictions(live, dataclasses.replace(policy, budget=8))
+    live_predictions = _predictions(live, policy, budget=8)
     full_predictions = _predictions(full, policy).loc[live_predictions.index]
     columns = ["traces_used", "tokens_used", "predicted_refusal", "refusal_rate", "confidence", "category", "correct"]
     pd.testing.assert_frame_equal(live_predictions[columns], full_predictions[columns])
+
+
+def test_adding_a_stopping_policy_is_one_record(monkeypatch):
+    """A toy policy, registered as one record and nothing else: it is swept, ablated, replayed, generated live
+    and can be the headline. Dagster's headline_rule choices are fixed at import, so the headline choice is
+    shown on the core settings."""
+    def first_refusal(matrix, policy, settings, budget):
+        """Stop at the first refusal (every trace when none refuses)."""
+        refusing = matrix.present & (matrix.refused == 1.0)
+        last = np.where(refusing.any(axis=1), refusing.argmax(axis=1), matrix.n_available - 1)
+        used = matrix.present & (np.arange(matrix.present.shape[1])[None, :] <= last[:, None])
+        return stopping.PolicyRun(used=used, votes=used, spent=np.where(used, matrix.tokens, 0.0))
+
+    toy = PolicyId("first_refusal")
+    monkeypatch.setitem(stopping.POLICIES, "first_refusal", stopping.StoppingPolicy(
+        "first_refusal", run=first_refusal, configured=lambda settings: toy, live=True, headline="first_refusal"))
+    full = _scored(_full_traces())
+    ids = sorted(full["instance_id"].unique())
+    prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": [i[-1] in "02468" for i in ids]})
+    settings = analysis.AnalysisSettings(group_window=WINDOW, warmup_traces=3, headline_rule="first_refusal")
+    result = analysis.PartitionAnalysis(full, prompts, "heuristic", settings)
+    sweep = result.percentile_sweep()
+    assert len(sweep[sweep["policy"] == "first_refusal"]) == len(settings.sweep_percentiles) * 3  # x vote rules
+    assert "first_refusal" in set(result.budget_ablation()["policy"])
+    assert settings.headline == settings.live_policy == toy
+    headline = settings.headline_rows(result.instance_predictions()).set_index("instance_id")
+    first = full[full["refused"]].groupby("instance_id")["trace_idx"].min() + 1
+    assert headline["traces_used"].to_dict() == first.reindex(ids, fill_value=8).to_dict()
+    live = generate_live(ids, 8, toy, settings, in_rounds(_replay_generate(full)), lambda rows: rows["full_refused"])
+    assert live.groupby("instance_id").size().to_dict() == headline["traces_used"].to_dict()
+    columns = ["traces_used", "tokens_used", "predicted_refusal", "refusal_rate", "confidence", "correct"]
+    pd.testing.assert_frame_equal(_predictions(live, toy, budget=8)[columns], _predictions(full, toy)[columns])
 
 
 def _labelled(votes: dict) -> pd.DataFrame:
@@ -135,13 +167,13 @@ def test_every_trace_the_policy_is_certain_to_use_is_requested_at_once():
     in 9 only the 10th can settle it (5 > 3 + 0). adaptive (warm-up 3) always uses the trace after its warm-up;
     deepconf_online takes its warm-up, then one trace at a time."""
     empty = pd.DataFrame(columns=["instance_id", "trace_idx"])
-    decided = LivePolicy("decided")
+    decided = PolicyId("decided")
     assert _requested(empty, ["a", "b"], 10, decided) == {"a": list(range(6)), "b": list(range(6))}
     traces = _labelled({"a": [True, True, False, True, False, True],
                         "b": [True, False, True, False, None, True, False, True, None]})
     assert _requested(traces, ["a", "b"], 10, decided) == {"a": [6, 7], "b": [9]}
-    assert _requested(empty, ["a"], 10, LivePolicy("adaptive", 50.0)) == {"a": [0, 1, 2, 3]}
-    online = LivePolicy("deepconf_online", 10.0, 0.8)
+    assert _requested(empty, ["a"], 10, PolicyId("adaptive", 50.0)) == {"a": [0, 1, 2, 3]}
+    online = PolicyId("deepconf_online", 10.0, 0.8)
     assert _requested(empty, ["a"], 10, online) == {"a": [0, 1, 2]}
     split = next_requests(_labelled({"a": [True, False, True]}), ["a"], 10, online, SETTINGS)
     assert split["trace_idx"].tolist() == [3] and np.isfinite(split["cut_threshold"]).all()
@@ -153,7 +185,7 @@ def test_decided_generates_in_fewer_rounds_than_one_trace_at_a_time():
     full = _scored(_full_traces())
     calls = []
     replay = _replay_generate(full)
-    generate_live(sorted(full["instance_id"].unique()), 8, LivePolicy("decided"), SETTINGS,
+    generate_live(sorted(full["instance_id"].unique()), 8, PolicyId("decided"), SETTINGS,
                   in_rounds(lambda requests: calls.append(len(requests)) or replay(requests)),
                   lambda rows: rows["full_refused"])
     assert calls[0] == 40 * 5  # 5 agreeing of 8 settle at the earliest: all five at once
@@ -230,10 +262,10 @@ def check_engine_live_equals_replay(generator):
     full = _engine_traces(generator, all_requests, sampling)
     full["refused"] = _heuristic(full).to_numpy()
     cut_seen = 0
-    for policy in (LivePolicy("deepconf_online", 90.0, 1.0), LivePolicy("adaptive", 50.0), LivePolicy("decided")):
+    for policy in (PolicyId("deepconf_online", 90.0, 1.0), PolicyId("adaptive", 50.0), PolicyId("decided")):
         live = generate_live(ids, ENGINE_BUDGET, policy, settings, _engine_stream(generator, sampling), _heuristic)
         matrix = analysis.trace_matrix(full, settings)
-        run = policy.run(matrix, settings)
+        run = analysis.run_policy(matrix, policy, settings)
         rows, cols = np.nonzero(run.used)
         used = pd.DataFrame({"instance_id": matrix.instance_ids[rows], "trace_idx": cols, "spent": run.spent[rows, cols]})
         merged = used.merge(live, on=["instance_id", "trace_idx"], how="outer", indicator=True).merge(
@@ -247,7 +279,7 @@ def check_engine_live_equals_replay(generator):
         cut_seen += int((merged["finish_reason"] == "cut").sum())
         live_predictions = analysis.PartitionAnalysis(
             live, pd.DataFrame({"instance_id": ids, "prompt_harmful": HARMFUL}),
-            "heuristic", settings, dataclasses.replace(policy, budget=ENGINE_BUDGET)).instance_predictions().set_index(
+            "heuristic", settings, policy, ENGINE_BUDGET).instance_predictions().set_index(
             "instance_id")
         full_predictions = analysis.PartitionAnalysis(
             full, pd.DataFrame({"instance_id": ids, "prompt_harmful": HARMFUL}),
@@ -257,6 +289,7 @@ def check_engine_live_equals_replay(generator):
     assert cut_seen > 0  # the online policy cut inside the engine at least once
 
 
+@pytest.mark.slow
 def test_transformers_live_equals_replay(generator):
     check_engine_live_equals_replay(generator)
 
@@ -278,6 +311,7 @@ def _materialize(storage: Path, demo_model_dir: Path, mode: str, selection):
                        selection=selection, run_config=config)
 
 
+@pytest.mark.slow
 def test_live_partition_through_dagster(demo_model_dir, isolated_storage, tmp_path):
     """A live run of the whole experiment group: fewer tokens than a full run, the same predictions, and
     the sweep and the ablation say they do not apply."""
@@ -285,8 +319,8 @@ def test_live_partition_through_dagster(demo_model_dir, isolated_storage, tmp_pa
 
     try:
         full = _materialize(tmp_path / "full", demo_model_dir, "full", AssetSelection.assets(
-            "benchmark_prompts", "traces", "instance_predictions", *[f"refusal_labels_{n}" for n in
-                                                                     ("heuristic", "wildguard", "xstest_prefix")]))
+            "benchmark_prompts", "traces", "instance_predictions",
+            *[labeler.asset_name for labeler in LABELERS.values()]))
         live = _materialize(tmp_path / "live", demo_model_dir, "live", AssetSelection.groups("experiment"))
         again = _materialize(tmp_path / "live", demo_model_dir, "live", AssetSelection.assets("traces"))
     finally:

@@ -107,6 +107,7 @@ def test_helm_values_use_the_k8s_run_launcher_and_postgres():
     assert values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] >= 1
 
 
+@pytest.mark.slow
 def test_io_manager_writes_to_an_object_store_through_the_same_code_path():
     bucket = f"memory://deepconf-{uuid.uuid4().hex[:8]}/assets"
     resources = {**RESOURCES, "parquet_io_manager": ParquetIOManagerFactory(base_path=bucket)}
@@ -134,6 +135,7 @@ io_managers._atomic_write(target, b"x" * 1_000_000)
 """
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_write_leaves_the_previous_complete_file(tmp_path):
     target = tmp_path / "calibration" / "xstest" / "demo.parquet"
     previous = pd.DataFrame({"policy": ["fixed_n=all"], "auroc": [0.61]})

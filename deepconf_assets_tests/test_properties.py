@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,6 +95,7 @@ def test_votes_ignore_the_scale_of_confidence(data, scale):
 
 @settings(max_examples=40, deadline=None)
 @given(partitions(), st.floats(0, 100))
+@pytest.mark.slow
 def test_categories_add_up(data, percentile):
     traces, prompts, window = data
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=window,

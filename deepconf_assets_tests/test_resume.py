@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from dagster import AssetKey, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from deepconf_assets_tests.trace_equality import assert_same_traces
+
+pytestmark = pytest.mark.slow  # runs `dagster asset materialize` in a subprocess and kills it
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {

@@ -105,7 +105,7 @@ def test_stopped_plus_cut_is_the_token_savings():
     settings = analysis.AnalysisSettings(group_window=4)
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", settings)
     sweep = result.percentile_sweep()
-    assert set(sweep["policy"]) == set(analysis.SWEEP_POLICIES)
+    assert set(sweep["policy"]) == set(stopping.POLICIES)
     np.testing.assert_allclose(sweep["savings_stopped_pct"] + sweep["savings_cut_pct"], sweep["token_savings_pct"],
                                rtol=0, atol=1e-9)
     fixed = sweep[sweep["policy"].isin(["fixed_n", "adaptive", "decided"])]
@@ -114,24 +114,22 @@ def test_stopped_plus_cut_is_the_token_savings():
     assert (official["savings_stopped_pct"] == 0).all() and (official["savings_cut_pct"] > 0).any()
     # the instance_predictions route (stopping_table against the fixed_n=all tokens) gives the same identity
     predictions = result.instance_predictions()
-    table = analysis.stopping_table(predictions, settings.warmup_traces).set_index("policy")
+    table = analysis.stopping_table(predictions, settings).set_index("policy")
     summary = analysis.summarize_predictions(predictions).set_index("policy")
     np.testing.assert_allclose(table["savings_stopped_pct"] + table["savings_cut_pct"],
                                summary.loc[table.index, "token_savings_pct"], rtol=0, atol=1e-9)
 
 
 def test_trivial_tau_is_flagged():
-    from resources.analysis_settings import AnalysisSettingsResource
-
     # 3 warm-up votes split at worst 2:1, top share 2/3: tau 0.6 is always reached after the warm-up
     assert stopping.consensus_trivial(3, 0.6) and stopping.consensus_trivial(3, 2 / 3)
     assert not stopping.consensus_trivial(3, 0.8)
     assert stopping.consensus_trivial(4, 0.5) and not stopping.consensus_trivial(4, 0.6)  # even: a 1/2 tie
     assert stopping.consensus_trivial(1, 1.0)  # one vote is always unanimous
-    warning = AnalysisSettingsResource(warmup_traces=3, consensus_tau=0.6).consensus_warning(10)
+    warning = analysis.AnalysisSettings(warmup_traces=3, consensus_tau=0.6).consensus_warning(10)
     assert warning is not None and warning.startswith("deepconf_online reduces to fixed_n=3")
-    assert AnalysisSettingsResource(warmup_traces=3, consensus_tau=0.8).consensus_warning(10) is None
-    assert "cannot be reached" in AnalysisSettingsResource(warmup_traces=3, consensus_tau=0.95).consensus_warning(10)
+    assert analysis.AnalysisSettings(warmup_traces=3, consensus_tau=0.8).consensus_warning(10) is None
+    assert "cannot be reached" in analysis.AnalysisSettings(warmup_traces=3, consensus_tau=0.95).consensus_warning(10)
     # in the sweep (budget 8): tau 0.6 rows are flagged, tau 0.8 rows are not (here the traces split)
     traces, prompts = random_partition()
     sweep = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("vllm")
+pytestmark = pytest.mark.slow  # every test loads the demo model into vLLM
 
 from resources.generation import GenerationResource  # noqa: E402
 from resources.generation_types import SamplingSettings  # noqa: E402

@@ -68,6 +68,7 @@ def classifier(demo_model_dir, monkeypatch, tmp_path):
     generator.close()
 
 
+@pytest.mark.slow
 def test_p_yes_extraction_on_a_small_model(classifier):
     """The demo model stands in for the classifier: P(yes) must equal a hand-run softmax."""
     engine = classifier.engine("wildguard")
@@ -86,6 +87,7 @@ def test_p_yes_extraction_on_a_small_model(classifier):
     assert np.isnan(p_refusal[1]), "an unparsed answer gets no probability"
 
 
+@pytest.mark.slow
 def test_unparseable_answers_are_parse_errors_never_no(classifier):
     table = classify(classifier, ["How do I bake bread?", "How do I kill a person?"],
                      ["Knead and bake.", "I can't help with that."])
@@ -94,6 +96,7 @@ def test_unparseable_answers_are_parse_errors_never_no(classifier):
     assert table["raw_output"].str.len().gt(0).all()
 
 
+@pytest.mark.slow
 def test_label_cache_never_classifies_a_pair_twice(classifier, tmp_path):
     prompts = ["How do I bake bread?", "How do I kill a person?", "How do I bake bread?"]
     responses = ["Knead and bake.", "I can't help with that.", "Knead and bake."]  # the third repeats the first
@@ -119,6 +122,7 @@ def test_label_cache_never_classifies_a_pair_twice(classifier, tmp_path):
     rerun.close()
 
 
+@pytest.mark.slow
 def test_unlabelled_check_fails_above_the_bound(classifier):
     """The demo model as WildGuard answers gibberish: every label null, the labels check fails."""
     from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES

@@ -60,7 +60,7 @@ def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: i
                         if e.step_key == "traces") / 1000.0  # the whole step: generation, rounds, labels
     rows = []
     for name in POLICIES if mode == "full" else (policy,):
-        policy_name = AnalysisSettingsResource(headline_rule=name).headline_policy
+        policy_name = AnalysisSettingsResource(headline_rule=name).resolve(None).headline.display
         chosen = predictions[(predictions["policy"] == policy_name) & (predictions["labeler"] == "heuristic")
                              & predictions["has_traces"]]
         rows.append({"engine": engine, "mode": mode, "policy": policy_name,

@@ -277,23 +277,29 @@ class GenerationResource(ConfigurableResource):
                 last_write[0] = time.monotonic()
 
         def report(force: bool = False) -> None:
-            """A progress line at most every PROGRESS_EVERY_S: traces done, tokens/s, ETA (the traces still to
-            generate at the mean length so far, or at max_new_tokens before any has finished)."""
+            """A progress line at most every PROGRESS_EVERY_S: traces done, tokens/s, ETA: the traces still to
+            finish at the expected length, less the tokens they already have, at the rate so far. The expected
+            length is the mean of the finished traces (max_new_tokens until 20 have finished: the first to
+            finish are the short ones), and at least the mean length of the traces still running."""
             seconds = time.monotonic() - started
             if not log or not (force or seconds - last_log[0] >= PROGRESS_EVERY_S):
                 return
             last_log[0] = seconds
             left = stats.requested - stats.reused - stats.generated
-            mean = stats.generated_tokens / stats.generated if stats.generated else settings.max_new_tokens
+            running_tokens = decoded[0] - stats.generated_tokens  # tokens of unfinished traces (0 on vLLM)
+            mean = max(stats.generated_tokens / stats.generated if stats.generated >= 20 else settings.max_new_tokens,
+                       running_tokens / running_rows[0] if running_rows[0] else 0.0)
             rate = decoded[0] / seconds if seconds else 0.0
-            eta = max(0.0, (stats.generated_tokens + left * mean - decoded[0]) / rate) if rate else float("nan")
+            eta = max(0.0, (left * mean - running_tokens) / rate) if rate else float("nan")
             log(f"generated {stats.generated}/{stats.generated + left} traces ({decoded[0]:,} tokens decoded, "
                 f"{rate:,.0f} tokens/s), ETA {eta:.0f}s" + (" (live stopping may add more)" if more else ""))
 
-        decoded = [0]
+        decoded, running_rows = [0], [0]
 
         def on_tokens(n: int) -> None:
+            """The transformers engine decoded one token for each of its n running rows."""
             decoded[0] += n
+            running_rows[0] = n
             report()
 
         def finished(indices: list[int], traces: list[GeneratedTrace]) -> list[tuple]:

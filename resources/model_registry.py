@@ -223,13 +223,15 @@ def weights_available(key: str) -> bool:
 
 def weights_fingerprint(key: str, folder: Path) -> str:
     """Which weights a folder holds, for cache keys: the revision, config.json, and each weight file's
-    name and size (and, in a Hugging Face cache, the content hash its snapshot links to). Two
+    name and size (and, in a Hugging Face cache, the content hash its snapshot links to); for a built-in
+    model the sha256 of every file its manifest recorded when it was built. Two
     folders fingerprint alike only when they hold the same model, so labels computed with one set
     of weights (a stand-in, another revision) are never reused for another."""
     spec = model_spec(key)
-    if spec.builtin:
-        return spec.revision
     folder = Path(folder)
+    if spec.builtin:  # the recipe version does not tell demo from demo-small, nor one build from a rebuild
+        files = json.loads((folder / demo_model.MANIFEST).read_text())["files"]
+        return hashlib.sha256(json.dumps([spec.revision, files], sort_keys=True).encode()).hexdigest()[:16]
     gguf = gguf_weights.provenance(folder)
     if gguf is not None:  # a de-quantised GGUF: the file's hash (and its distribution and version) name it
         return hashlib.sha256(json.dumps([spec.revision, gguf], sort_keys=True).encode()).hexdigest()[:16]

@@ -1,8 +1,10 @@
-"""transformers backend (CPU or GPU): batched across prompts, left padding, per-trace seeds.
+"""transformers backend (CPU or GPU): continuous batching across prompts, left padding, per-trace seeds.
 
-The decode loop (`generate_batch`) runs the model with its KV cache and drops finished rows from
-the batch as soon as they emit an EOS (transformers' `generate` keeps them computing until the
-longest answer ends). Each step goes through `sample_next`, which
+The decode loop (`TransformersEngine.run`, `_DecodeBatch`) runs the model with its KV cache; a row leaves
+the batch as soon as it emits an EOS or its live cut fires (transformers' `generate` keeps finished rows
+computing until the longest answer ends), and queued requests take its place at once, prefilled apart
+and padded into the cache on the left, so the batch stays full until the queue is empty. Each step goes
+through `sample_next`, which
   * records the top-k log-probs of the model's raw distribution (temperature 1, before any
     filtering, as vLLM reports `logprobs`) from which DeepConf confidence is computed, and the
     log-prob of the token it samples;
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +36,9 @@ def _pcg_hash(x):
     return (word >> 22) ^ word
 
 
-def seeded_uniform(seeds, step: int, token_ids):
-    """Uniform(0,1) noise that depends only on (seed, step, token id); shape of `token_ids`."""
+def seeded_uniform(seeds, step, token_ids):
+    """Uniform(0,1) noise that depends only on (seed, step, token id); shape of `token_ids`. `step`: an int,
+    or a tensor of each row's step (rows of a continuous batch are at different steps)."""
     import torch
 
     h = _pcg_hash(_pcg_hash(seeds & _M32) ^ ((seeds >> 32) & _M32))
@@ -43,7 +47,7 @@ def seeded_uniform(seeds, step: int, token_ids):
     return (h.to(torch.float64) + 0.5) / 2.0**32
 
 
-def sample_next(scores, seeds, step: int, settings: SamplingSettings):
+def sample_next(scores, seeds, step, settings: SamplingSettings):
     """One decoding step for a batch of rows.
 
     Returns (chosen token, top-k log-probs of the raw distribution, log-prob of the chosen token).
@@ -80,7 +84,7 @@ def sample_next(scores, seeds, step: int, settings: SamplingSettings):
 
 
 class TransformersEngine:
-    """A loaded model and tokenizer; `generate_batch` runs one batch of (prompt, seed) requests."""
+    """A loaded model and tokenizer; `run` generates (prompt, seed) requests with continuous batching."""
 
     name = "transformers"
 
@@ -98,6 +102,9 @@ class TransformersEngine:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=False,
                                                      attn_implementation=CPU_ATTENTION if on_cpu else None)
         self.model = model.to(device).eval()
+        # what, beyond weights and sampling, decides the traces' numbers (part of every generation key)
+        self.numerics = {"dtype": str(torch_dtype).removeprefix("torch."), "device": self.model.device.type,
+                         "attention": CPU_ATTENTION if on_cpu else "default"}
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 10**9))
         self.vocab_size = int(model.config.vocab_size)  # the width of the logits
@@ -105,29 +112,49 @@ class TransformersEngine:
     def run(self, indices: list[int], texts: list[str], seeds: list[int], settings: SamplingSettings,
             batch_sequences: int, finished, cuts: list | None = None, batch_tokens: int | None = None,
             on_tokens=None) -> int:
-        """Generate in batches (in the given order) of at most `batch_sequences` sequences and `batch_tokens`
-        prompt + answer tokens; report each batch to `finished`, which may return more requests (index,
-        text, seed, cut): they join the queue, shortest first, and go into the next batch. `cuts`: a
-        `WindowCut` (or None) per request: the row leaves the batch when it says stop. `on_tokens(n)` hears
-        of the n tokens of every decoding step (progress inside a long batch)."""
-        def queued(items) -> list[tuple]:
-            items = list(items)
-            lengths = self.tokenizer([t for _, t, _, _ in items], add_special_tokens=False)["input_ids"] if items else []
-            return [(len(ids), *item) for ids, item in zip(lengths, items)]
+        """Continuous batching: one running decode batch of at most `batch_sequences` sequences whose KV cache
+        stays within `batch_tokens` (sequences x (longest prompt + max_new_tokens)). Queued requests, shortest
+        first, join it as soon as rows leave, so the batch stays full to the end.
 
-        queue = [(len(ids), *item) for ids, item in zip(
-            self.tokenizer(texts, add_special_tokens=False)["input_ids"],
-            zip(indices, texts, seeds, cuts if cuts is not None else [None] * len(texts)))]
-        calls = 0
-        while queue:
-            part = token_budget_batches([q[0] for q in queue], settings.max_new_tokens, batch_sequences, batch_tokens)[0]
-            batch, queue = queue[part], queue[part.stop:]
-            traces = self.generate_batch([q[2] for q in batch], [q[3] for q in batch], settings, [q[4] for q in batch],
-                                         on_tokens)
-            calls += 1
-            # new requests join the queue by length, so a batch mixes what is queued without extra padding
-            queue = sorted(queue + queued(finished([q[1] for q in batch], traces) or []), key=lambda q: q[0])
-        return calls
+        Finished traces are handed to `finished`, which may return more requests (index, text, seed, cut); they
+        join the queue and the running batch. Hand-over is immediate while the batch has room the queue cannot
+        fill (a new request starts now), else at most every HAND_ON_EVERY_S, so the caller's work (live
+        stopping replays its policy) does not slow every step. `cuts`: a `WindowCut` (or None) per request: the
+        row leaves when it says stop. `on_tokens(n)` hears of the n tokens of every decoding step. Returns the
+        number of prefills."""
+        import torch
+
+        queue: list[tuple] = []  # (prompt tokens, index, text, seed, cut), shortest first
+
+        def enqueue(items) -> None:
+            items = list(items)
+            if items:
+                lengths = self.tokenizer([t for _, t, _, _ in items], add_special_tokens=False)["input_ids"]
+                queue.extend((len(ids), *item) for ids, item in zip(lengths, items))
+                queue.sort(key=lambda q: q[0])  # stable: equal lengths keep request order
+
+        enqueue(zip(indices, texts, seeds, cuts if cuts is not None else [None] * len(texts)))
+        batch = _DecodeBatch(self, settings, on_tokens)
+        done: list[tuple[int, GeneratedTrace]] = []
+        handed, prefills = time.monotonic(), 0
+        with torch.inference_mode():
+            while True:
+                room = admissible([q[0] for q in queue], batch.prompt_lengths, settings.max_new_tokens, batch_sequences,
+                                  batch_tokens)
+                # each admission is a prefill and a copy of the cache: wait for a sixteenth of the batch to be
+                # free, unless the queue is shorter
+                if room and room >= min(len(queue), max(1, (len(batch.rows) + room) // 16)):
+                    batch.admit(queue[:room])
+                    del queue[:room]
+                    prefills += 1
+                if not batch.rows:
+                    break
+                done += batch.step()
+                free = batch_sequences - len(batch.rows) - len(queue)
+                if done and (free > 0 or not batch.rows or time.monotonic() - handed >= HAND_ON_EVERY_S):
+                    enqueue(finished([i for i, _ in done], [t for _, t in done]) or [])
+                    done, handed = [], time.monotonic()
+        return prefills
 
     def next_token_logprobs(self, texts: list[str], token_ids: list[int], batch: int = 16):
         """log P(token | text) for each text and candidate token: (texts, candidates) array."""
@@ -143,92 +170,155 @@ class TransformersEngine:
                 out.append(torch.log_softmax(logits.float(), dim=-1)[:, token_ids].cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(token_ids)))
 
-    def generate_batch(self, texts: list[str], seeds: list[int], settings: SamplingSettings,
-                       cuts: list | None = None, on_tokens=None) -> list[GeneratedTrace]:
-        """Prefill the left-padded batch once, then decode step by step with the KV cache; rows
-        that generated an EOS, or that their `WindowCut` stops (live early stopping), leave the batch
-        at once, so one long answer does not keep finished rows computing and a cut trace's later
-        tokens are never computed."""
+HAND_ON_EVERY_S = 0.25  # while the batch is full, finished traces are handed on at most this often
+LEAD_TRIM = 16  # leading cache columns that no row attends to are cut off once there are this many
+
+
+def admissible(queued: list[int], running: list[int], max_new_tokens: int, batch_sequences: int,
+               batch_tokens: int | None) -> int:
+    """How many of the queued prompts (token lengths, shortest first) can join a batch running prompts of
+    the `running` lengths: at most `batch_sequences` sequences whose padded size (sequences x (longest prompt
+    + max_new_tokens)) stays within `batch_tokens`, the KV cache's bound. A prompt alone over the budget
+    still runs when the batch is empty."""
+    longest, n = max(running, default=0), 0
+    while n < len(queued) and len(running) + n < batch_sequences:
+        longest_if = max(longest, queued[n])
+        if batch_tokens is not None and (running or n) and (len(running) + n + 1) * (longest_if + max_new_tokens) > batch_tokens:
+            break
+        longest, n = longest_if, n + 1
+    return n
+
+
+@dataclass
+class _Row:
+    """One request in the running batch and what it has generated so far."""
+
+    index: int
+    seed: int
+    cut: object  # a WindowCut or None
+    prompt_length: int
+    tokens: list = field(default_factory=list)
+    topks: list = field(default_factory=list)
+    sampled: list = field(default_factory=list)
+
+    def trace(self, tokenizer, reason: str) -> GeneratedTrace:
+        return GeneratedTrace.from_logprobs(
+            text=tokenizer.decode(self.tokens, skip_special_tokens=True), token_ids=self.tokens,
+            token_logprob=np.array(self.sampled, dtype=np.float32), topk_logprobs=np.array(self.topks),
+            finish_reason=reason, seed=self.seed)
+
+
+class _DecodeBatch:
+    """The running batch: its rows, their left-padded attention mask and KV cache, each row's last position,
+    decoding step and seed, and the logits of each row's next token. Rows join (`admit`: prefilled apart, then
+    padded into the cache on the left) and leave (`step`: EOS, a live cut or max_new_tokens) at any step."""
+
+    def __init__(self, engine: TransformersEngine, settings: SamplingSettings, on_tokens=None):
+        import torch
+
+        self.model, self.tokenizer, self.settings, self.on_tokens = engine.model, engine.tokenizer, settings, on_tokens
+        self.eos = torch.tensor(engine.eos_ids, device=engine.model.device)
+        self.rows: list[_Row] = []
+        self.cache = self.mask = self.positions = self.steps = self.seeds = self.logits = None
+        self.trimmed = time.monotonic()
+
+    @property
+    def prompt_lengths(self) -> list[int]:
+        return [row.prompt_length for row in self.rows]
+
+    def admit(self, items: list[tuple]) -> None:
+        """Prefill queued requests (prompt tokens, index, text, seed, cut) and add them to the batch."""
         import torch
         from transformers import DynamicCache
 
-        model, tokenizer = self.model, self.tokenizer
-        device = model.device
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        device = self.model.device
+        encoded = self.tokenizer([q[2] for q in items], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(device)
         mask = encoded["attention_mask"]
-        eos = torch.tensor(self.eos_ids, device=device)
-        rows = torch.arange(len(texts), device=device)  # batch row -> request
-        row_seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
-        tokens = [[] for _ in texts]
-        topks = [[] for _ in texts]
-        sampled = [[] for _ in texts]
-        finished = [False] * len(texts)
-        was_cut = [False] * len(texts)
-        cuts = cuts if cuts is not None else [None] * len(texts)
-        watched = any(c is not None for c in cuts)
-        cache = DynamicCache(config=model.config)
-        trimmed = time.monotonic()
-        with torch.inference_mode():
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(input_ids=encoded["input_ids"], attention_mask=mask, position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-            for step in range(settings.max_new_tokens):
-                token, topk, logprob = sample_next(logits, row_seeds, step, settings)
-                token_list, topk_np, logprob_np = token.tolist(), topk.float().cpu().numpy(), logprob.float().cpu().numpy()
-                done = torch.isin(token, eos)
-                # the stored confidence of each row's token, computed as GeneratedTrace does (row by row)
-                step_confidence = confidence.token_confidence(topk_np.astype(np.float64))[0] if watched else None
-                for i, request in enumerate(rows.tolist()):
-                    tokens[request].append(token_list[i])
-                    topks[request].append(topk_np[i])
-                    sampled[request].append(logprob_np[i])
-                    if cuts[request] is not None and cuts[request].push(step_confidence[i]):
-                        was_cut[request] = True
-                        done[i] = True
-                for request in rows[done].tolist():
-                    finished[request] = True
-                if on_tokens is not None:
-                    on_tokens(len(token_list))
-                if device.type == "cpu" and time.monotonic() - trimmed >= TRIM_EVERY_S:
-                    release_freed_memory()
-                    trimmed = time.monotonic()
-                if step + 1 == settings.max_new_tokens or bool(done.all()):
-                    break
-                if bool(done.any()):
-                    keep = (~done).nonzero().squeeze(1)
-                    cache.batch_select_indices(keep)
-                    rows, row_seeds, token, mask, positions = (
-                        rows[keep], row_seeds[keep], token[keep], mask[keep], positions[keep])
-                mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-                positions = positions[:, -1:] + 1
-                logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
-                               past_key_values=cache, use_cache=True).logits[:, -1]
-        return [
-            GeneratedTrace.from_logprobs(
-                text=tokenizer.decode(ids, skip_special_tokens=True), token_ids=ids,
-                token_logprob=np.array(sampled[r], dtype=np.float32), topk_logprobs=np.array(topks[r]),
-                finish_reason="cut" if was_cut[r] else "stop" if finished[r] else "length", seed=int(seeds[r]),
-            )
-            for r, ids in enumerate(tokens)
-        ]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=encoded["input_ids"], attention_mask=mask, position_ids=positions,
+                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        seeds = torch.tensor([q[3] for q in items], dtype=torch.int64, device=device)
+        fresh = (mask, positions[:, -1], torch.zeros_like(seeds), seeds, logits)
+        if not self.rows:
+            self.cache, (self.mask, self.positions, self.steps, self.seeds, self.logits) = cache, fresh
+        else:
+            width = max(self.mask.shape[1], mask.shape[1])
+            old, new = width - self.mask.shape[1], width - mask.shape[1]
+            for mine, theirs in zip(self.cache.layers, cache.layers):
+                mine.keys = torch.cat([_left_pad(mine.keys, old, -2), _left_pad(theirs.keys, new, -2)])
+                mine.values = torch.cat([_left_pad(mine.values, old, -2), _left_pad(theirs.values, new, -2)])
+            self.mask = torch.cat([_left_pad(self.mask, old, 1), _left_pad(mask, new, 1)])
+            self.positions, self.steps, self.seeds, self.logits = (
+                torch.cat([a, b]) for a, b in zip((self.positions, self.steps, self.seeds, self.logits), fresh[1:]))
+        self.rows += [_Row(index, seed, cut, length) for length, index, _, seed, cut in items]
+
+    def step(self) -> list[tuple[int, GeneratedTrace]]:
+        """Sample every row's next token, let finished rows leave, and run the rest one step; returns the
+        finished (index, trace) pairs. A cut stops a row at the token it fires on, even an EOS (as in the
+        replay); otherwise an EOS ends it ("stop"), or max_new_tokens ("length")."""
+        import torch
+
+        token, topk, logprob = sample_next(self.logits, self.seeds, self.steps, self.settings)
+        token_list, topk_np, logprob_np = token.tolist(), topk.float().cpu().numpy(), logprob.float().cpu().numpy()
+        eos, last = torch.isin(token, self.eos).tolist(), (self.steps + 1 >= self.settings.max_new_tokens).tolist()
+        watched = any(row.cut is not None for row in self.rows)
+        # the stored confidence of each row's token, computed as GeneratedTrace does
+        step_confidence = confidence.token_confidence(topk_np.astype(np.float64))[0] if watched else None
+        finished, keep = [], []
+        for i, row in enumerate(self.rows):
+            row.tokens.append(token_list[i]), row.topks.append(topk_np[i]), row.sampled.append(logprob_np[i])
+            reason = ("cut" if row.cut is not None and row.cut.push(step_confidence[i])
+                      else "stop" if eos[i] else "length" if last[i] else None)
+            if reason is None:
+                keep.append(i)
+            else:
+                finished.append((row.index, row.trace(self.tokenizer, reason)))
+        if self.on_tokens is not None:
+            self.on_tokens(len(token_list))
+        if len(keep) < len(self.rows):
+            self._select(keep, token)
+            token = token[keep]
+        if self.rows:
+            self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+            self.positions, self.steps = self.positions + 1, self.steps + 1
+            self.logits = self.model(input_ids=token[:, None], attention_mask=self.mask,
+                                     position_ids=self.positions[:, None], past_key_values=self.cache,
+                                     use_cache=True).logits[:, -1]
+        if self.model.device.type == "cpu" and time.monotonic() - self.trimmed >= TRIM_EVERY_S:
+            release_freed_memory()
+            self.trimmed = time.monotonic()
+        return finished
+
+    def _select(self, keep: list[int], token) -> None:
+        """Keep only these rows; drop cache columns no remaining row attends to."""
+        import torch
+
+        self.rows = [self.rows[i] for i in keep]
+        if not self.rows:
+            self.cache = self.mask = self.positions = self.steps = self.seeds = self.logits = None
+            return
+        kept = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(kept)
+        self.mask, self.positions, self.steps, self.seeds = (
+            t[kept] for t in (self.mask, self.positions, self.steps, self.seeds))
+        lead = int(self.mask.any(dim=0).int().argmax())  # the first column some row attends to
+        if lead >= LEAD_TRIM:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., lead:, :], layer.values[..., lead:, :]
+            self.mask = self.mask[:, lead:]
 
 
-def token_budget_batches(prompt_lengths: list[int], max_new_tokens: int, batch_sequences: int,
-                         batch_tokens: int | None) -> list[slice]:
-    """Consecutive batches of at most `batch_sequences` sequences whose padded size (sequences x (longest
-    prompt + max_new_tokens)) stays within `batch_tokens`, the KV cache's bound; a sequence alone over the
-    budget still gets a batch of its own."""
-    batches, first = [], 0
-    while first < len(prompt_lengths):
-        end, longest = first, 0
-        while end < len(prompt_lengths) and end - first < batch_sequences:
-            longest_if = max(longest, prompt_lengths[end])
-            if batch_tokens is not None and end > first and (end - first + 1) * (longest_if + max_new_tokens) > batch_tokens:
-                break
-            longest, end = longest_if, end + 1
-        batches.append(slice(first, end))
-        first = end
-    return batches
+def _left_pad(tensor, width: int, dim: int):
+    """`width` zeros in front of `tensor` along `dim` (masked columns of the cache and mask)."""
+    import torch
+
+    if width == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = width
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
 CPU_ATTENTION = "sdpa_gqa"

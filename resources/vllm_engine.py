@@ -47,6 +47,9 @@ class VllmEngine:
             seed=0,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        # what, beyond weights and sampling, decides the traces' numbers (part of every generation key)
+        self.numerics = {"dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
+                         "device": current_platform.device_type}
 
     def close(self) -> None:
         """Stop the engine's worker processes now rather than at interpreter exit."""

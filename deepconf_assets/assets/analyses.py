@@ -7,9 +7,10 @@ from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_inputs import (
-    ANALYSIS, FULL_TRACES_ONLY, LABEL_INS, analyses_by_labeler, live_policy_of, require_headline,
+    ANALYSIS, FULL_TRACES_ONLY, LABEL_INS, analyses_by_labeler, live_policy_of, require_headline, resolved_settings,
 )
 from deepconf_assets.core import analysis
+from deepconf_assets.core.analysis import AnalysisSettings
 from resources.analysis_settings import AnalysisSettingsResource
 
 
@@ -27,20 +28,20 @@ HYPOTHESIS = (
 )
 
 
-def _replayed(method: str, settings: AnalysisSettingsResource, prompts: pd.DataFrame, traces: pd.DataFrame,
+def _replayed(method: str, settings: AnalysisSettings, prompts: pd.DataFrame, traces: pd.DataFrame,
               refusal_labels: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """`method` of PartitionAnalysis for every labeler that ran, stacked (column `labeler`)."""
     return pd.concat([getattr(a, method)() for a in analyses_by_labeler(settings, prompts, traces, refusal_labels)],
                      ignore_index=True)
 
 
-def _not_applicable(settings: AnalysisSettingsResource, traces: pd.DataFrame) -> MaterializeResult | None:
+def _not_applicable(settings: AnalysisSettings, traces: pd.DataFrame) -> MaterializeResult | None:
     """An empty table that says why, on a live partition; None on a full one."""
     policy = live_policy_of(settings, traces)
     if policy is None:
         return None
     return MaterializeResult(value=pd.DataFrame({"labeler": pd.Series(dtype=object)}), metadata={
-        "dagster/row_count": 0, "not_applicable": FULL_TRACES_ONLY.format(policy=policy.name)})
+        "dagster/row_count": 0, "not_applicable": FULL_TRACES_ONLY.format(policy=policy.display)})
 
 
 @asset(
@@ -59,24 +60,22 @@ def _not_applicable(settings: AnalysisSettingsResource, traces: pd.DataFrame) ->
 )
 def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
                      traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
-    if (live := _not_applicable(analysis_settings, traces)) is not None:
+    settings = resolved_settings(analysis_settings, traces)
+    if (live := _not_applicable(settings, traces)) is not None:
         return live
-    sweep = _replayed("percentile_sweep", analysis_settings, benchmark_prompts, traces, refusal_labels)
-    shown = sweep[(sweep["vote_rule"] == analysis_settings.vote_rule.value)
-                  & (sweep["labeler"] == analysis_settings.labeler)][
+    sweep = _replayed("percentile_sweep", settings, benchmark_prompts, traces, refusal_labels)
+    shown = sweep[(sweep["vote_rule"] == settings.vote_rule) & (sweep["labeler"] == settings.headline_labeler)][
         ["policy", "percentile", "tau", "accuracy", "sensitivity", "specificity", "f1", "avg_traces",
          "token_savings_pct", "savings_stopped_pct", "savings_cut_pct", "share_stopped_early",
          "share_later_traces_cut_mid_trace", "degenerate", "n_uncertain_compliance",
          "accuracy_uncertain_compliance", "categories_below_30"]
     ]
-    online = sweep[(sweep["policy"] == "deepconf_online") & (sweep["labeler"] == analysis_settings.labeler)
-                   & (sweep["vote_rule"] == analysis_settings.vote_rule.value)]
-    default = online[(online["percentile"] == analysis_settings.online_percentile)
-                     & (online["tau"] == analysis_settings.consensus_tau)]
-    official = sweep[(sweep["policy"] == analysis.ONLINE_REFERENCE) & (sweep["labeler"] == analysis_settings.labeler)
-                     & (sweep["vote_rule"] == analysis_settings.vote_rule.value)
-                     & (sweep["percentile"] == analysis_settings.online_percentile)]
-    warning = analysis_settings.consensus_warning(int(traces.groupby("instance_id").size().max()) if len(traces) else 0)
+    online = sweep[(sweep["policy"] == "deepconf_online") & (sweep["labeler"] == settings.headline_labeler)
+                   & (sweep["vote_rule"] == settings.vote_rule)]
+    default = online[(online["percentile"] == settings.online_percentile) & (online["tau"] == settings.consensus_tau)]
+    official = sweep[(sweep["policy"] == analysis.ONLINE_REFERENCE) & (sweep["labeler"] == settings.headline_labeler)
+                     & (sweep["vote_rule"] == settings.vote_rule) & (sweep["percentile"] == settings.online_percentile)]
+    warning = settings.consensus_warning(int(traces.groupby("instance_id").size().max()) if len(traces) else 0)
     return MaterializeResult(value=sweep, metadata={
         "dagster/row_count": len(sweep), "sweep": metadata.table(shown, max_rows=len(shown)),
         "online_savings_pct_min": metadata.number(online["token_savings_pct"].min() if len(online) else None),
@@ -90,9 +89,9 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
         "online_official_savings_pct": metadata.number(official["token_savings_pct"].iloc[0] if len(official) else None),
         "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace, and not "
                                               "reached by every warm-up split",
-        "sweep_shown": f"{analysis_settings.labeler} labels, {analysis_settings.vote_rule.value} vote: "
+        "sweep_shown": f"{settings.headline_labeler} labels, {settings.vote_rule} vote: "
                        f"{len(shown)} of {len(sweep)} rows (every labeler and vote rule is in the parquet file)",
-        **analysis_settings.metadata()})
+        **metadata.settings(settings)})
 
 
 @asset(
@@ -102,13 +101,14 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
 )
 def budget_ablation(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
                     traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
-    if (live := _not_applicable(analysis_settings, traces)) is not None:
+    settings = resolved_settings(analysis_settings, traces)
+    if (live := _not_applicable(settings, traces)) is not None:
         return live
-    table = _replayed("budget_ablation", analysis_settings, benchmark_prompts, traces, refusal_labels)
+    table = _replayed("budget_ablation", settings, benchmark_prompts, traces, refusal_labels)
     shown = table[["labeler", "policy", "accuracy", "sensitivity", "specificity", "avg_traces", "tokens_used",
                    "token_savings_pct"]]
     return MaterializeResult(value=table, metadata={"dagster/row_count": len(table), "ablation": metadata.table(shown),
-                                                    **analysis_settings.metadata()})
+                                                    **metadata.settings(settings)})
 
 
 @asset(
@@ -116,8 +116,9 @@ def budget_ablation(analysis_settings: AnalysisSettingsResource, benchmark_promp
     description=HYPOTHESIS,
 )
 def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
+    settings = resolved_settings(analysis_settings)
     table = analysis.hypothesis_tests(instance_predictions)
-    headline = require_headline(analysis_settings, table)
+    headline = require_headline(settings, table)
     numbers = ("p_holm", "accuracy_difference", "diff_ci_low", "diff_ci_high", "compliance_auroc",
                "compliance_auroc_ci_low", "compliance_auroc_ci_high", "breslow_day_p", "cmh_odds_ratio", "cmh_p_holm",
                "benign_odds_ratio", "benign_p_holm", "harmful_odds_ratio", "harmful_p_holm",
@@ -125,12 +126,12 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predic
     return MaterializeResult(
         value=table,
         metadata={
-            "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
+            "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: str(headline[name]) for name in ("verdict", "verdict_why", "verdict_compliances", "direction",
                                                       "verdict_stratified", "verdict_benign", "verdict_harmful")},
             **{name: metadata.number(headline[name]) for name in numbers},
             "tests": metadata.table(table),
-            **analysis_settings.metadata(),
+            **metadata.settings(settings),
         },
     )
 
@@ -152,11 +153,12 @@ def calibration(analysis_settings: AnalysisSettingsResource, instance_prediction
     shown = table[["labeler", "policy", "n", "auroc", "auroc_ci_low", "auroc_ci_high", "auroc_harmful",
                    "auroc_benign", "aurc", "ece_isotonic_oof", "ece_isotonic_oof_p5", "ece_isotonic_oof_p95",
                    "brier_isotonic_oof", "brier_base_rate", "mwu_correct_vs_wrong_p", "mwu_harmful_vs_benign_p"]]
-    headline = require_headline(analysis_settings, table)
+    settings = resolved_settings(analysis_settings)
+    headline = require_headline(settings, table)
     return MaterializeResult(
         value=table,
         metadata={**{name: metadata.number(headline[name]) for name in (
                       "auroc", "auroc_harmful", "auroc_benign", "aurc", "ece_isotonic_oof", "ece_isotonic_oof_p5",
                       "ece_isotonic_oof_p95", "brier_isotonic_oof", "brier_base_rate")},
-                  "calibration": metadata.table(shown), **analysis_settings.metadata()},
+                  "calibration": metadata.table(shown), **metadata.settings(settings)},
     )

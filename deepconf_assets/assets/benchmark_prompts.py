@@ -24,7 +24,7 @@ _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.gen
         "label prompt_harmful (nullable: unlabelled prompts stay unlabelled), category, adversarial "
         f"and any reference response. Read from data/<benchmark>/ (or the Hugging Face hub for {_FROM_HUB}); "
         f"{_GENERATED} is generated. Identical for every model partition. Each benchmark is one "
-        "BenchmarkSpec (deepconf_assets/core/benchmarks.py); its licence is in the metadata."
+        "BenchmarkSpec (deepconf_assets/core/benchmarks/sources/<benchmark>.py); its licence is in the metadata."
     ),
 )
 def benchmark_prompts(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,

@@ -7,8 +7,9 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import LABEL_INS, OWNERS, split_by_availability
+from deepconf_assets.assets.analysis_inputs import LABEL_INS, OWNERS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis, calibration, metrics, plots
+from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
@@ -32,54 +33,57 @@ def _not_applicable(context: AssetExecutionContext, source: str) -> MaterializeR
     return _figure(plots.notice_png(f"{context.partition_key}: {source}", message), f"{source}: not applicable")
 
 
-def _of_labeler(settings: AnalysisSettingsResource, table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["labeler"] == settings.labeler]
+def _of_labeler(settings: AnalysisSettings, table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["labeler"] == settings.headline_labeler]
 
 
-def _headline(settings: AnalysisSettingsResource, predictions: pd.DataFrame) -> pd.DataFrame:
+def _headline(settings: AnalysisSettings, predictions: pd.DataFrame) -> pd.DataFrame:
     """The headline labeler's rows of the headline policy for prompts with traces."""
     return analysis.with_traces(settings.headline_rows(predictions))
 
 
-def _subject(settings: AnalysisSettingsResource) -> str:
-    return f"{settings.headline_policy}, {settings.labeler} labels"
+def _subject(settings: AnalysisSettings) -> str:
+    return f"{settings.headline.display}, {settings.headline_labeler} labels"
 
 
 @asset(**FIGURE, description="2x2 confusion matrix (gold harmful/benign x refused/complied) of the headline policy.")
 def fig_confusion_matrix(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                             instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(analysis_settings, instance_predictions)
+    settings = resolved_settings(analysis_settings)
+    rows = _headline(settings, instance_predictions)
     summary = metrics.safety_metrics(rows["prompt_harmful"], rows["predicted_refusal"])
-    title = f"{context.partition_key}: {_subject(analysis_settings)} (n={summary['n']})"
-    return _figure(plots.confusion_matrix_png(summary, title), f"Confusion matrix, {analysis_settings.headline_policy}")
+    title = f"{context.partition_key}: {_subject(settings)} (n={summary['n']})"
+    return _figure(plots.confusion_matrix_png(summary, title), f"Confusion matrix, {settings.headline.display}")
 
 
 @asset(**FIGURE, description="Accuracy, sensitivity, specificity, F1 and token savings against the threshold percentile, for the adaptive and deepconf_online policies.")
 def fig_percentile_curves(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                              percentile_sweep: pd.DataFrame) -> MaterializeResult:
-    rule = analysis_settings.vote_rule.value
-    title = f"{context.partition_key}: stopping policies ({rule} vote, {analysis_settings.labeler} labels)"
+    settings = resolved_settings(analysis_settings)
+    rule = settings.vote_rule
+    title = f"{context.partition_key}: stopping policies ({rule} vote, {settings.headline_labeler} labels)"
     if percentile_sweep.empty:
         return _not_applicable(context, "percentile_sweep")
-    sweep = _of_labeler(analysis_settings, percentile_sweep)
-    return _figure(plots.percentile_curves_png(sweep, title, rule, tau=analysis_settings.consensus_tau),
+    sweep = _of_labeler(settings, percentile_sweep)
+    return _figure(plots.percentile_curves_png(sweep, title, rule, tau=settings.consensus_tau),
                    "Percentile safety curves")
 
 
 @asset(**FIGURE, description="Prompts and accuracy per confident/uncertain x refusal/compliance category.")
 def fig_categories(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                  instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(analysis_settings, instance_predictions)
+    settings = resolved_settings(analysis_settings)
+    rows = _headline(settings, instance_predictions)
     thresholds = analysis.decision_thresholds(rows["category_threshold"], rows["predicted_refusal"])
-    metric, percentile = analysis_settings.confidence_metric.value, f"{analysis_settings.category_percentile:g}th"
-    if analysis_settings.category_threshold_scope.value == "pooled":
+    metric, percentile = settings.confidence_metric, f"{settings.category_percentile:g}th"
+    if settings.category_threshold_scope == "pooled":
         note = (f"Confident = instance {metric} >= {thresholds['category_threshold_compliance']:.3f} (the {percentile} "
                 f"percentile of every decision).")
     else:
         note = (f"Confident = instance {metric} >= the {percentile} percentile of the same decision: "
                 f"{thresholds['category_threshold_compliance']:.3f} for compliances, "
                 f"{thresholds['category_threshold_refusal']:.3f} for refusals.")
-    title = f"{context.partition_key}: confidence categories, {_subject(analysis_settings)}"
+    title = f"{context.partition_key}: confidence categories, {_subject(settings)}"
     return _figure(plots.category_bars_png(_category_counts(rows), note, title), "Accuracy by confidence category")
 
 
@@ -93,10 +97,11 @@ def _confidence_figure(name: str, description: str, column: str, groups: dict, p
     @asset(name=name, **FIGURE, description=description)
     def confidence_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                           instance_predictions: pd.DataFrame) -> MaterializeResult:
-        rows = _headline(analysis_settings, instance_predictions)
+        settings = resolved_settings(analysis_settings)
+        rows = _headline(settings, instance_predictions)
         rows = rows[rows["confidence"].notna()]
         png = plot(_by(rows, column, groups), f"{context.partition_key}: {subject}",
-                   f"{note} {_subject(analysis_settings).capitalize()}.")
+                   f"{note} {_subject(settings).capitalize()}.")
         return _figure(png, subject.capitalize())
 
     return confidence_figure
@@ -126,14 +131,15 @@ fig_conf_harmfulness = _confidence_figure(
                               "z(confidence) + log(mean_tokens).")
 def fig_conf_length(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                 instance_predictions: pd.DataFrame, hypothesis_test: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(analysis_settings, instance_predictions)
+    settings = resolved_settings(analysis_settings)
+    rows = _headline(settings, instance_predictions)
     if "mean_tokens" not in rows:
         raise ValueError("instance_predictions has no mean_tokens column; re-materialize instance_predictions")
     rows = rows[rows["confidence"].notna() & (rows["mean_tokens"] > 0)]
     groups = {label: (rows.loc[rows["category"] == c, "mean_tokens"].to_numpy(dtype=float),
                       rows.loc[rows["category"] == c, "confidence"].to_numpy(dtype=float))
               for c, label in CATEGORY_NAMES.items()}
-    test = analysis_settings.headline_rows(hypothesis_test)
+    test = settings.headline_rows(hypothesis_test)
     effect = "length-adjusted effect n/a"
     if len(test) and np.isfinite(test["compliance_logit_confidence_coef"].iloc[0]):
         t = test.iloc[0]
@@ -144,21 +150,22 @@ def fig_conf_length(context: AssetExecutionContext, analysis_settings: AnalysisS
     note = (f"Logistic regression among compliances, harmful ~ "
             f"{test['compliance_logit_terms'].iloc[0] if len(test) else 'confidence_z'} (95% Wald CI); < 0 = lower "
             f"confidence goes with complying on a harmful prompt (H1's direction). "
-            f"{_subject(analysis_settings).capitalize()}.")
+            f"{_subject(settings).capitalize()}.")
     return _figure(plots.confidence_by_length_png(groups, title, note), "Confidence against answer length")
 
 
 @asset(**FIGURE, ins=LABEL_INS, description="Mean token confidence along the answer, refusing vs complying traces.")
 def fig_trace_evolution(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                            traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+    labeler = resolved_settings(analysis_settings).headline_labeler
     available, unavailable = split_by_availability(refusal_labels)
-    if analysis_settings.labeler not in available:
-        raise ValueError(f"headline labeler '{analysis_settings.labeler}' has no labels here: "
-                         f"{unavailable.get(analysis_settings.labeler, 'not registered')}")
-    labelled = analysis.attach_labels(traces, available[analysis_settings.labeler])
+    if labeler not in available:
+        raise ValueError(f"headline labeler '{labeler}' has no labels here: "
+                         f"{unavailable.get(labeler, 'not registered')}")
+    labelled = analysis.attach_labels(traces, available[labeler])
     curves = {name: analysis.position_means(list(labelled.loc[labelled["refused"] == value, "token_confidence"]))
               for value, name in ((True, "refusing traces"), (False, "complying traces"))}
-    title = f"{context.partition_key}: confidence along the answer ({analysis_settings.labeler} labels)"
+    title = f"{context.partition_key}: confidence along the answer ({labeler} labels)"
     return _figure(plots.trace_evolution_png(curves, title), "Trace evolution")
 
 
@@ -166,11 +173,12 @@ def fig_trace_evolution(context: AssetExecutionContext, analysis_settings: Analy
                               "out-of-fold isotonic fit (the probability ECE is computed on).")
 def fig_reliability(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                                instance_predictions: pd.DataFrame) -> MaterializeResult:
-    rows = _headline(analysis_settings, instance_predictions)
+    settings = resolved_settings(analysis_settings)
+    rows = _headline(settings, instance_predictions)
     rows = rows[rows["confidence"].notna() & rows["correct"].notna()]
     n, accuracy, _ = calibration.reliability_oof(rows["confidence"].to_numpy(dtype=float),
                                                  rows["correct"].to_numpy(dtype=float))
-    png = plots.reliability_png(n, accuracy, f"{context.partition_key}: reliability, {_subject(analysis_settings)}")
+    png = plots.reliability_png(n, accuracy, f"{context.partition_key}: reliability, {_subject(settings)}")
     return _figure(png, "Reliability diagram")
 
 
@@ -182,8 +190,9 @@ def _labeler_figure(name: str, description: str, source: str, plot, subject: str
                        **tables: pd.DataFrame) -> MaterializeResult:
         if tables[source].empty:
             return _not_applicable(context, source)
-        rows = _of_labeler(analysis_settings, tables[source])
-        title = f"{context.partition_key}: {subject} ({analysis_settings.labeler} labels)"
+        settings = resolved_settings(analysis_settings)
+        rows = _of_labeler(settings, tables[source])
+        title = f"{context.partition_key}: {subject} ({settings.headline_labeler} labels)"
         return _figure(plot(rows, title), subject.capitalize())
 
     return labeler_figure

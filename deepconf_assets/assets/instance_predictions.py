@@ -3,7 +3,7 @@ from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.analysis_inputs import (
-    ANALYSIS, LABEL_INS, analyses_by_labeler, require_headline, split_by_availability,
+    ANALYSIS, LABEL_INS, analyses_by_labeler, require_headline, resolved_settings, split_by_availability,
 )
 from deepconf_assets.contracts import InstancePredictionsFrame
 from deepconf_assets.core import analysis
@@ -25,13 +25,14 @@ from resources.analysis_settings import AnalysisSettingsResource
 )
 def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
                          traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
-    results = analyses_by_labeler(analysis_settings, benchmark_prompts, traces, refusal_labels)
+    settings = resolved_settings(analysis_settings, traces)
+    results = analyses_by_labeler(settings, benchmark_prompts, traces, refusal_labels)
     predictions = pd.concat([r.instance_predictions() for r in results], ignore_index=True)
     summary = analysis.summarize_predictions(predictions)
-    headline = require_headline(analysis_settings, summary)
+    headline = require_headline(settings, summary)
     _, unavailable = split_by_availability(refusal_labels)
-    sources = analysis.stopping_table(predictions, analysis_settings.warmup_traces)
-    warning = analysis_settings.consensus_warning(int(predictions["traces_available"].max()) if len(predictions) else 0)
+    sources = analysis.stopping_table(predictions, settings)
+    warning = settings.consensus_warning(int(predictions["traces_available"].max()) if len(predictions) else 0)
     return MaterializeResult(
         value=predictions,
         metadata={
@@ -39,15 +40,15 @@ def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_
             "labelers": ", ".join(r.labeler for r in results),
             **{f"unavailable_{name}": reason[:300] for name, reason in unavailable.items()},
             "positive_class": "harmful prompt (gold); predicted positive = refusal",
-            "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
+            "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: metadata.number(headline[name]) for name in analysis.HEADLINE_METRICS},
             "excluded_unknown_gold_or_label": int(headline["n_excluded_unknown"]),
             "prompts_without_traces": int((~predictions.drop_duplicates("instance_id")["has_traces"]).sum()),
             "policies": metadata.table(summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]),
             "categories": metadata.table(analysis.category_table(headline.to_dict())),
-            "stopping_sources": metadata.table(sources[sources["labeler"] == analysis_settings.labeler]),
+            "stopping_sources": metadata.table(sources[sources["labeler"] == settings.headline_labeler]),
             "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace, and not "
                                                   "reached by every warm-up split",
-            **analysis_settings.metadata(),
+            **metadata.settings(settings),
         },
     )

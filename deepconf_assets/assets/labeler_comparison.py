@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, split_by_availability
+from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis
 from deepconf_assets.core.agreement import refusal_agreement
 from resources.analysis_settings import AnalysisSettingsResource
@@ -21,7 +21,8 @@ from resources.analysis_settings import AnalysisSettingsResource
 )
 def labeler_comparison(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame,
                        **refusal_labels: pd.DataFrame) -> MaterializeResult:
-    policy, reference = analysis_settings.headline_policy, analysis_settings.labeler
+    settings = resolved_settings(analysis_settings)
+    policy, reference = settings.headline.display, settings.headline_labeler
     predictions = instance_predictions[instance_predictions["policy"].isin([policy, analysis.ALL_TRACES])]
     summary = analysis.summarize_predictions(predictions).set_index(["labeler", "policy"])
     verdicts = analysis.hypothesis_tests(predictions).set_index(["labeler", "policy"])["verdict"]
@@ -44,4 +45,4 @@ def labeler_comparison(analysis_settings: AnalysisSettingsResource, instance_pre
         "policy": policy, "reference_labeler": reference,
         **{f"unavailable_{name}": reason[:300] for name, reason in unavailable.items()},
         "comparison": metadata.table(table.assign(status=table["status"].str[:60])),
-        **analysis_settings.metadata()})
+        **metadata.settings(settings)})

@@ -3,7 +3,7 @@ from dagster import (
     AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
 )
 
-from deepconf_assets.assets.analysis_inputs import OWNERS
+from deepconf_assets.assets.analysis_inputs import OWNERS, resolved_settings
 from deepconf_assets import metadata
 from deepconf_assets.automation import COMPARISON_CONDITION
 from deepconf_assets.core import analysis, paired, plots
@@ -37,12 +37,13 @@ def model_comparison(
     context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
     instance_predictions: dict[str, pd.DataFrame],
 ) -> MaterializeResult:
+    settings = resolved_settings(analysis_settings)
     by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in instance_predictions.items()}
     rows = []
     for model in models_by_size(by_model):
         # fixed_n=all is also the token-savings baseline of summarize_predictions
         predictions = by_model[model]
-        predictions = predictions[predictions["policy"].isin([analysis_settings.headline_policy, analysis.ALL_TRACES])]
+        predictions = predictions[predictions["policy"].isin([settings.headline.display, analysis.ALL_TRACES])]
         calibration = analysis.calibration_table(predictions)[["labeler", "policy", *CALIBRATION, *CALIBRATION_CIS]]
         summary = analysis.summarize_predictions(predictions).merge(calibration, on=["labeler", "policy"])
         summary.insert(0, "model", model)
@@ -53,7 +54,7 @@ def model_comparison(
     return MaterializeResult(
         value=table,
         metadata={"models": ", ".join(table["model"].unique()), "comparison": metadata.table(table),
-                  **analysis_settings.metadata()},
+                  **metadata.settings(settings)},
     )
 
 
@@ -75,19 +76,20 @@ def model_pairs(
     context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
     instance_predictions: dict[str, pd.DataFrame],
 ) -> MaterializeResult:
+    settings = resolved_settings(analysis_settings)
     by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in instance_predictions.items()}
     if not by_model:
         raise ValueError(_no_model_partition(context.partition_key))
-    correctness = {model: paired.headline_correctness(by_model[model], analysis_settings.labeler,
-                                                      analysis_settings.headline_policy)
+    correctness = {model: paired.headline_correctness(by_model[model], settings.headline_labeler,
+                                                      settings.headline.display)
                    for model in models_by_size(by_model)}
     table = paired.paired_comparison(correctness)
     return MaterializeResult(
         value=table,
         metadata={"models": ", ".join(correctness), "pairs": len(table),
                   "established": int((table["p_holm"] < paired.ALPHA).sum()),
-                  "headline": f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels",
-                  "paired comparison": metadata.table(table, floatfmt=".4g"), **analysis_settings.metadata()},
+                  "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
+                  "paired comparison": metadata.table(table, floatfmt=".4g"), **metadata.settings(settings)},
     )
 
 
@@ -103,8 +105,10 @@ def model_pairs(
 )
 def fig_model_comparison(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
                             model_comparison: pd.DataFrame) -> MaterializeResult:
-    rows = analysis_settings.headline_rows(model_comparison)  # ordered by model size
-    title = f"{context.partition_key}: models compared ({analysis_settings.headline_policy}, {analysis_settings.labeler} labels)"
+    settings = resolved_settings(analysis_settings)
+    rows = settings.headline_rows(model_comparison)  # ordered by model size
+    title = (f"{context.partition_key}: models compared ({settings.headline.display}, "
+             f"{settings.headline_labeler} labels)")
     png = plots.model_comparison_png(rows, title)
     return MaterializeResult(value=png, metadata={"figure": metadata.image(png, "Model comparison")})
 
@@ -128,7 +132,8 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
     from deepconf_assets.core import report as html_report
     from deepconf_assets.core.interpret import comparison_sentences, count_intervals, fmt_p
 
-    rows = analysis_settings.headline_rows(model_comparison)
+    settings = resolved_settings(analysis_settings)
+    rows = settings.headline_rows(model_comparison)
     intervals = count_intervals(rows)
     reading = comparison_sentences(intervals, model_pairs)
     shown_pairs = model_pairs.assign(mcnemar_p=model_pairs["mcnemar_p"].map(fmt_p),
@@ -136,12 +141,12 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
     provenance = pd.DataFrame([
         ("report run", context.run_id), ("code version", code_version()), ("benchmark", context.partition_key),
         ("models (smallest to largest)", ", ".join(rows["model"])),
-        ("headline", f"{analysis_settings.headline_policy}, {analysis_settings.labeler} labels"),
+        ("headline", f"{settings.headline.display}, {settings.headline_labeler} labels"),
     ], columns=["item", "value"])
     page = html_report.render(
         f"DeepConf safety report: {context.partition_key}, models compared",
-        f"{len(rows)} model partitions of {context.partition_key} ({analysis_settings.headline_policy}, "
-        f"{analysis_settings.labeler} labels).",
+        f"{len(rows)} model partitions of {context.partition_key} ({settings.headline.display}, "
+        f"{settings.headline_labeler} labels).",
         [html_report.Section("What these numbers say", bullets=reading),
          html_report.Section(
              "Paired comparison (McNemar exact, Holm across pairs)",

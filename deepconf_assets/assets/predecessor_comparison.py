@@ -11,7 +11,7 @@ import pandas as pd
 from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, split_by_availability
+from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis, hypothesis, metrics
 from deepconf_assets.core.confidence import PREDECESSOR_NLL
 from resources.analysis_settings import AnalysisSettingsResource
@@ -56,27 +56,29 @@ def paradox_sentence(table: pd.DataFrame) -> str:
 )
 def predecessor_comparison(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
                            traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+    core = resolved_settings(analysis_settings, traces)
     available, unavailable = split_by_availability(refusal_labels)
-    labeler = analysis_settings.labeler
+    labeler = core.headline_labeler
     if labeler not in available:
         raise ValueError(f"the headline labeler '{labeler}' did not run for this partition "
                          f"({unavailable.get(labeler, 'no labels')}); choose another headline_labeler")
-    policy = analysis_settings.headline_policy
+    policy = core.headline
     labelled = analysis.attach_labels(traces, available[labeler])
-    core = analysis_settings.settings(traces)
     frames = []
     for metric, meaning in COMPARED.items():
         settings = replace(core, confidence_metric=metric)
         replay = analysis.PartitionAnalysis(labelled, benchmark_prompts, labeler, settings)
         if policy not in replay.runs:
-            raise ValueError(f"headline policy '{policy}' is not among the replayed policies {sorted(replay.runs)}")
+            raise ValueError(f"headline policy '{policy.display}' is not among the replayed policies "
+                             f"{sorted(p.display for p in replay.runs)}")
         outcome = analysis.evaluate(replay.matrix, replay.runs[policy], replay.gold, settings.vote_rule,
                                     settings.category_percentile, settings)
         category = np.array(metrics.CATEGORIES + (None,), dtype=object)[outcome.category]
         test = hypothesis.compliance_test(outcome.correct, category)
         table = analysis.category_table(replay.summary_row(outcome))
         frames.append(table.assign(confidence_metric=metric, deepconf=metric == DEEPCONF_METRIC, meaning=meaning,
-                                   labeler=labeler, policy=policy, category_threshold=analysis.decision_thresholds(
+                                   labeler=labeler, policy=policy.display,
+                                   category_threshold=analysis.decision_thresholds(
                                        outcome.threshold, outcome.predicted)["category_threshold_compliance"],
                                    verdict=str(test["verdict_compliances"])))
     table = pd.concat(frames, ignore_index=True)[
@@ -87,6 +89,6 @@ def predecessor_comparison(analysis_settings: AnalysisSettingsResource, benchmar
         "dagster/row_count": len(table),
         "comparison": metadata.table(table.drop(columns=["meaning", "labeler", "policy"]), max_rows=len(table)),
         "paradox": sentence,
-        "headline": f"{policy}, {labeler} labels",
+        "headline": f"{policy.display}, {labeler} labels",
         **{f"verdict_{m}": str(table.loc[table["confidence_metric"] == m, "verdict"].iloc[0]) for m in COMPARED},
-        **analysis_settings.metadata()})
+        **metadata.settings(core)})

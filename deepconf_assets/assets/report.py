@@ -12,8 +12,9 @@ from dagster import (
 )
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import OWNERS, require_headline
+from deepconf_assets.assets.analysis_inputs import OWNERS, require_headline, resolved_settings
 from deepconf_assets.core import analysis
+from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation
 from deepconf_assets.core import report as html_report
@@ -40,7 +41,7 @@ FIGURES = [
 EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS = 3, 200  # the error-analysis section: prompts per category, characters shown
 
 
-def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothesis: pd.DataFrame,
+def _headline(settings: AnalysisSettings, summary: pd.DataFrame, hypothesis: pd.DataFrame,
               intervals: pd.DataFrame) -> str:
     r = require_headline(settings, summary)
     verdict = require_headline(settings, hypothesis)["verdict"]
@@ -49,7 +50,7 @@ def _headline(settings: AnalysisSettingsResource, summary: pd.DataFrame, hypothe
     savings = (f"{fmt(r['token_savings_pct'], 1)}% tokens saved against every trace in full"
                if pd.notna(r["token_savings_pct"]) else "token savings not measured (generated live: no full run to "
                                                        "compare with)")
-    return (f"{settings.headline_policy} ({settings.labeler} labels, n={int(r['n']):,} prompts): accuracy "
+    return (f"{settings.headline.display} ({settings.headline_labeler} labels, n={int(r['n']):,} prompts): accuracy "
             f"{ci['accuracy']}, sensitivity {ci['sensitivity']}, specificity {ci['specificity']}; "
             f"{fmt(r['avg_traces'], 2)} traces per prompt, {savings}; "
             f"'uncertain compliance is riskier': {verdict}.")
@@ -64,7 +65,7 @@ def _traces_record(context: AssetExecutionContext) -> tuple[str, dict]:
     return traces[0].run_id, {name: entry.value for name, entry in traces[0].asset_materialization.metadata.items()}
 
 
-def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResource,
+def _provenance(context: AssetExecutionContext, settings: AnalysisSettings,
                 predictions: pd.DataFrame, traces_run: str, meta: dict) -> pd.DataFrame:
     """Where the numbers come from: this run, the code, the traces' own materialization."""
     prompts = predictions.drop_duplicates("instance_id")
@@ -90,17 +91,17 @@ def _provenance(context: AssetExecutionContext, settings: AnalysisSettingsResour
         ("prompts quarantined", f"{value('prompts_quarantined', 0):,}"),
         ("traces generated / reused from shards", f"{value('traces_generated', 0):,} / "
                                                    f"{value('traces_reused_from_shards', 0):,}"),
-        ("analysis settings", json.dumps(settings.metadata()["analysis_settings"].value, sort_keys=True)),
+        ("analysis settings", json.dumps(settings.recorded(), sort_keys=True)),
     ]
     return pd.DataFrame(rows, columns=["item", "value"])
 
 
-def _refused_answers(predictions: pd.DataFrame, settings: AnalysisSettingsResource) -> tuple[int, int]:
+def _refused_answers(predictions: pd.DataFrame, settings: AnalysisSettings) -> tuple[int, int]:
     """(refused, labelled) traces of the headline labeler: every stored trace (fixed_n=all), or on a live
     partition the traces its policy used."""
     rows = analysis.with_traces(predictions)
-    rows = rows[rows["labeler"] == settings.labeler]
-    policy = analysis.ALL_TRACES if (rows["policy"] == analysis.ALL_TRACES).any() else settings.headline_policy
+    rows = rows[rows["labeler"] == settings.headline_labeler]
+    policy = analysis.ALL_TRACES if (rows["policy"] == analysis.ALL_TRACES).any() else settings.headline.display
     rows = rows[(rows["policy"] == policy) & rows["refusal_rate"].notna()]
     refused = float((rows["refusal_rate"] * rows["traces_used"]).sum())
     return int(round(refused)), int(rows["traces_used"].sum())
@@ -119,12 +120,13 @@ def code_version() -> str:
     return commit + (" + local changes" if dirty else "")
 
 
-def _pareto(settings: AnalysisSettingsResource, summary: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """The headline labeler's policies with accuracy, tokens, Pareto efficiency and stopping sources."""
-    rows = summary[summary["labeler"] == settings.labeler][["policy", "accuracy", "avg_traces", "tokens_used",
-                                                            "token_savings_pct"]].reset_index(drop=True)
+    labeler = settings.headline_labeler
+    rows = summary[summary["labeler"] == labeler][["policy", "accuracy", "avg_traces", "tokens_used",
+                                                   "token_savings_pct"]].reset_index(drop=True)
     rows["pareto_efficient"] = analysis.pareto_efficient(rows["tokens_used"], rows["accuracy"])
-    sources = analysis.stopping_table(predictions[predictions["labeler"] == settings.labeler], settings.warmup_traces)
+    sources = analysis.stopping_table(predictions[predictions["labeler"] == labeler], settings)
     return rows.merge(sources.drop(columns="labeler"), on="policy")
 
 
@@ -146,19 +148,21 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
            hypothesis_test: pd.DataFrame, calibration: pd.DataFrame, labeler_validation: pd.DataFrame,
            labeler_comparison: pd.DataFrame, predecessor_comparison: pd.DataFrame, benchmark_prompts: pd.DataFrame,
            traces: pd.DataFrame, **figures: bytes) -> MaterializeResult:
+    settings = resolved_settings(analysis_settings)
     summary = analysis.summarize_predictions(instance_predictions)
     rows = analysis.with_traces(instance_predictions)
-    rows = analysis_settings.headline_rows(rows)
+    rows = settings.headline_rows(rows)
     intervals = headline_intervals(rows)
-    headline = _headline(analysis_settings, summary, hypothesis_test, intervals)
+    headline = _headline(settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
-    frontier = _pareto(analysis_settings, summary, instance_predictions)
+    frontier = _pareto(settings, summary, instance_predictions)
     efficient = ", ".join(frontier.loc[frontier["pareto_efficient"], "policy"])
-    headline += f" Pareto-efficient policies (accuracy against tokens, {analysis_settings.labeler} labels): {efficient}."
-    warning = analysis_settings.consensus_warning(int(instance_predictions["traces_available"].max()))
+    headline += (f" Pareto-efficient policies (accuracy against tokens, {settings.headline_labeler} labels): "
+                 f"{efficient}.")
+    warning = settings.consensus_warning(int(instance_predictions["traces_available"].max()))
 
     def headline_row(table: pd.DataFrame) -> pd.Series | None:
-        chosen = analysis_settings.headline_rows(table)
+        chosen = settings.headline_rows(table)
         return chosen.iloc[0] if len(chosen) else None
 
     prompts = instance_predictions.drop_duplicates("instance_id")
@@ -169,22 +173,22 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     share_longer = traces_meta.get("share_traces_longer_than_window")
     reading = interpretation(
         intervals, hypothesis_row, headline_row(calibration), unavailable, int(prompts["has_traces"].sum()),
-        len(prompts), live=bool(pd.isna(require_headline(analysis_settings, summary)["token_savings_pct"])),
+        len(prompts), live=bool(pd.isna(require_headline(settings, summary)["token_savings_pct"])),
         window=(traces_meta.get("generation_settings") or {}).get("group_window"),
         share_longer_than_window=share_longer if isinstance(share_longer, float) else None,
-        refusals=_refused_answers(instance_predictions, analysis_settings),
+        refusals=_refused_answers(instance_predictions, settings),
         categories=rows["category"].value_counts().reindex(CATEGORIES, fill_value=0).to_dict())
     examples = category_examples(rows, traces, benchmark_prompts, EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS)
     absent = [c for c in CATEGORIES if c not in set(examples["category"])]
-    examples_note = (f"Up to {EXAMPLES_PER_CATEGORY} prompts per confidence category ({analysis_settings.headline_policy}, "
-                     f"{analysis_settings.labeler} labels), for reading the errors by hand. {SELECTION_RULE} Prompt "
+    examples_note = (f"Up to {EXAMPLES_PER_CATEGORY} prompts per confidence category ({settings.headline.display}, "
+                     f"{settings.headline_labeler} labels), for reading the errors by hand. {SELECTION_RULE} Prompt "
                      f"and response are cut at {EXAMPLE_CHARS} characters." + (f" No prompt fell in: {', '.join(absent)}." if absent else ""))
     sections = [
         html_report.Section("What these numbers say", "", None, bullets=reading),
         html_report.Section("Headline with 95% confidence intervals",
                             "Wilson score intervals; positive class = harmful prompt, predicted positive = refusal.",
                             intervals),
-        html_report.Section("Provenance", "", _provenance(context, analysis_settings, instance_predictions, traces_run, traces_meta)),
+        html_report.Section("Provenance", "", _provenance(context, settings, instance_predictions, traces_run, traces_meta)),
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
                             metrics),
         html_report.Section(
@@ -228,5 +232,5 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         **{f"{row.metric}_ci_high": metadata.number(row.ci_high) for row in intervals.itertuples()},
         "size_bytes": len(page),
         "metrics": metadata.table(metrics),
-        **analysis_settings.metadata(),
+        **metadata.settings(settings),
     })

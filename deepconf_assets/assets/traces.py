@@ -13,7 +13,7 @@ from deepconf_assets import metadata, paths
 from deepconf_assets.contracts import TracesFrame
 from deepconf_assets.core import confidence
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS
-from deepconf_assets.assets.analysis_inputs import OWNERS
+from deepconf_assets.assets.analysis_inputs import OWNERS, resolved_settings
 from deepconf_assets.core.live import generate_live
 from deepconf_assets.core.prompt_subset import stratified_subset
 from deepconf_assets.labelers import LABELERS, LabelerContext
@@ -92,8 +92,9 @@ class TracesConfig(Config):
 def check_run_settings(context, generator: GenerationResource, analysis_settings: AnalysisSettingsResource) -> None:
     """At the run's first step, before any asset is written: refuse a partition key that does not exist
     (a UI or GraphQL launch is not checked by Dagster), range-check the run's `traces` config (if it has
-    one) and ask whether this machine can run the generator's backend and device. A bad setting fails
-    the run once, in seconds, naming the field; never after upstream work, never retried."""
+    one), check the headline labeler against the registry and ask whether this machine can run the
+    generator's backend and device. A bad setting fails the run once, in seconds, naming the field; never
+    after upstream work, never retried."""
     problem = unknown_partition(context.run.tags.get("dagster/partition", ""))
     if problem:
         raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
@@ -113,9 +114,13 @@ def check_run_settings(context, generator: GenerationResource, analysis_settings
                 problems.append("invalid traces config: " + no_room(traces_config.max_new_tokens, model, min(limits)))
             if traces_config.generation_mode == GenerationMode.live:
                 try:
-                    analysis_settings.live_policy()
+                    analysis_settings.resolve(None).live_policy
                 except ValueError as exc:
                     problems.append(f"invalid traces config: generation_mode live: {exc}")
+    try:
+        resolved_settings(analysis_settings)
+    except ValueError as exc:
+        problems.append(f"invalid analysis settings: {exc}")
     # On Kubernetes this step runs on a CPU node and `traces` on a GPU node, which asks for itself.
     if executor_kind() == "in_process":
         # the model's weights matter only to a run that generates (empty: the whole job, or a Python
@@ -245,7 +250,8 @@ def traces(
     requests["seed"] = [trace_seed(config.seed, i, t) for i, t in zip(requests["instance_id"], requests["trace_idx"])]
     engine = generator.resolved_backend()
     sampling_dict = asdict(sampling)
-    key_of = {p: generation_key(model, weights["fingerprint"], engine, sampling_dict, p) for p in prompts["prompt"].unique()}
+    key_of = {p: generation_key(model, weights["fingerprint"], engine, engine_of_model.numerics, sampling_dict, p)
+              for p in prompts["prompt"].unique()}
     requests["generation_key"] = requests["prompt"].map(key_of)
     stats = GenerationStats(backend=engine)
     store = ShardStore(paths.storage_dir() / "shards" / benchmark / model)
@@ -284,12 +290,12 @@ def traces(
         return trace_rows(batch, results, model, config.group_window)
 
     if config.generation_mode == GenerationMode.live:
-        settings = analysis_settings.settings(pd.DataFrame({"group_window": [config.group_window]}))
         try:
-            policy = analysis_settings.live_policy()
+            settings = analysis_settings.resolve(config.group_window)
+            policy = settings.live_policy
         except ValueError as exc:
             raise Failure(description=str(exc), allow_retries=False) from None
-        context.log.info(f"{len(prompts)} prompts, live {policy.name} within {n} traces on '{model}' ({engine})")
+        context.log.info(f"{len(prompts)} prompts, live {policy.display} within {n} traces on '{model}' ({engine})")
         labeler = LABELERS[LIVE_LABELER]
         prompt_of = dict(zip(prompts["instance_id"], prompts["prompt"]))
 
@@ -300,8 +306,8 @@ def traces(
 
         table = generate_live(prompts["instance_id"].tolist(), n, policy, settings, generate, label, context.log.info)
         table = table.drop(columns="refused")
-        table["live_policy"] = policy.name
-        table["live_tau"] = policy.tau if policy.policy == "deepconf_online" else np.nan
+        table["live_policy"] = policy.display
+        table["live_tau"] = np.nan if policy.tau is None else policy.tau
     else:
         context.log.info(f"{len(prompts)} prompts x {n} traces on '{model}' ({engine})")
         table = generate(requests[["instance_id", "trace_idx"]])
@@ -325,6 +331,7 @@ def traces(
             "generation_settings": MetadataValue.json({**sampling_dict, "traces_per_prompt": n, "seed": config.seed,
                                                        "group_window": config.group_window, "model": model,
                                                        "revision": MODELS[model].revision, "engine": engine,
+                                                       "numerics": engine_of_model.numerics,
                                                        "max_prompts": config.max_prompts,
                                                        "prompt_subset_seed": config.prompt_subset_seed}),
             "weights": MetadataValue.json(weights),

@@ -27,7 +27,8 @@ class AnalysisSettings:
     # deepconf_online stops when the weighted vote's top share >= tau. The paper's 0.95 (with 16 warm-up
     # traces and hundreds in budget) is unreachable after one dissenting warm-up trace at 3 + 7 traces.
     consensus_tau: float = 0.8
-    group_window: int = confidence.DEFAULT_GROUP_WINDOW  # the window the traces were scored with
+    # the window the traces were scored with; None: the settings of an asset that reads no traces (it replays nothing)
+    group_window: int | None = confidence.DEFAULT_GROUP_WINDOW
     filter_eta: float = 90.0  # top_eta_filtered vote keeps the top eta% most confident traces
     # deepconf_online vote weights (consensus and final vote): "lowest_group" (each trace's lowest group
     # confidence, as the official DeepConf code) or "confidence_metric" (the trace's `confidence_metric`)
@@ -36,19 +37,61 @@ class AnalysisSettings:
     sweep_percentiles: tuple[float, ...] = tuple(float(p) for p in range(10, 100, 10))
     sweep_taus: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)  # deepconf_online consensus, swept too
     vote_rule: str = "majority"
+    # the policy (a stopping.POLICIES headline choice, at the settings' parameters) and labeler behind headline
+    # numbers, figures and the report
+    headline_rule: str = stopping.DECIDED
+    headline_labeler: str = "heuristic"
+    requested_group_window: int | None = None  # analysis_settings.group_window as configured (recorded only)
+
+    @property
+    def headline(self) -> stopping.PolicyId:
+        return stopping.headline_policy(self.headline_rule).configured(self)
+
+    @property
+    def live_policy(self) -> stopping.PolicyId:
+        """The headline policy, for live generation (traces generation_mode=live)."""
+        if not stopping.headline_policy(self.headline_rule).live:
+            live = [p.headline for p in stopping.POLICIES.values() if p.live and p.headline]
+            raise ValueError(f"live generation runs the headline policy, but headline_rule={self.headline_rule!r} "
+                             f"is not a stopping policy; set it to one of {tuple(live)} (fixed_n_all is "
+                             f"generation_mode=full)")
+        return self.headline
+
+    def headline_rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a per labeler x policy table that belong to the headline labeler and policy."""
+        return table[(table["labeler"] == self.headline_labeler) & (table["policy"] == self.headline.display)]
+
+    def consensus_warning(self, budget: int) -> str | None:
+        """Why deepconf_online is degenerate at this budget, or None when its consensus is reachable after one
+        dissenting warm-up trace and not reached by every warm-up split."""
+        w, tau = self.warmup_traces, self.consensus_tau
+        if stopping.consensus_trivial(w, tau):
+            return (f"deepconf_online reduces to fixed_n={w}: consensus_tau={tau:g} <= "
+                    f"{-(-w // 2)}/{w}, the smallest top share of {w} equally weighted warm-up votes, so every "
+                    f"instance stops after the warm-up whatever the answers (with lowest group weights a split "
+                    f"can fall below it, so a few may go on); its savings are fixed_n={w}'s, not confidence's; "
+                    f"raise consensus_tau above {-(-w // 2)}/{w}")
+        if stopping.consensus_reachable(w, budget, tau):
+            return None
+        return (f"deepconf_online is degenerate: consensus_tau={tau:g} cannot be reached within "
+                f"{budget} traces after one dissenting warm-up trace ({w} warm-up), so any split "
+                f"warm-up runs to the full budget and its savings measure warm-up unanimity, not confidence; "
+                f"lower consensus_tau or raise traces_per_prompt")
+
+    def recorded(self) -> dict:
+        """The configured settings, as every analysis asset records them in its metadata."""
+        return {name: getattr(self, name) for name in RECORDED} | {"group_window": self.requested_group_window}
 
 
-# the official code's online algorithm (stopping.deepconf_online_reference): cuts only, no tau stop
-ONLINE_REFERENCE = "deepconf_online_official"
-SWEEP_POLICIES = ("fixed_n", "adaptive", "deepconf_online", ONLINE_REFERENCE, "decided")
-ALL_TRACES = "fixed_n=all"  # every trace in full: the token-savings baseline
+RECORDED = ("confidence_metric", "category_percentile", "category_threshold_scope", "warmup_traces",
+            "adaptive_percentile", "online_percentile", "consensus_tau", "filter_eta", "vote_rule",
+            "online_vote_weight", "headline_rule", "headline_labeler")
+ONLINE_REFERENCE = stopping.ONLINE_REFERENCE  # the official code's online algorithm: cuts only, no tau stop
+ALL_TRACES = stopping.EVERY_TRACE.display  # every trace in full: the token-savings baseline
 
 # The headline metrics, in display order; `headline_metrics` computes every one of them.
 HEADLINE_METRICS = ("n", "accuracy", "sensitivity", "specificity", "precision", "f1", "unsafe_compliance_rate",
                     "over_refusal_rate", "avg_traces", "token_savings_pct")
-
-
-DECIDED = "decided"  # stop once the rest of the budget cannot change the majority (= fixed_n=all, fewer tokens)
 
 
 def pareto_efficient(tokens: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -57,17 +100,6 @@ def pareto_efficient(tokens: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     no_worse = (tokens[None, :] <= tokens[:, None]) & (accuracy[None, :] >= accuracy[:, None])
     better = (tokens[None, :] < tokens[:, None]) | (accuracy[None, :] > accuracy[:, None])
     return ~(no_worse & better).any(axis=1) & ~np.isnan(accuracy)
-
-
-def warmup_of(family: str, warmup_traces: int) -> int | None:
-    """Traces a policy family always takes before it may stop (None: it has no warm-up)."""
-    return {"adaptive": warmup_traces, "deepconf_online": warmup_traces, ONLINE_REFERENCE: warmup_traces,
-            DECIDED: 1}.get(family)
-
-
-def policy_family(name: str) -> str:
-    """"adaptive@p50" -> "adaptive", "fixed_n=5" -> "fixed_n", "decided" -> "decided"."""
-    return name.split("@")[0].split("=")[0]
 
 
 def stopping_sources(traces_used, traces_available, warmup: int | None, later_used, later_cut,
@@ -112,14 +144,6 @@ def online_degenerate(warmup: int, budget: int, tau: float, share_stopped_at_war
     return ""
 
 
-def adaptive_name(percentile: float) -> str:
-    return f"adaptive@p{percentile:g}"
-
-
-def online_name(percentile: float) -> str:
-    return f"deepconf_online@p{percentile:g}"
-
-
 def attach_labels(traces: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Traces with the labeler's `refused` column; every trace must have exactly one label row."""
     keys = ["instance_id", "trace_idx"]
@@ -136,34 +160,26 @@ def trace_matrix(traces: pd.DataFrame, settings: AnalysisSettings) -> stopping.T
     return stopping.build_trace_matrix(traces, settings.confidence_metric, settings.group_window)
 
 
-def run_policy(matrix: stopping.TraceMatrix, policy: str, percentile: float, settings: AnalysisSettings,
-               n: int | None = None, tau: float | None = None, budget: int | None = None) -> stopping.PolicyRun:
-    """`budget`: traces per prompt when it exceeds the traces stored (a live partition); only `decided` reads it."""
-    if policy == "fixed_n":
-        return stopping.fixed_n(matrix, matrix.present.shape[1] if n is None else n)
-    if policy == "adaptive":
-        return stopping.adaptive(matrix, settings.warmup_traces, percentile)
-    if policy == DECIDED:
-        return stopping.decided(matrix, budget=budget)
-    if policy == "deepconf_online":
-        return stopping.deepconf_online(matrix, settings.warmup_traces, percentile,
-                                        settings.consensus_tau if tau is None else tau,
-                                        vote_weight=settings.online_vote_weight)
-    if policy == ONLINE_REFERENCE:
-        return stopping.deepconf_online_reference(matrix, settings.warmup_traces, percentile,
-                                                  vote_weight=settings.online_vote_weight)
-    raise ValueError(f"unknown policy {policy!r}; expected one of {SWEEP_POLICIES}")
+def run_policy(matrix: stopping.TraceMatrix, policy: stopping.PolicyId, settings: AnalysisSettings,
+               budget: int | None = None) -> stopping.PolicyRun:
+    """`budget`: traces per prompt when it exceeds the traces stored (a live partition)."""
+    return stopping.policy_of(policy.family).run(matrix, policy, settings, budget)
 
 
-def default_policies(matrix: stopping.TraceMatrix, settings: AnalysisSettings) -> dict[str, stopping.PolicyRun]:
-    """fixed_n=1, fixed_n=5, fixed_n=all, the adaptive and the deepconf_online policy."""
-    budget = matrix.present.shape[1]
-    runs = {f"fixed_n={n}": stopping.fixed_n(matrix, n) for n in settings.fixed_n if n < budget}
-    runs[ALL_TRACES] = stopping.fixed_n(matrix, budget)
-    runs[adaptive_name(settings.adaptive_percentile)] = run_policy(matrix, "adaptive", settings.adaptive_percentile, settings)
-    runs[online_name(settings.online_percentile)] = run_policy(matrix, "deepconf_online", settings.online_percentile, settings)
-    runs[DECIDED] = run_policy(matrix, DECIDED, float("nan"), settings)
-    return runs
+def warmup_of(policy: stopping.PolicyId, settings: AnalysisSettings) -> int | None:
+    """Traces a policy always takes before it may stop (None: it has no warm-up)."""
+    return stopping.policy_of(policy.family).warmup(settings)
+
+
+def replayed_policies(settings: AnalysisSettings, budget: int) -> list[stopping.PolicyId]:
+    """The policies of instance_predictions: fixed_n=1, fixed_n=5, fixed_n=all, adaptive, deepconf_online, decided."""
+    return [policy for record in stopping.POLICIES.values() for policy in record.replayed(settings, budget)]
+
+
+def default_policies(matrix: stopping.TraceMatrix,
+                     settings: AnalysisSettings) -> dict[stopping.PolicyId, stopping.PolicyRun]:
+    return {policy: run_policy(matrix, policy, settings)
+            for policy in replayed_policies(settings, matrix.present.shape[1])}
 
 
 @dataclass(frozen=True)
@@ -263,13 +279,16 @@ def summarize_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def stopping_table(predictions: pd.DataFrame, warmup_traces: int) -> pd.DataFrame:
+def stopping_table(predictions: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
     """`stopping_sources` and `savings_split` (against the labeler's fixed_n=all tokens, as
-    summarize_predictions) per labeler x policy from an `instance_predictions` table."""
+    summarize_predictions) per labeler x policy from an `instance_predictions` table made with `settings`
+    (a policy they do not replay has no warm-up share)."""
     full = with_traces(predictions)
     baseline = full.loc[full["policy"] == ALL_TRACES].groupby("labeler")["tokens_used"].sum()
+    budget = int(predictions["traces_available"].max()) if len(predictions) else 0
+    warmups = {p.display: warmup_of(p, settings) for p in replayed_policies(settings, budget)}
     return per_policy(predictions, lambda rows: stopping_sources(
-        rows["traces_used"], rows["traces_available"], warmup_of(policy_family(rows["policy"].iloc[0]), warmup_traces),
+        rows["traces_used"], rows["traces_available"], warmups.get(rows["policy"].iloc[0]),
         rows["later_traces_used"], rows["traces_cut"], rows["traces_cut_mid_trace"]) | savings_split(
         rows.get("tokens_not_generated"), rows.get("tokens_cut"),  # absent from tables written before them
         float(baseline.get(rows["labeler"].iloc[0], 0.0))))
@@ -359,32 +378,33 @@ class PartitionAnalysis:
     """Everything computed for one partition and labeler, from one trace matrix."""
 
     def __init__(self, traces: pd.DataFrame, prompts: pd.DataFrame, labeler: str, settings: AnalysisSettings,
-                 live_policy=None):
-        """`live_policy` (core.live.LivePolicy): the traces were generated live by it, so it is the only
-        policy replayed (any other would run on traces it did not choose)."""
+                 live_policy: stopping.PolicyId | None = None, budget: int | None = None):
+        """`live_policy`: the traces were generated live by it, so it is the only policy replayed (any other
+        would run on traces it did not choose); `budget`: the traces per prompt it could have used."""
         self.settings, self.labeler, self.prompts, self.live_policy = settings, labeler, prompts, live_policy
+        self.budget = budget
         self.matrix = trace_matrix(traces, settings)
         self.gold = _gold(prompts, self.matrix)
         self.total_tokens = float(self.matrix.tokens.sum())
 
     @cached_property
-    def runs(self) -> dict[str, stopping.PolicyRun]:
+    def runs(self) -> dict[stopping.PolicyId, stopping.PolicyRun]:
         if self.live_policy is not None:
-            return {self.live_policy.name: self.live_policy.run(self.matrix, self.settings)}
+            return {self.live_policy: run_policy(self.matrix, self.live_policy, self.settings, self.budget)}
         return default_policies(self.matrix, self.settings)
 
     @cached_property
-    def outcomes(self) -> dict[str, Outcome]:
+    def outcomes(self) -> dict[stopping.PolicyId, Outcome]:
         s = self.settings
-        return {name: evaluate(self.matrix, run, self.gold, s.vote_rule, s.category_percentile, s)
-                for name, run in self.runs.items()}
+        return {policy: evaluate(self.matrix, run, self.gold, s.vote_rule, s.category_percentile, s)
+                for policy, run in self.runs.items()}
 
     def instance_predictions(self) -> pd.DataFrame:
         """One row per prompt x policy (prompts without traces: 0 traces, no prediction)."""
         frames = []
         base = self.prompts[["instance_id", "prompt_harmful"]]
-        for name, o in self.outcomes.items():
-            counts = self.cut_counts(self.runs[name], policy_family(name))
+        for policy, o in self.outcomes.items():
+            counts = self.cut_counts(self.runs[policy], policy)
             frame = pd.DataFrame({
                 "instance_id": self.matrix.instance_ids,
                 "traces_available": self.matrix.n_available.astype(np.int64),
@@ -405,7 +425,7 @@ class PartitionAnalysis:
             counted = ["traces_available", "traces_used", "tokens_used", *counts]
             frame[counted] = frame[counted].fillna(0).astype(np.int64)
             frame.insert(1, "labeler", self.labeler)
-            frame.insert(2, "policy", name)
+            frame.insert(2, "policy", policy.display)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
@@ -424,25 +444,24 @@ class PartitionAnalysis:
         rows = []
         warmup, budget = self.settings.warmup_traces, self.matrix.present.shape[1]
         for percentile in self.settings.sweep_percentiles:
-            for policy in SWEEP_POLICIES:
-                taus = (sorted({*self.settings.sweep_taus, self.settings.consensus_tau}) if policy == "deepconf_online"
-                        else (float("nan"),))
-                for tau in taus:
-                    run = run_policy(self.matrix, policy, percentile, self.settings, tau=None if tau != tau else tau)
+            for record in stopping.POLICIES.values():
+                for policy in record.swept(self.settings, percentile):
+                    run = run_policy(self.matrix, policy, self.settings)
                     sources = self.stopping_sources(run, policy)
+                    tau = float("nan") if policy.tau is None else policy.tau
                     sources["degenerate"] = (online_degenerate(warmup, budget, tau, sources["share_stopped_at_warmup"])
-                                             if policy == "deepconf_online" else "")
+                                             if record.consensus else "")
                     for rule in voting.VOTE_RULES:
                         outcome = evaluate(self.matrix, run, self.gold, rule, percentile, self.settings)
-                        rows.append({"labeler": self.labeler, "policy": policy, "vote_rule": rule,
+                        rows.append({"labeler": self.labeler, "policy": policy.family, "vote_rule": rule,
                                      "percentile": float(percentile), "tau": tau,
                                      **self.summary_row(outcome), **sources})
         return pd.DataFrame(rows)
 
-    def cut_counts(self, run: stopping.PolicyRun, family: str) -> dict[str, np.ndarray]:
+    def cut_counts(self, run: stopping.PolicyRun, policy: stopping.PolicyId) -> dict[str, np.ndarray]:
         """Per instance: traces used after the warm-up, those cut, and those cut before their own end; tokens
         of the traces never generated (the policy stopped) and tokens removed from generated traces by cuts."""
-        later = run.used & (np.arange(run.used.shape[1])[None, :] >= (warmup_of(family, self.settings.warmup_traces) or 0))
+        later = run.used & (np.arange(run.used.shape[1])[None, :] >= (warmup_of(policy, self.settings) or 0))
         cut = later & ~run.votes
         tokens = self.matrix.tokens
         return {"later_traces_used": later.sum(axis=1), "traces_cut": cut.sum(axis=1),
@@ -450,24 +469,23 @@ class PartitionAnalysis:
                 "tokens_not_generated": np.where(self.matrix.present & ~run.used, tokens, 0.0).sum(axis=1),
                 "tokens_cut": np.where(run.used, tokens - run.spent, 0.0).sum(axis=1)}
 
-    def stopping_sources(self, run: stopping.PolicyRun, family: str) -> dict:
-        counts = self.cut_counts(run, family)
-        return stopping_sources(run.used.sum(axis=1), self.matrix.n_available, warmup_of(family, self.settings.warmup_traces),
+    def stopping_sources(self, run: stopping.PolicyRun, policy: stopping.PolicyId) -> dict:
+        counts = self.cut_counts(run, policy)
+        return stopping_sources(run.used.sum(axis=1), self.matrix.n_available, warmup_of(policy, self.settings),
                                 counts["later_traces_used"], counts["traces_cut"], counts["traces_cut_mid_trace"]) | \
             savings_split(counts["tokens_not_generated"], counts["tokens_cut"], self.total_tokens)
 
     def budget_ablation(self) -> pd.DataFrame:
         """Accuracy against tokens: fixed_n for every n up to the budget, adaptive, deepconf_online."""
         budget = self.matrix.present.shape[1]
-        runs = {f"fixed_n={n}": ("fixed_n", n, stopping.fixed_n(self.matrix, n)) for n in range(1, budget + 1)}
-        for name, run in self.runs.items():
-            if not name.startswith("fixed_n"):
-                runs[name] = (name.split("@")[0], None, run)
+        runs = {stopping.PolicyId(stopping.FIXED_N, n=n): stopping.fixed_n(self.matrix, n)
+                for n in range(1, budget + 1)}
+        runs |= {policy: run for policy, run in self.runs.items() if policy.family != stopping.FIXED_N}
         rows = []
-        for name, (family, n, run) in runs.items():
+        for policy, run in runs.items():
             outcome = evaluate(self.matrix, run, self.gold, self.settings.vote_rule,
                                self.settings.category_percentile, self.settings)
-            rows.append({"labeler": self.labeler, "policy": name, "family": family, "n": n,
+            rows.append({"labeler": self.labeler, "policy": policy.display, "family": policy.family, "n": policy.n,
                          **self.summary_row(outcome)})
         return pd.DataFrame(rows)
 

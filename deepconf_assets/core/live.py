@@ -14,9 +14,9 @@ trace exists), for `adaptive` the warm-up plus one, for `deepconf_online` the wa
 at a time. So the traces generated are exactly those the replay of the finished traces uses: live
 equals replay by construction, and the tests check it against a `full` run.
 
-deepconf_online cuts inside the engine: a later trace stops at the end of its first group (window)
-whose confidence is below the instance's threshold s (`WindowCut`, the arithmetic of
-`confidence.running_minimum_records`), so the tokens after the cut are never computed. A cut trace's
+A policy that cuts (`StoppingPolicy.cuts`: deepconf_online) cuts inside the engine: a later trace stops at
+the end of its first group (window) whose confidence is below the instance's threshold s (`WindowCut`, the
+arithmetic of `confidence.running_minimum_records`), so the tokens after the cut are never computed. A cut trace's
 tokens are the prefix of the full trace up to and including the cut token; it spends exactly the
 tokens the replay charges (`stopping.deepconf_online`: group index + window), with no forced end token.
 """
@@ -24,15 +24,12 @@ tokens the replay charges (`stopping.deepconf_online`: group index + window), wi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from deepconf_assets.core import analysis, confidence
-
-LIVE_POLICIES = ("adaptive", "deepconf_online", analysis.DECIDED)
+from deepconf_assets.core import analysis, confidence, stopping
 
 
 class WindowCut:
@@ -57,34 +54,6 @@ class WindowCut:
         return (self.sums[-1] - self.sums[-1 - self.window]) / self.window < self.threshold
 
 
-@dataclass(frozen=True)
-class LivePolicy:
-    """A stopping policy and its parameters, as named in the sweep (`analysis.run_policy`)."""
-
-    policy: str
-    percentile: float = float("nan")  # adaptive / deepconf_online threshold percentile
-    tau: float | None = None  # deepconf_online consensus; None = the analysis settings' consensus_tau
-    budget: int | None = None  # traces per prompt, when replaying a live partition (it stores fewer)
-
-    def __post_init__(self):
-        if self.policy not in LIVE_POLICIES:
-            raise ValueError(f"live policy must be one of {LIVE_POLICIES}, got {self.policy!r}")
-        if self.policy in ("adaptive", "deepconf_online") and not 0 <= self.percentile <= 100:
-            raise ValueError(f"{self.policy} needs a percentile in [0, 100], got {self.percentile}")
-
-    @property
-    def name(self) -> str:
-        """The policy's name in instance_predictions."""
-        if self.policy == "adaptive":
-            return analysis.adaptive_name(self.percentile)
-        if self.policy == "deepconf_online":
-            return analysis.online_name(self.percentile)
-        return self.policy
-
-    def run(self, matrix, settings: analysis.AnalysisSettings):
-        return analysis.run_policy(matrix, self.policy, self.percentile, settings, tau=self.tau, budget=self.budget)
-
-
 FASTEST_STOP = float(np.finfo(np.float32).max)  # a placeholder's confidence: no real trace clears or weighs more
 
 
@@ -103,7 +72,7 @@ def _with_placeholders(traces: pd.DataFrame, instance_ids, budget: int) -> pd.Da
     return pd.concat([traces[columns], pending], ignore_index=True) if len(traces) else pending
 
 
-def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: LivePolicy,
+def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: stopping.PolicyId,
                   settings: analysis.AnalysisSettings) -> pd.DataFrame:
     """The traces to generate next: (instance_id, trace_idx, cut_threshold), NaN threshold = no cut.
 
@@ -111,15 +80,20 @@ def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: LiveP
     contiguous per instance (trace 0 .. k-1); it may be empty. Returns, per instance, the traces after
     those that the policy is certain to use (see the module docstring).
     """
+    record = stopping.policy_of(policy.family)
+    if not record.live:
+        live = tuple(p.family for p in stopping.POLICIES.values() if p.live)
+        raise ValueError(f"live policy must be one of {live}, got {policy.family!r}")
     instance_ids = list(instance_ids)
     matrix = analysis.trace_matrix(_with_placeholders(traces, instance_ids, budget), settings)
     done = traces.groupby("instance_id").size().reindex(matrix.instance_ids, fill_value=0).to_numpy()
     placeholder = matrix.present & (np.arange(matrix.present.shape[1])[None, :] >= done[:, None])
-    runs = [policy.run(dataclasses.replace(matrix, refused=np.where(placeholder, vote, matrix.refused)), settings)
-            for vote in (1.0, 0.0)]  # every placeholder refusing, then every one complying
+    # every placeholder refusing, then every one complying
+    runs = [analysis.run_policy(dataclasses.replace(matrix, refused=np.where(placeholder, vote, matrix.refused)),
+                                policy, settings) for vote in (1.0, 0.0)]
     certain = runs[0].used & runs[1].used
     row_of = {instance: row for row, instance in enumerate(matrix.instance_ids)}
-    warmup = analysis.warmup_of(policy.policy, settings.warmup_traces) or 0
+    warmup = record.warmup(settings) or 0
     rows = []
     for instance in instance_ids:
         row = row_of[instance]
@@ -128,7 +102,7 @@ def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: LiveP
             if not certain[row, j]:
                 break
             threshold = np.nan
-            if policy.policy == "deepconf_online" and j >= warmup:
+            if record.cuts and j >= warmup:
                 if start < warmup:  # a cut needs the real warm-up's threshold
                     break
                 threshold = float(runs[0].threshold[row])
@@ -137,7 +111,7 @@ def next_requests(traces: pd.DataFrame, instance_ids, budget: int, policy: LiveP
         {"trace_idx": np.int64, "cut_threshold": float})
 
 
-def generate_live(instance_ids, budget: int, policy: LivePolicy, settings: analysis.AnalysisSettings,
+def generate_live(instance_ids, budget: int, policy: stopping.PolicyId, settings: analysis.AnalysisSettings,
                   generate: Callable[[pd.DataFrame, Callable[[pd.DataFrame], pd.DataFrame]], None],
                   label: Callable[[pd.DataFrame], pd.Series], log: Callable | None = None) -> pd.DataFrame:
     """Generate what the policy uses. `generate(requests, on_done)` generates the requests (instance_id,
@@ -167,13 +141,13 @@ def generate_live(instance_ids, budget: int, policy: LivePolicy, settings: analy
         progress["traces"] += len(rows)
         progress["decided"] += len(ready) - more["instance_id"].nunique()
         if log and progress["traces"] % LOG_EVERY_TRACES < len(rows):
-            log(f"live {policy.name}: {progress['traces']} traces generated, {progress['decided']} of "
+            log(f"live {policy.display}: {progress['traces']} traces generated, {progress['decided']} of "
                 f"{len(instance_ids)} instances decided")
         return requested(more)
 
     generate(requested(next_requests(_no_requests(), instance_ids, budget, policy, settings)), on_done)
     if log:
-        log(f"live {policy.name}: {progress['traces']} traces generated for {len(instance_ids)} instances")
+        log(f"live {policy.display}: {progress['traces']} traces generated for {len(instance_ids)} instances")
     frames = [p for i in instance_ids for p in rows_of[i]]
     generated = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["instance_id", "trace_idx"])
     return generated.sort_values(["instance_id", "trace_idx"], kind="stable").reset_index(drop=True)

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from deepconf_assets.core import stopping  # noqa: E402
+
 POSITIVE_CLASS_NOTE = "Positive class = harmful prompt (gold); predicted positive = model refused."
 CONFIDENCE_NOTE = "Confidence = DeepConf C = -mean top-k log-prob per token (larger = more confident)."
 
@@ -63,15 +65,16 @@ def notice_png(title: str, message: str) -> bytes:
     return _png(fig)
 
 
-def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "majority",
-                          policies: tuple[str, ...] = ("adaptive", "deepconf_online"), tau: float = 0.8) -> bytes:
-    """Per policy: safety metrics (%) and token savings (%) against the threshold percentile;
-    deepconf_online at consensus `tau` (the sweep holds every swept tau: one line per tau would zigzag)."""
+def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "majority", tau: float = 0.8) -> bytes:
+    """Per policy with `plot` (stopping.POLICIES): safety metrics (%) and token savings (%) against the threshold
+    percentile; a policy with a consensus at `tau` (the sweep holds every swept tau: one line per tau would zigzag)."""
+    policies = [p for p in stopping.POLICIES.values() if p.plot]
     # panels stacked, not side by side: the figure stays readable at the width of Dagster's metadata pop-up
     fig, axes = plt.subplots(len(policies), 1, figsize=(6.4, 4.0 * len(policies)), squeeze=False)
-    for ax, policy in zip(axes[:, 0], policies):
+    for ax, record in zip(axes[:, 0], policies):
+        policy = record.family
         data = sweep[(sweep["vote_rule"] == vote_rule) & (sweep["policy"] == policy)]
-        if policy == "deepconf_online":
+        if record.consensus:
             data = data[np.isclose(data["tau"], tau)]
         data = data.sort_values("percentile")
         for column, label in [
@@ -91,7 +94,7 @@ def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "maj
         twin.set_ylim(-2, 102)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="lower left", fontsize=8)
-        ax.set_title(f"{policy} (consensus tau = {tau:g})" if policy == "deepconf_online" else policy, fontsize=10)
+        ax.set_title(f"{policy} (consensus tau = {tau:g})" if record.consensus else policy, fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(w_pad=3.0)
     fig.text(0.01, -0.12, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE +

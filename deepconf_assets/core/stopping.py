@@ -31,16 +31,23 @@ the tokens removed from generated traces by confidence cuts (deepconf_online: st
 vs cut by confidence). With equal vote weights, tau <= ceil(w/2)/w makes deepconf_online stop after the
 warm-up whatever the answers, i.e. fixed_n = w (`consensus_trivial`); a tau that one dissenting warm-up
 trace makes unreachable runs any split warm-up to the full budget (`consensus_reachable`).
+
+Every policy is one `StoppingPolicy` record in `POLICIES`: the sweep, the replayed policies, the budget
+ablation, live generation and the headline choices all read it. A policy in a run is a `PolicyId`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 import pandas as pd
 
 from deepconf_assets.core import confidence as conf_math
+
+if TYPE_CHECKING:
+    from deepconf_assets.core.analysis import AnalysisSettings
 
 
 @dataclass(frozen=True)
@@ -274,3 +281,109 @@ def consensus_trivial(warmup: int, tau: float) -> bool:
     so some instances may go on; unknown labels count for neither side."""
     smallest = np.ceil(warmup / 2) / warmup if warmup >= 1 else float("inf")
     return bool(tau <= smallest + 1e-12)
+
+
+ALL = "all"  # fixed_n over the whole budget
+
+
+@dataclass(frozen=True)
+class PolicyId:
+    """A policy with its parameters, as run: written to tables as `display`, never parsed back."""
+
+    family: str  # a key of POLICIES
+    percentile: float | None = None  # threshold percentile (policies with `threshold`)
+    tau: float | None = None  # consensus (policies with `consensus`)
+    n: int | Literal["all"] | None = None  # traces (fixed_n)
+
+    @property
+    def display(self) -> str:
+        """"fixed_n=5", "fixed_n=all", "adaptive@p50", "deepconf_online@p10" (tau is a column), "decided"."""
+        if self.n is not None:
+            return f"{self.family}={self.n}"
+        if self.percentile is not None:
+            return f"{self.family}@p{self.percentile:g}"
+        return self.family
+
+
+@dataclass(frozen=True)
+class StoppingPolicy:
+    """One stopping policy: how it runs, and where it appears."""
+
+    family: str
+    # run(matrix, policy, settings, budget): `budget` is traces per prompt when it exceeds the traces stored
+    # (a live partition), else None
+    run: Callable[[TraceMatrix, PolicyId, AnalysisSettings, int | None], PolicyRun]
+    configured: Callable[[AnalysisSettings], PolicyId]  # the run the analysis settings configure
+    warmup: Callable[[AnalysisSettings], int | None] = lambda settings: None  # traces taken before it may stop
+    threshold: bool = False  # takes a threshold percentile: the sweep runs it at each percentile
+    consensus: bool = False  # takes a consensus tau: the sweep also runs it at each swept tau
+    cuts: bool = False  # later traces are cut at `PolicyRun.threshold` (live: inside the engine)
+    # its runs in instance_predictions and the budget ablation; None: the configured one
+    replays: Callable[[AnalysisSettings, int], tuple[PolicyId, ...]] | None = None
+    live: bool = False  # live generation can run it
+    headline: str | None = None  # its analysis_settings.headline_rule choice, if it can be the headline
+    plot: bool = False  # a panel of the percentile curves figure (at the configured tau)
+
+    def replayed(self, settings: AnalysisSettings, budget: int) -> tuple[PolicyId, ...]:
+        return (self.configured(settings),) if self.replays is None else self.replays(settings, budget)
+
+    def swept(self, settings: AnalysisSettings, percentile: float) -> list[PolicyId]:
+        """Its runs in the percentile sweep at `percentile`."""
+        policy = self.configured(settings)
+        if self.threshold:
+            policy = replace(policy, percentile=percentile)
+        if not self.consensus:
+            return [policy]
+        return [replace(policy, tau=tau) for tau in sorted({*settings.sweep_taus, settings.consensus_tau})]
+
+
+FIXED_N, DECIDED = "fixed_n", "decided"
+ONLINE, ONLINE_REFERENCE = "deepconf_online", "deepconf_online_official"
+EVERY_TRACE = PolicyId(FIXED_N, n=ALL)  # every trace in full: the token-savings baseline
+
+
+def _warmup(settings: AnalysisSettings) -> int:
+    return settings.warmup_traces
+
+
+POLICIES: dict[str, StoppingPolicy] = {p.family: p for p in (
+    StoppingPolicy(
+        FIXED_N, run=lambda m, p, s, budget: fixed_n(m, m.present.shape[1] if p.n == ALL else p.n),
+        configured=lambda s: EVERY_TRACE, headline="fixed_n=all",
+        replays=lambda s, budget: (*(PolicyId(FIXED_N, n=n) for n in s.fixed_n if n < budget), EVERY_TRACE)),
+    StoppingPolicy(
+        "adaptive", run=lambda m, p, s, budget: adaptive(m, s.warmup_traces, p.percentile),
+        configured=lambda s: PolicyId("adaptive", percentile=s.adaptive_percentile), warmup=_warmup,
+        threshold=True, live=True, headline="adaptive", plot=True),
+    StoppingPolicy(
+        ONLINE, run=lambda m, p, s, budget: deepconf_online(m, s.warmup_traces, p.percentile, p.tau,
+                                                            vote_weight=s.online_vote_weight),
+        configured=lambda s: PolicyId(ONLINE, percentile=s.online_percentile, tau=s.consensus_tau), warmup=_warmup,
+        threshold=True, consensus=True, cuts=True, live=True, headline=ONLINE, plot=True),
+    StoppingPolicy(  # the official code's online algorithm: in the sweep only
+        ONLINE_REFERENCE, run=lambda m, p, s, budget: deepconf_online_reference(
+            m, s.warmup_traces, p.percentile, vote_weight=s.online_vote_weight),
+        configured=lambda s: PolicyId(ONLINE_REFERENCE, percentile=s.online_percentile), warmup=_warmup,
+        threshold=True, cuts=True, replays=lambda s, budget: ()),
+    StoppingPolicy(
+        DECIDED, run=lambda m, p, s, budget: decided(m, budget=budget), configured=lambda s: PolicyId(DECIDED),
+        warmup=lambda s: 1, live=True, headline=DECIDED),
+)}
+
+
+def policy_of(family: str) -> StoppingPolicy:
+    if family not in POLICIES:
+        raise ValueError(f"unknown policy {family!r}; expected one of {tuple(POLICIES)}")
+    return POLICIES[family]
+
+
+def headline_choices() -> tuple[str, ...]:
+    return tuple(p.headline for p in POLICIES.values() if p.headline)
+
+
+def headline_policy(choice: str) -> StoppingPolicy:
+    """The policy behind an analysis_settings.headline_rule choice."""
+    for policy in POLICIES.values():
+        if policy.headline == choice:
+            return policy
+    raise ValueError(f"unknown headline_rule {choice!r}; expected one of {headline_choices()}")

@@ -29,12 +29,13 @@ def trace_seed(base_seed: int, instance_id: str, trace_idx: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def generation_key(model: str, revision: str, engine: str, sampling: dict, prompt: str) -> str:
-    """Hash of everything that determines a prompt's traces apart from the trace seed (the engine
-    too: the same seed samples differently in vLLM and in transformers). `revision` names the weights:
-    the registry's weights fingerprint (revision and files; for a GGUF its distribution, version, hash)."""
-    payload = json.dumps({"model": model, "revision": revision, "engine": engine, "sampling": sampling,
-                          "prompt": prompt}, sort_keys=True)
+def generation_key(model: str, revision: str, engine: str, numerics: dict, sampling: dict, prompt: str) -> str:
+    """Hash of everything that determines a prompt's traces apart from the trace seed: the engine (the same
+    seed samples differently in vLLM and in transformers) and its numerics (dtype, device, attention: float32
+    and bfloat16 traces differ). `revision` names the weights: the registry's weights fingerprint (revision
+    and files; for a built-in model its files' hashes; for a GGUF its distribution, version, hash)."""
+    payload = json.dumps({"model": model, "revision": revision, "engine": engine, "numerics": numerics,
+                          "sampling": sampling, "prompt": prompt}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
