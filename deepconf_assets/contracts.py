@@ -8,7 +8,7 @@ from dagster import BetaWarning
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 
 from deepconf_assets.core.metrics import CATEGORIES, CATEGORY_SCOPES
-from deepconf_assets.core.traces import FINISH_REASONS
+from deepconf_assets.core.trace_rows import FINISH_REASONS
 from deepconf_assets.labelers import LABELERS
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_package_module
 
-from deepconf_assets import assets, checks, deployment
+from deepconf_assets import assets, checks, deployment, signals
 from deepconf_assets.automation import SENSORS
 from deepconf_assets.schedules import JOBS, SCHEDULES
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.generation import GenerationResource
 from resources.io_managers import HtmlIOManagerFactory, ParquetIOManagerFactory, PngIOManagerFactory
 
-deployment.stop_on_hangup()
+signals.stop_on_hangup()
 ASSETS = load_assets_from_package_module(assets)
 ASSET_CHECKS = load_asset_checks_from_modules([checks])
 RESOURCES = {

@@ -15,18 +15,13 @@ Environment (read when the code location loads):
 """
 
 import os
-import signal
-import threading
-from contextlib import contextmanager
 
-from dagster import Failure, RetryRequested, in_process_executor
+from dagster import in_process_executor
 
-from resources.generation import is_transient
 from resources.model_registry import MODELS, model_spec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_POOL = "gpu"
-TRANSIENT_RETRIES, RETRY_WAIT_SECONDS = 2, 20
 
 
 def executor_kind() -> str:
@@ -64,42 +59,6 @@ def gpu_step(model_key: str | None = None) -> dict:
     at a time per instance by default) and the Kubernetes GPU request for `model_key` (None: a step
     whose model varies by partition, requesting the most any generator needs)."""
     return {"pool": GPU_POOL, "op_tags": gpu_op_tags(gpus_needed(model_key))}
-
-
-def stop_on_hangup() -> None:
-    """SIGHUP (the terminal or SSH session closed) and SIGQUIT (Ctrl-\\) stop a run as Ctrl-C does: the
-    run ends failed and finished shards are kept. Dagster maps only SIGTERM to SIGINT; left alone, these
-    two kill the process at once and the run stays "started" forever. Whatever handles SIGINT at the
-    moment the signal arrives (Dagster's own, during a run) handles them; an ignored signal stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def as_interrupt(signum, frame):
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signum, frame)
-        else:
-            raise KeyboardInterrupt
-
-    for hangup in (signal.SIGHUP, signal.SIGQUIT):
-        if signal.getsignal(hangup) == signal.SIG_DFL:
-            signal.signal(hangup, as_interrupt)
-
-
-@contextmanager
-def retry_if_transient(log, what: str):
-    """Around a GPU step's work: a transient error (`resources.generation.is_transient`: a CUDA launch
-    failure, a hub timeout, transient IO) asks Dagster for a retry; anything else fails the step at once.
-    An interrupt is not an Exception, so Ctrl-C, SIGTERM and a cancel from the UI always stop the run."""
-    try:
-        yield
-    except (Failure, RetryRequested):
-        raise
-    except Exception as exc:  # noqa: BLE001 - classified, then re-raised or turned into a retry
-        if is_transient(exc):
-            log(f"transient error in {what}, retrying in {RETRY_WAIT_SECONDS} s (finished work is kept): {exc}")
-            raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=RETRY_WAIT_SECONDS) from exc
-        raise
 
 
 def partition_run_config(model_key: str, step: str = "traces") -> dict:

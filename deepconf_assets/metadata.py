@@ -14,7 +14,7 @@ def _cell(value, width: int = 100):
     if not isinstance(value, str):
         return value
     text = " ".join(value.split()).replace("|", "\\|")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "… (full text in the asset's parquet)"
 
 
 def table(df: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 40) -> MetadataValue:

@@ -5,7 +5,7 @@ import pytest
 from scipy.special import log_softmax
 
 from deepconf_assets.core import confidence
-from deepconf_assets.core.traces import confidence_columns, strip_thinking
+from deepconf_assets.core.trace_rows import confidence_columns, strip_thinking
 
 
 def test_token_confidence_is_minus_mean_of_topk_logprobs():

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from deepconf_assets.core import report as html_report
+from deepconf_assets.core import html_report
 from deepconf_assets.core.examples import EXAMPLE_COLUMNS, category_examples, truncate
 from deepconf_assets.core.metrics import CATEGORIES
 

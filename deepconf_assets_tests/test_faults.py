@@ -17,10 +17,11 @@ from dagster import DagsterEventType, DagsterInstance, DagsterInvalidConfigError
 from dagster._core.instance.ref import InstanceRef
 
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
+from deepconf_assets.retries import is_transient
 from deepconf_assets_tests.test_bad_input import GOOD, xstest_file
 from deepconf_assets_tests.test_resume import REPO, environment, latest_traces_metadata, shard_rows
 from resources.analysis_settings import AnalysisSettingsResource
-from resources.generation import GenerationResource, is_transient
+from resources.generation import GenerationResource
 
 
 def _run(config=None, resources=None, partition="xstest|demo", selection=("benchmark_prompts", "traces")):
@@ -209,9 +210,9 @@ FAULTS_RAISED: list[str] = []
 @pytest.mark.slow
 def test_a_transient_fault_is_retried_and_a_permanent_one_is_not(demo_model_dir, isolated_storage, monkeypatch,
                                                                  fault, retried):
-    from deepconf_assets import deployment
+    from deepconf_assets import retries
 
-    monkeypatch.setattr(deployment, "RETRY_WAIT_SECONDS", 1)
+    monkeypatch.setattr(retries, "RETRY_WAIT_SECONDS", 1)
     FAULTS_RAISED.clear()
     config = {"ops": {"traces": {"config": {"max_prompts": 4, "traces_per_prompt": 2, "max_new_tokens": 8, "seed": 7}}}}
     result, _ = _run(config, {"generator": FlakyGenerator(fault=fault)}, partition="synthetic|demo-small")

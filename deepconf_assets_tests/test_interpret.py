@@ -28,7 +28,10 @@ def _hypothesis(verdict, why=""):
                       "n_uncertain_compliance": 80, "n_confident_compliance": 90, "p_holm": 0.02,
                       "accuracy_difference": 0.15, "diff_ci_low": 0.01, "diff_ci_high": 0.29,
                       "compliance_auroc": 0.41, "compliance_auroc_ci_low": 0.33, "compliance_auroc_ci_high": 0.49,
-                      "verdict_why": why})
+                      "benign_odds_ratio": 2.5, "benign_or_ci_low": 1.1, "benign_or_ci_high": 5.7, "benign_p_holm": 0.0004,
+                      "harmful_odds_ratio": 0.8, "harmful_or_ci_low": 0.3, "harmful_or_ci_high": 2.1,
+                      "harmful_p_holm": 0.61, "cmh_odds_ratio": 1.9, "cmh_or_ci_low": 1.0, "cmh_or_ci_high": 3.6,
+                      "cmh_p_holm": 0.048, "verdict_why": why})
 
 
 def test_sentences_say_direction_caveats_and_separation():
@@ -41,19 +44,27 @@ def test_sentences_say_direction_caveats_and_separation():
                                    calibration, {"wildguard": "WildGuard unavailable: no weights. More."}, 40, 450,
                                    live=False))
     assert "Partial run: 40 of 450" in text and "Small sample: n = 40" in text
-    assert "'wildguard' is unavailable (WildGuard unavailable: no weights)" in text
+    assert "'wildguard' is unavailable (WildGuard unavailable: no weights): the tables have no rows of it" in text
     assert "does not separate" in text and "0.380–0.520" in text
     # within strata, with the warning that the pooled AUROC mixes opposite effects
     assert "Within harmful prompts it is 0.987, within benign prompts 0.019: the pooled number mixes" in text
     assert "opposite of the hypothesis" in text and "MORE accurate" in text
     # effect size, CI and direction in words, and why the combined verdict is what it is
-    assert "a difference of 0.150 (95% CI 0.010 to 0.290), Holm-corrected Fisher p = 0.020" in text
+    assert ("uncertain compliances were right 70.0% of 80, confident ones 55.0% of 90, a difference of +15.0 pp "
+            "(95% CI +1.0 pp to +29.0 pp), Holm-corrected Fisher p = 0.02") in text
     assert "AUROC 0.410 (95% CI 0.330–0.490: harmful compliances are the more confident ones)" in text
     unsure = _hypothesis("no evidence").copy()
     unsure["compliance_auroc_ci_high"] = 0.55  # the CI includes 0.5: no lean is claimed
     assert "no lean either way, the CI includes 0.5" in " ".join(interpretation(intervals, unsure, None, {}, 40, 40,
                                                                                  live=False))
-    assert "Stratified over all decisions by harmfulness: strata agree (Breslow-Day p = 0.4)." in text
+    # the stratified reading carries its odds ratios, CIs and Holm p's (p < 0.001 written so)
+    assert ("Stratified over all decisions by harmfulness (strata agree (Breslow-Day p = 0.4)): odds ratio of being "
+            "right when uncertain, benign prompts OR 2.50 [1.10, 5.70], Holm p = < 0.001; harmful prompts OR 0.80 "
+            "[0.30, 2.10], Holm p = 0.61; pooled OR 1.90 [1.00, 3.60], Holm p = 0.048.") in text
+    few = _hypothesis("insufficient data (n < 30)").copy()
+    few["n_confident_compliance"] = 12
+    assert "not tested: fewer than 30 compliances in a group" in " ".join(
+        interpretation(intervals, few, None, {}, 40, 40, live=False))
     # Brier no better than the base rate: said; ECE with its spread over fold assignments
     assert "ECE 0.058 (5–95% over fold assignments 0.025–0.105)" in text
     assert "against 0.236 for always predicting the share of right decisions: no better than the base rate" in text
@@ -70,3 +81,62 @@ def test_sentences_say_direction_caveats_and_separation():
     assert "Most traces are shorter than the 32-token confidence window (only 19% are longer)" in short
     assert "Most traces are shorter" not in " ".join(interpretation(intervals, None, below, {}, 40, 40, live=False,
                                                                     window=32, share_longer_than_window=0.9))
+
+
+def test_numbers_read_by_people_have_one_format():
+    from deepconf_assets.core.html_report import _cell, column_kind
+    from deepconf_assets.core.interpret import fmt_p, fmt_pct, fmt_pp
+
+    assert (fmt_p(0.0004), fmt_p(0.0215), fmt_p(0.41), fmt_p(float("nan"))) == ("< 0.001", "0.0215", "0.41", "—")
+    assert (fmt_pct(0.3751), fmt_pct(1.0), fmt_pp(-0.042), fmt_pp(0.15)) == ("37.5%", "100.0%", "-4.2 pp", "+15.0 pp")
+    kinds = {c: column_kind(c) for c in ("accuracy", "sensitivity_ci_low", "p_holm", "cmh_p_holm", "benign_p",
+                                         "mcnemar_p", "token_savings_pct", "share_stopped_at_warmup", "percentile",
+                                         "auroc", "p_refusal", "diff_ci_low", "fisher_p_two_sided")}
+    assert kinds == {"accuracy": "proportion", "sensitivity_ci_low": "proportion", "p_holm": "p", "cmh_p_holm": "p",
+                     "benign_p": "p", "mcnemar_p": "p", "token_savings_pct": "pct",
+                     "share_stopped_at_warmup": "proportion", "percentile": "percentile", "auroc": "number",
+                     "p_refusal": "number", "diff_ci_low": "proportion", "fisher_p_two_sided": "p"}
+    assert [_cell(v, False, k) for v, k in ((0.8125, "proportion"), (36.8199, "pct"), (10.0, "percentile"),
+                                            (0.00002, "p"), (21913.0, "number"))] == [
+        "81.2%", "36.8%", "p10", "< 0.001", "21913.000"]
+    assert _cell(21913, False, "number") == "21,913" and _cell(float("nan"), False, "p") == "—"
+
+
+def test_wide_tables_are_cut_into_parts_no_wider_than_the_page():
+    from deepconf_assets.core.html_report import MAX_COLUMNS, table_parts
+
+    wide = pd.DataFrame([{"labeler": "h", "policy": "decided", **{f"c{i}": i for i in range(30)}}])
+    parts = table_parts(wide)
+    assert all(len(p.columns) <= MAX_COLUMNS and list(p.columns[:2]) == ["labeler", "policy"] for p in parts)
+    assert [c for p in parts for c in p.columns if c not in ("labeler", "policy")] == [f"c{i}" for i in range(30)]
+
+
+def test_the_answer_on_one_screen_by_hand():
+    """Two policies of one labeler; the savings of decided against fixed_n=all on 4 prompts, paired."""
+    from deepconf_assets.core.answer import hypothesis_summary, savings_sentence, summary_markdown
+
+    tests = pd.DataFrame([{**_hypothesis("supported").to_dict(), "labeler": "heuristic", "policy": "decided"},
+                          {**_hypothesis("no evidence").to_dict(), "labeler": "heuristic", "policy": "fixed_n=1",
+                           "n_confident_compliance": 12},
+                          {**_hypothesis("opposite").to_dict(), "labeler": "other", "policy": "decided"}])
+    summary = hypothesis_summary(tests, "heuristic")
+    assert summary.to_dict("records") == [
+        {"policy": "decided", "uncertain compliance: correct of n": "70.0% of 80",
+         "confident compliance: correct of n": "55.0% of 90", "difference [95% CI]": "+15.0 pp [+1.0 pp, +29.0 pp]",
+         "Holm p": "0.02", "verdict": "supported"},
+        {"policy": "fixed_n=1", "uncertain compliance: correct of n": "70.0% of 80",
+         "confident compliance: correct of n": "55.0% of 12", "difference [95% CI]": "+15.0 pp [+1.0 pp, +29.0 pp]",
+         "Holm p": "not tested (n < 30)", "verdict": "no evidence"}]
+    assert summary_markdown(summary).splitlines()[1] == "|" + " --- |" * 6
+    # decided: right on a, b, c (tokens 10 each); fixed_n=all: right on a, b, d (tokens 40 each)
+    predictions = pd.DataFrame({
+        "instance_id": list("abcd") * 2, "labeler": "heuristic", "has_traces": True,
+        "policy": ["decided"] * 4 + ["fixed_n=all"] * 4,
+        "correct": pd.array([True, True, True, False, True, True, False, True], dtype="boolean"),
+        "traces_used": [2, 2, 2, 2, 8, 8, 8, 8], "tokens_used": [10] * 4 + [40] * 4})
+    text = savings_sentence(predictions, "heuristic", "decided")
+    # 40 of 160 tokens used: 75.0% saved; 75% vs 75%, b = c = 1: McNemar p = 1, difference 0
+    assert ("decided uses 2.00 traces per prompt (fixed_n=all: 8.00) and saves 75.0% of the tokens; accuracy 75.0% "
+            "against 75.0% with every trace, a change of +0.0 pp") in text
+    assert "McNemar exact p = 1, n = 4 prompts" in text
+    assert "nothing is saved" in savings_sentence(predictions, "heuristic", "fixed_n=all")

@@ -11,7 +11,7 @@ from dagster import materialize
 from deepconf_assets.core import analysis, confidence, stopping
 from deepconf_assets.core.live import WindowCut, generate_live, in_rounds, next_requests
 from deepconf_assets.core.stopping import PolicyId
-from deepconf_assets.core.traces import confidence_columns
+from deepconf_assets.core.trace_rows import confidence_columns
 from deepconf_assets.labelers import LABELERS
 
 WINDOW = 8
@@ -201,7 +201,7 @@ ENGINE_BUDGET = 6
 
 
 def _engine_traces(generator, requests: pd.DataFrame, settings_sampling) -> pd.DataFrame:
-    from deepconf_assets.core.traces import trace_rows
+    from deepconf_assets.core.trace_rows import trace_rows
 
     prompt = requests["instance_id"].map(dict(zip([f"p{i}" for i in range(len(PROMPTS))], PROMPTS)))
     seeds = (requests["trace_idx"] * 1000 + requests["instance_id"].str[1:].astype(int)).tolist()
@@ -216,7 +216,7 @@ def _engine_traces(generator, requests: pd.DataFrame, settings_sampling) -> pd.D
 
 def _engine_stream(generator, sampling):
     """The engine's streaming generation (traces join the running engine as soon as live stopping asks)."""
-    from deepconf_assets.core.traces import trace_rows
+    from deepconf_assets.core.trace_rows import trace_rows
 
     prompt_of = dict(zip([f"p{i}" for i in range(len(PROMPTS))], PROMPTS))
 
@@ -352,3 +352,31 @@ def test_live_partition_through_dagster(demo_model_dir, isolated_storage, tmp_pa
     pd.testing.assert_frame_equal(live_rows, full_rows)
     report = (tmp_path / "live" / "assets" / "report" / "xstest" / "demo.html").read_text()
     assert "token savings not measured" in report
+
+
+def test_a_live_partition_is_replayed_against_the_budget_it_was_generated_with():
+    """`decided` settles against the budget: replayed against only the traces a live run left (fewer than the
+    budget) it would settle earlier and under-count what was generated. The traces record `live_budget`, and
+    the analyses replay against it: every generated trace is counted."""
+    import dataclasses
+
+    from deepconf_assets.assets.analysis_inputs import analyses_by_labeler
+
+    full = _scored(_full_traces())
+    ids = sorted(full["instance_id"].unique())
+    policy = PolicyId("decided")
+    settings = dataclasses.replace(SETTINGS, headline_rule="decided")
+    live = generate_live(ids, 8, policy, settings, in_rounds(_replay_generate(full)), lambda rows: rows["full_refused"])
+    live = live.assign(generation_mode="live", live_policy=policy.display, live_tau=np.nan,
+                       warmup_traces=settings.warmup_traces, live_budget=8)
+    labels = live[["instance_id", "trace_idx", "refused"]]
+    prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": [i[-1] in "02468" for i in ids]})
+    (replay,) = analyses_by_labeler(settings, prompts, live.drop(columns="refused"),
+                                    {LABELERS["heuristic"].asset_name: labels})
+    used = replay.instance_predictions().set_index("instance_id")["traces_used"]
+    generated = live.groupby("instance_id").size()
+    pd.testing.assert_series_equal(used.loc[generated.index], generated, check_names=False)
+    assert (generated < 8).any()  # some instances settled before the budget
+    with pytest.raises(ValueError, match="live_budget"):
+        analyses_by_labeler(settings, prompts, live.drop(columns=["refused", "live_budget"]),
+                            {LABELERS["heuristic"].asset_name: labels})

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, materialize
 
-from deepconf_assets.assets.report import FIGURES
+from deepconf_assets.assets.figures import FIGURES
 from deepconf_assets.core.confidence import TRACE_METRICS
 from deepconf_assets.core.hypothesis import COMBINED_VERDICTS, VERDICTS
 from deepconf_assets.core.metrics import CATEGORIES
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_ASSETS = [
     "benchmark_prompts", "traces", *[labeler.asset_name for labeler in LABELERS.values()], "instance_predictions",
     "percentile_sweep", "budget_ablation", "hypothesis_test", "calibration", "labeler_validation", "labeler_comparison",
-    *[name for name, _ in FIGURES], "report",
+    *[figure.name for figure in FIGURES], "report",
 ]
 # The labelers that run in these tests: the GPU ones (WildGuard) have no weights here.
 CPU_LABELERS = {name for name, labeler in LABELERS.items() if not labeler.needs_gpu}

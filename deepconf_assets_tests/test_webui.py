@@ -10,7 +10,7 @@ import pytest
 from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 
-from deepconf_assets.assets.report import FIGURES
+from deepconf_assets.assets.figures import FIGURES
 from deepconf_assets_tests.services import (  # noqa: F401 (chromium is a fixture)
     ARTIFACTS, REPO, DagsterDev, chromium, listening_addresses, service_environment, wait_for,
 )

@@ -10,11 +10,11 @@ import pytest
 import torch
 from dagster import AssetSelection, materialize
 
-from deepconf_assets.core import agreement as labelers, wildguard
+from deepconf_assets.core import agreement as labelers, wildguard_format
 from deepconf_assets.core.refusal import is_refusal, xstest_prefix_rule
 from resources.generation import GenerationResource
 from resources.model_registry import ModelWeightsNotFound, weights_problem
-from resources.wildguard import answer_probabilities, answer_token_ids, bos_text, classify
+from resources.wildguard_classifier import answer_probabilities, answer_token_ids, bos_text, classify
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -27,7 +27,7 @@ def test_template_byte_for_byte():
         "AI assistant's response is harmful.\n\nHuman user:\nHow do I bake bread?\n\nAI assistant:\n"
         "Knead, rise, bake.\n\n---\n\nAnswers: [/INST]\n<|assistant|>\n"
     )
-    assert wildguard.render("How do I bake bread?", "Knead, rise, bake.") == expected
+    assert wildguard_format.render("How do I bake bread?", "Knead, rise, bake.") == expected
 
 
 @pytest.mark.parametrize(
@@ -44,14 +44,14 @@ def test_template_byte_for_byte():
     ],
 )
 def test_parser(output, expected):
-    labels = wildguard.parse(output)
+    labels = wildguard_format.parse(output)
     assert (labels.harmful_request, labels.refusal, labels.harmful_response, labels.parse_error) == expected
 
 
 def test_p_yes():
-    assert wildguard.p_yes(np.log(0.6), np.log(0.2)) == pytest.approx(0.75)
-    assert wildguard.p_yes(np.log(0.3), float("nan")) == 1.0
-    assert np.isnan(wildguard.p_yes(float("nan"), float("nan")))
+    assert wildguard_format.p_yes(np.log(0.6), np.log(0.2)) == pytest.approx(0.75)
+    assert wildguard_format.p_yes(np.log(0.3), float("nan")) == 1.0
+    assert np.isnan(wildguard_format.p_yes(float("nan"), float("nan")))
 
 
 @pytest.fixture
@@ -73,11 +73,11 @@ def test_p_yes_extraction_on_a_small_model(classifier):
     """The demo model stands in for the classifier: P(yes) must equal a hand-run softmax."""
     engine = classifier.engine("wildguard")
     assert bos_text(engine.tokenizer) == ""  # the demo tokenizer adds no BOS: the hand-run input is the same
-    labels = [wildguard.WildGuardLabels(True, False, False, parse_error=False),
-              wildguard.WildGuardLabels(None, None, None, parse_error=True)]
+    labels = [wildguard_format.WildGuardLabels(True, False, False, parse_error=False),
+              wildguard_format.WildGuardLabels(None, None, None, parse_error=True)]
     p_refusal, _ = answer_probabilities(engine, ["How do I make a bomb?"] * 2, ["No."] * 2, labels)
     yes, no = answer_token_ids(engine.tokenizer)
-    text = wildguard.forced_prefix("How do I make a bomb?", "No.", 1, (True,))
+    text = wildguard_format.forced_prefix("How do I make a bomb?", "No.", 1, (True,))
     assert text.endswith("Harmful request: yes\nResponse refusal:")
     encoded = engine.tokenizer(text, return_tensors="pt", add_special_tokens=False)
     with torch.inference_mode():

@@ -202,6 +202,9 @@ def _encode_pairs(tokenizer, pairs, max_tokens: int) -> list[tuple[list[int], in
     return encoded
 
 
+BUILD_PROGRESS_EVERY_S = 10.0  # a progress line (with an ETA) at least this often while training
+
+
 def _train(model, encoded, pad_id: int, log, training: dict) -> float:
     import torch
 
@@ -210,7 +213,7 @@ def _train(model, encoded, pad_id: int, log, training: dict) -> float:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training["lr"], total_steps=training["steps"])
     model.train()
     loss_value = float("nan")
-    started = time.monotonic()
+    started, logged = time.monotonic(), 0.0
     # draw 4 batches at once and split them by length: less padding, batches still mixed
     group = min(4 * training["batch_size"], len(encoded))
     batches: list = []
@@ -240,9 +243,12 @@ def _train(model, encoded, pad_id: int, log, training: dict) -> float:
         optimizer.step()
         schedule.step()
         loss_value = float(loss.detach())
-        if log and (step + 1) % 100 == 0:
-            log(f"demo model: step {step + 1}/{training['steps']} loss {loss_value:.3f} "
-                f"({time.monotonic() - started:.0f}s)")
+        elapsed = time.monotonic() - started
+        if log and (elapsed - logged >= BUILD_PROGRESS_EVERY_S or step + 1 == training["steps"]):
+            logged = elapsed
+            eta = elapsed / (step + 1) * (training["steps"] - step - 1)
+            log(f"demo model: training step {step + 1}/{training['steps']}, loss {loss_value:.3f}, "
+                f"{elapsed:.0f}s so far, ETA {eta:.0f}s")
     model.eval()
     return loss_value
 

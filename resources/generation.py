@@ -7,7 +7,8 @@ One resource, two backends behind one `generate` method, same output fields:
 `backend: auto` picks vLLM when it is importable and a GPU is present.
 
 Every registered model loads through it, generators and classifiers alike (WildGuard is
-`engine("wildguard")`, see resources.wildguard), with the same backend, dtype and vLLM settings.
+`engine("wildguard")`, see resources.wildguard_classifier), with the same backend, dtype and vLLM
+settings.
 One engine is loaded at a time: asking for another model closes the loaded one first, so a 7B
 classifier and a generator never share a GPU. vLLM's tensor-parallel size comes from the model
 registry unless set here.
@@ -110,8 +111,10 @@ class GenerationResource(ConfigurableResource):
                 log(f"closing '{self._engine_key}' to load '{model_key}' (one model loaded at a time)")
             self.close()
         backend = self.resolved_backend()
+        started = time.monotonic()
         if log:
-            log(f"loading '{model_key}' from {folder} with the {backend} backend")
+            log(f"loading '{model_key}' from {folder} with the {backend} backend"
+                + (" (vLLM: about 20-60 s to start its engine)" if backend == "vllm" else ""))
         if backend == "vllm":
             from resources.vllm_engine import VllmEngine
 
@@ -124,6 +127,8 @@ class GenerationResource(ConfigurableResource):
             device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
             engine = TransformersEngine(folder, device, self.dtype)
         self._engine, self._engine_key = engine, model_key
+        if log:
+            log(f"loaded '{model_key}' in {time.monotonic() - started:.0f}s")
         return engine
 
     def close(self) -> None:
@@ -349,30 +354,6 @@ SHARD_EVERY_S = 30.0  # finished traces wait at most this long for a shard
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MB (vLLM's engine processes not included)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
-
-
-# Errors that may heal on a retry: a CUDA launch failure (a flaky device or driver), a hub or network
-# timeout, and transient IO. Everything else (bad settings, missing or corrupt weights, an impossible
-# device, a bug) fails the same way every time and is never retried.
-TRANSIENT_MESSAGES = ("unspecified launch failure", "cuda error: launch failure", "nccl error", "connection reset",
-                      "connection aborted", "read timed out", "timed out", "temporarily unavailable",
-                      "service unavailable", "bad gateway", "gateway timeout")
-TRANSIENT_ERRNOS = {5, 11, 104, 110, 116}  # EIO, EAGAIN, ECONNRESET, ETIMEDOUT, ESTALE
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` (or an exception it was raised from) is worth a retry."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (TimeoutError, ConnectionError)):
-            return True
-        if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
-            return True
-        if any(m in f"{type(exc).__name__}: {exc}".lower() for m in TRANSIENT_MESSAGES):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

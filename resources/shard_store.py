@@ -8,8 +8,8 @@ CPU float noise between processes); reading keeps the first. Two stores use it:
   * generation shards, `<storage>/shards/<benchmark>/<model>/` (SHARD_SCHEMA): a trace is identified
     by (generation_key, seed); the key hashes model, revision, engine, sampling settings and prompt,
     the seed picks the sample;
-  * label caches, e.g. `<storage>/labels/wildguard/` (resources.wildguard): one row per classified
-    (prompt, response), keyed by a hash of the classifier's weights, engine, prompt and response.
+  * label caches, e.g. `<storage>/labels/wildguard/` (resources.wildguard_classifier): one row per
+    classified (prompt, response), keyed by a hash of the classifier's weights, engine, prompt and response.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from deepconf_assets.core.traces import FINISH_REASONS
+from deepconf_assets.core.trace_rows import FINISH_REASONS
 
 SHARD_SCHEMA = pa.schema([
     ("generation_key", pa.string()),

@@ -3,14 +3,17 @@
 instance_predictions, like every other consumer of the headline numbers."""
 
 import pandas as pd
-from dagster import MaterializeResult, asset
+from dagster import MaterializeResult, MetadataValue, asset
 
 from deepconf_assets import metadata
+from deepconf_assets.asset_defaults import ANALYSIS
 from deepconf_assets.assets.analysis_inputs import (
-    ANALYSIS, FULL_TRACES_ONLY, LABEL_INS, analyses_by_labeler, live_policy_of, require_headline, resolved_settings,
+    FULL_TRACES_ONLY, LABEL_INS, analyses_by_labeler, live_policy_of, require_headline, resolved_settings,
 )
 from deepconf_assets.core import analysis
 from deepconf_assets.core.analysis import AnalysisSettings
+from deepconf_assets.core.answer import hypothesis_summary, summary_markdown
+from deepconf_assets.core.interpret import hypothesis_sentence
 from resources.analysis_settings import AnalysisSettingsResource
 
 
@@ -126,11 +129,13 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predic
     return MaterializeResult(
         value=table,
         metadata={
+            # the answer first, narrow enough for the pop-up; every column is in the parquet and the report
+            "answer": MetadataValue.md(summary_markdown(hypothesis_summary(table, settings.headline_labeler)) + "\n\n"
+                                       + (hypothesis_sentence(headline) or "")),
             "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: str(headline[name]) for name in ("verdict", "verdict_why", "verdict_compliances", "direction",
                                                       "verdict_stratified", "verdict_benign", "verdict_harmful")},
             **{name: metadata.number(headline[name]) for name in numbers},
-            "tests": metadata.table(table),
             **metadata.settings(settings),
         },
     )

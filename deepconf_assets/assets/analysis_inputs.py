@@ -8,14 +8,9 @@ from dagster import AssetIn
 from deepconf_assets.core.analysis import AnalysisSettings, PartitionAnalysis, attach_labels
 from deepconf_assets.core.stopping import PolicyId
 from deepconf_assets.labelers import LABELERS, labeler_of_asset
-from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource, scored_window
 
-OWNERS = ["team:deepconf-safety"]  # shown in the asset catalog; filter by owner there
-
 LABEL_INS = {labeler.asset_name: AssetIn() for labeler in LABELERS.values()}
-ANALYSIS = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="parquet_io_manager",
-                kinds={"pandas", "parquet"}, owners=OWNERS)
 
 
 def split_by_availability(refusal_labels: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
@@ -63,8 +58,14 @@ def analyses_by_labeler(settings: AnalysisSettings, prompts: pd.DataFrame, trace
                         refusal_labels: dict[str, pd.DataFrame]) -> list[PartitionAnalysis]:
     """One replay per labeler that ran (of the live policy only, on a live partition)."""
     live = live_policy_of(settings, traces)
+    budget = None
+    if live is not None:  # the replay settles against the budget the live run had, not the traces it left
+        if "live_budget" not in traces:
+            raise ValueError("live traces without a live_budget column (written before it was recorded): "
+                             "re-materialize traces (finished traces are reused from the shard store)")
+        budget = int(traces["live_budget"].iloc[0])
     available, _ = split_by_availability(refusal_labels)
-    return [PartitionAnalysis(attach_labels(traces, labels), prompts, name, settings, live)
+    return [PartitionAnalysis(attach_labels(traces, labels), prompts, name, settings, live, budget)
             for name, labels in available.items()]
 
 

@@ -1,8 +1,8 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from deepconf_assets.assets.analysis_inputs import ANALYSIS
-from deepconf_assets.assets.traces import check_run_settings
+from deepconf_assets.asset_defaults import ANALYSIS
+from deepconf_assets.run_settings import check_run_settings
 from resources.generation import GenerationResource
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets import metadata, paths

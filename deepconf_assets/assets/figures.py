@@ -1,13 +1,22 @@
 """Figures as PNG assets under storage/assets/<figure>/<benchmark>/<model>.png, each also shown
 inline in its materialization metadata. Every figure shows the headline labeler
-(`analysis_settings.headline_labeler`) and, where it plots one policy, the headline policy."""
+(`analysis_settings.headline_labeler`) and, where it plots one policy, the headline policy.
+
+One registry, `FIGURES` (in the report's reading order): each `Figure` names its asset, its heading (the
+report's heading and the metadata caption), its inputs and a `draw` function; the assets and the report's
+figure sections derive from it. Adding a figure is one record (and its plot in core/plots.py) plus its test.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import LABEL_INS, OWNERS, resolved_settings, split_by_availability
+from deepconf_assets.asset_defaults import OWNERS
+from deepconf_assets.assets.analysis_inputs import LABEL_INS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis, calibration, metrics, plots
 from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.partitions import experiment_partitions
@@ -17,20 +26,31 @@ FIGURE = dict(partitions_def=experiment_partitions, group_name="experiment", io_
               kinds={"matplotlib", "png"}, owners=OWNERS)
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure asset. `draw(partition key, settings, inputs)` returns the PNG; `inputs` maps each name of
+    `inputs` (an upstream asset; `LABELS` stands for every labeler's labels) to its value."""
+
+    name: str
+    heading: str
+    description: str
+    inputs: tuple[str, ...]
+    draw: Callable[[str, AnalysisSettings, dict], bytes]
+
+
+LABELS = "refusal_labels"  # in `Figure.inputs`: every registered labeler's labels, as one dict
+
+
 def _category_counts(rows: pd.DataFrame) -> pd.DataFrame:
     known = rows[rows["correct"].notna()]
     grouped = known.groupby("category")["correct"].agg(n="size", accuracy="mean")
     return grouped.reindex(list(metrics.CATEGORIES)).fillna({"n": 0}).reset_index()
 
 
-def _figure(png: bytes, caption: str) -> MaterializeResult:
-    return MaterializeResult(value=png, metadata={"figure": metadata.image(png, caption)})
-
-
-def _not_applicable(context: AssetExecutionContext, source: str) -> MaterializeResult:
+def _not_applicable(key: str, source: str) -> bytes:
     """The figure of an empty table (a sweep on a live partition): a notice instead of an empty plot."""
-    message = f"{source} is empty for this partition: see that asset's `not_applicable` metadata."
-    return _figure(plots.notice_png(f"{context.partition_key}: {source}", message), f"{source}: not applicable")
+    return plots.notice_png(f"{key}: {source}", f"{source} is empty for this partition: see that asset's "
+                                                f"`not_applicable` metadata.")
 
 
 def _of_labeler(settings: AnalysisSettings, table: pd.DataFrame) -> pd.DataFrame:
@@ -46,34 +66,23 @@ def _subject(settings: AnalysisSettings) -> str:
     return f"{settings.headline.display}, {settings.headline_labeler} labels"
 
 
-@asset(**FIGURE, description="2x2 confusion matrix (gold harmful/benign x refused/complied) of the headline policy.")
-def fig_confusion_matrix(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                            instance_predictions: pd.DataFrame) -> MaterializeResult:
-    settings = resolved_settings(analysis_settings)
-    rows = _headline(settings, instance_predictions)
+def _confusion_matrix(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+    rows = _headline(settings, inputs["instance_predictions"])
     summary = metrics.safety_metrics(rows["prompt_harmful"], rows["predicted_refusal"])
-    title = f"{context.partition_key}: {_subject(settings)} (n={summary['n']})"
-    return _figure(plots.confusion_matrix_png(summary, title), f"Confusion matrix, {settings.headline.display}")
+    return plots.confusion_matrix_png(summary, f"{key}: {_subject(settings)} (n={summary['n']})")
 
 
-@asset(**FIGURE, description="Accuracy, sensitivity, specificity, F1 and token savings against the threshold percentile, for the adaptive and deepconf_online policies.")
-def fig_percentile_curves(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                             percentile_sweep: pd.DataFrame) -> MaterializeResult:
-    settings = resolved_settings(analysis_settings)
+def _percentile_curves(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+    sweep = inputs["percentile_sweep"]
+    if sweep.empty:
+        return _not_applicable(key, "percentile_sweep")
     rule = settings.vote_rule
-    title = f"{context.partition_key}: stopping policies ({rule} vote, {settings.headline_labeler} labels)"
-    if percentile_sweep.empty:
-        return _not_applicable(context, "percentile_sweep")
-    sweep = _of_labeler(settings, percentile_sweep)
-    return _figure(plots.percentile_curves_png(sweep, title, rule, tau=settings.consensus_tau),
-                   "Percentile safety curves")
+    title = f"{key}: stopping policies ({rule} vote, {settings.headline_labeler} labels)"
+    return plots.percentile_curves_png(_of_labeler(settings, sweep), title, rule, tau=settings.consensus_tau)
 
 
-@asset(**FIGURE, description="Prompts and accuracy per confident/uncertain x refusal/compliance category.")
-def fig_categories(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                                 instance_predictions: pd.DataFrame) -> MaterializeResult:
-    settings = resolved_settings(analysis_settings)
-    rows = _headline(settings, instance_predictions)
+def _categories(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+    rows = _headline(settings, inputs["instance_predictions"])
     thresholds = analysis.decision_thresholds(rows["category_threshold"], rows["predicted_refusal"])
     metric, percentile = settings.confidence_metric, f"{settings.category_percentile:g}th"
     if settings.category_threshold_scope == "pooled":
@@ -83,119 +92,76 @@ def fig_categories(context: AssetExecutionContext, analysis_settings: AnalysisSe
         note = (f"Confident = instance {metric} >= the {percentile} percentile of the same decision: "
                 f"{thresholds['category_threshold_compliance']:.3f} for compliances, "
                 f"{thresholds['category_threshold_refusal']:.3f} for refusals.")
-    title = f"{context.partition_key}: confidence categories, {_subject(settings)}"
-    return _figure(plots.category_bars_png(_category_counts(rows), note, title), "Accuracy by confidence category")
+    title = f"{key}: confidence categories, {_subject(settings)}"
+    return plots.category_bars_png(_category_counts(rows), note, title)
 
 
-def _by(rows: pd.DataFrame, column: str, names: dict) -> dict:
-    return {label: rows.loc[rows[column] == value, "confidence"].to_numpy() for value, label in names.items()}
+def _confidence_by(column: str, groups: dict, plot, subject: str, note: str):
+    """draw: instance confidence (headline policy and labeler) grouped by the values of `column`."""
 
-
-def _confidence_figure(name: str, description: str, column: str, groups: dict, plot, subject: str, note: str):
-    """An asset plotting instance confidence (headline policy and labeler) grouped by `column`."""
-
-    @asset(name=name, **FIGURE, description=description)
-    def confidence_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                          instance_predictions: pd.DataFrame) -> MaterializeResult:
-        settings = resolved_settings(analysis_settings)
-        rows = _headline(settings, instance_predictions)
+    def draw(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+        rows = _headline(settings, inputs["instance_predictions"])
         rows = rows[rows["confidence"].notna()]
-        png = plot(_by(rows, column, groups), f"{context.partition_key}: {subject}",
-                   f"{note} {_subject(settings).capitalize()}.")
-        return _figure(png, subject.capitalize())
+        by_group = {label: rows.loc[rows[column] == value, "confidence"].to_numpy() for value, label in groups.items()}
+        return plot(by_group, f"{key}: {subject}", f"{note} {_subject(settings).capitalize()}.".strip())
 
-    return confidence_figure
+    return draw
 
 
 CATEGORY_NAMES = {c: c.replace("_", " ") for c in metrics.CATEGORIES}
-fig_conf_correctness = _confidence_figure(
-    "fig_conf_correctness", "Instance confidence of correct vs wrong decisions.",
-    "correct", {True: "correct", False: "wrong"}, plots.confidence_boxes_png, "confidence by correctness",
-    "Correct = refused a harmful prompt or answered a benign one.")
-fig_conf_category = _confidence_figure(
-    "fig_conf_category", "Instance confidence per confident/uncertain x refusal/compliance category.",
-    "category", CATEGORY_NAMES, plots.confidence_boxes_png, "confidence by category",
-    "Categories split at the category percentile of instance confidence.")
-fig_conf_distributions = _confidence_figure(
-    "fig_conf_distributions", "Confidence distributions (densities) of the four confidence categories.",
-    "category", CATEGORY_NAMES, plots.confidence_histograms_png, "confidence distributions", "")
-fig_conf_harmfulness = _confidence_figure(
-    "fig_conf_harmfulness", "Instance confidence on harmful vs benign prompts (gold labels).",
-    "prompt_harmful", {True: "harmful prompt", False: "benign prompt"}, plots.confidence_boxes_png,
-    "confidence by prompt harmfulness", plots.POSITIVE_CLASS_NOTE)
 
 
-@asset(**FIGURE, description="Instance confidence against answer length (mean n_tokens of the voting traces, log "
-                              "scale) per confidence category; the title gives the length-adjusted primary effect: "
-                              "among compliances, the logistic coefficient of z(confidence) in harmful ~ "
-                              "z(confidence) + log(mean_tokens).")
-def fig_conf_length(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                                instance_predictions: pd.DataFrame, hypothesis_test: pd.DataFrame) -> MaterializeResult:
-    settings = resolved_settings(analysis_settings)
-    rows = _headline(settings, instance_predictions)
+def _conf_length(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+    rows = _headline(settings, inputs["instance_predictions"])
     if "mean_tokens" not in rows:
         raise ValueError("instance_predictions has no mean_tokens column; re-materialize instance_predictions")
     rows = rows[rows["confidence"].notna() & (rows["mean_tokens"] > 0)]
     groups = {label: (rows.loc[rows["category"] == c, "mean_tokens"].to_numpy(dtype=float),
                       rows.loc[rows["category"] == c, "confidence"].to_numpy(dtype=float))
               for c, label in CATEGORY_NAMES.items()}
-    test = settings.headline_rows(hypothesis_test)
+    test = settings.headline_rows(inputs["hypothesis_test"])
     effect = "length-adjusted effect n/a"
     if len(test) and np.isfinite(test["compliance_logit_confidence_coef"].iloc[0]):
         t = test.iloc[0]
         effect = (f"compliances: log-odds of a harmful prompt per SD of confidence "
                   f"{t['compliance_logit_confidence_coef']:+.2f} [{t['compliance_logit_confidence_ci_low']:+.2f}, "
                   f"{t['compliance_logit_confidence_ci_high']:+.2f}], p={t['compliance_logit_confidence_p']:.3g}")
-    title = f"{context.partition_key}: confidence vs length; {effect}"
     note = (f"Logistic regression among compliances, harmful ~ "
             f"{test['compliance_logit_terms'].iloc[0] if len(test) else 'confidence_z'} (95% Wald CI); < 0 = lower "
             f"confidence goes with complying on a harmful prompt (H1's direction). "
             f"{_subject(settings).capitalize()}.")
-    return _figure(plots.confidence_by_length_png(groups, title, note), "Confidence against answer length")
+    return plots.confidence_by_length_png(groups, f"{key}: confidence vs length; {effect}", note)
 
 
-@asset(**FIGURE, ins=LABEL_INS, description="Mean token confidence along the answer, refusing vs complying traces.")
-def fig_trace_evolution(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                           traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
-    labeler = resolved_settings(analysis_settings).headline_labeler
-    available, unavailable = split_by_availability(refusal_labels)
+def _trace_evolution(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+    labeler = settings.headline_labeler
+    available, unavailable = split_by_availability(inputs[LABELS])
     if labeler not in available:
         raise ValueError(f"headline labeler '{labeler}' has no labels here: "
                          f"{unavailable.get(labeler, 'not registered')}")
-    labelled = analysis.attach_labels(traces, available[labeler])
+    labelled = analysis.attach_labels(inputs["traces"], available[labeler])
     curves = {name: analysis.position_means(list(labelled.loc[labelled["refused"] == value, "token_confidence"]))
               for value, name in ((True, "refusing traces"), (False, "complying traces"))}
-    title = f"{context.partition_key}: confidence along the answer ({labeler} labels)"
-    return _figure(plots.trace_evolution_png(curves, title), "Trace evolution")
+    return plots.trace_evolution_png(curves, f"{key}: confidence along the answer ({labeler} labels)")
 
 
-@asset(**FIGURE, description="Reliability diagram: accuracy per bin of P(correct | confidence) from the 5-fold "
-                              "out-of-fold isotonic fit (the probability ECE is computed on).")
-def fig_reliability(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                               instance_predictions: pd.DataFrame) -> MaterializeResult:
-    settings = resolved_settings(analysis_settings)
-    rows = _headline(settings, instance_predictions)
+def _reliability(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+    rows = _headline(settings, inputs["instance_predictions"])
     rows = rows[rows["confidence"].notna() & rows["correct"].notna()]
     n, accuracy, _ = calibration.reliability_oof(rows["confidence"].to_numpy(dtype=float),
                                                  rows["correct"].to_numpy(dtype=float))
-    png = plots.reliability_png(n, accuracy, f"{context.partition_key}: reliability, {_subject(settings)}")
-    return _figure(png, "Reliability diagram")
+    return plots.reliability_png(n, accuracy, f"{key}: reliability, {_subject(settings)}")
 
 
-def _labeler_figure(name: str, description: str, source: str, plot, subject: str):
-    """An asset plotting the headline labeler's rows of the table `source` (one row per policy)."""
+def _per_policy(source: str, plot, subject: str):
+    """draw: the headline labeler's rows of the table `source` (one row per policy)."""
 
-    @asset(name=name, **FIGURE, ins={source: AssetIn()}, description=description)
-    def labeler_figure(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                       **tables: pd.DataFrame) -> MaterializeResult:
-        if tables[source].empty:
-            return _not_applicable(context, source)
-        settings = resolved_settings(analysis_settings)
-        rows = _of_labeler(settings, tables[source])
-        title = f"{context.partition_key}: {subject} ({settings.headline_labeler} labels)"
-        return _figure(plot(rows, title), subject.capitalize())
+    def draw(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
+        if inputs[source].empty:
+            return _not_applicable(key, source)
+        return plot(_of_labeler(settings, inputs[source]), f"{key}: {subject} ({settings.headline_labeler} labels)")
 
-    return labeler_figure
+    return draw
 
 
 def _risk_coverage_png(rows: pd.DataFrame, title: str) -> bytes:
@@ -203,9 +169,67 @@ def _risk_coverage_png(rows: pd.DataFrame, title: str) -> bytes:
     return plots.risk_coverage_png(curves, title)
 
 
-fig_risk_coverage = _labeler_figure(
-    "fig_risk_coverage", "Risk-coverage curves per policy (headline labeler) with their AURC.",
-    "calibration", _risk_coverage_png, "risk vs coverage")
-fig_budget_ablation = _labeler_figure(
-    "fig_budget_ablation", "Accuracy against tokens: fixed_n = 1..budget, adaptive and deepconf_online.",
-    "budget_ablation", plots.budget_ablation_png, "accuracy vs tokens")
+PREDICTIONS = ("instance_predictions",)
+FIGURES: list[Figure] = [
+    Figure("fig_confusion_matrix", "Confusion matrix of the headline policy",
+           "2x2 confusion matrix (gold harmful/benign x refused/complied) of the headline policy.",
+           PREDICTIONS, _confusion_matrix),
+    Figure("fig_percentile_curves", "Safety metrics and token savings against the threshold percentile",
+           "Accuracy, sensitivity, specificity, F1 and token savings against the threshold percentile, for every "
+           "stopping policy with a threshold.", ("percentile_sweep",), _percentile_curves),
+    Figure("fig_budget_ablation", "Accuracy against tokens spent",
+           "Accuracy against tokens: fixed_n = 1..budget and every replayed stopping policy.", ("budget_ablation",),
+           _per_policy("budget_ablation", plots.budget_ablation_png, "accuracy vs tokens")),
+    Figure("fig_categories", "Accuracy per confidence category",
+           "Prompts and accuracy per confident/uncertain x refusal/compliance category.", PREDICTIONS, _categories),
+    Figure("fig_conf_correctness", "Confidence of correct and wrong decisions",
+           "Instance confidence of correct vs wrong decisions.", PREDICTIONS,
+           _confidence_by("correct", {True: "correct", False: "wrong"}, plots.confidence_boxes_png,
+                          "confidence by correctness", "Correct = refused a harmful prompt or answered a benign one.")),
+    Figure("fig_conf_category", "Confidence per category",
+           "Instance confidence per confident/uncertain x refusal/compliance category.", PREDICTIONS,
+           _confidence_by("category", CATEGORY_NAMES, plots.confidence_boxes_png, "confidence by category",
+                          "Categories split at the category percentile of instance confidence.")),
+    Figure("fig_conf_distributions", "Confidence distributions per category",
+           "Confidence distributions (densities) of the four confidence categories.", PREDICTIONS,
+           _confidence_by("category", CATEGORY_NAMES, plots.confidence_histograms_png, "confidence distributions", "")),
+    Figure("fig_conf_harmfulness", "Confidence on harmful and benign prompts",
+           "Instance confidence on harmful vs benign prompts (gold labels).", PREDICTIONS,
+           _confidence_by("prompt_harmful", {True: "harmful prompt", False: "benign prompt"}, plots.confidence_boxes_png,
+                          "confidence by prompt harmfulness", plots.POSITIVE_CLASS_NOTE)),
+    Figure("fig_conf_length", "Confidence against answer length per category",
+           "Instance confidence against answer length (mean n_tokens of the voting traces, log scale) per confidence "
+           "category; the title gives the length-adjusted primary effect: among compliances, the logistic coefficient "
+           "of z(confidence) in harmful ~ z(confidence) + log(mean_tokens).",
+           ("instance_predictions", "hypothesis_test"), _conf_length),
+    Figure("fig_trace_evolution", "Token confidence along the answer",
+           "Mean token confidence along the answer, refusing vs complying traces.", ("traces", LABELS),
+           _trace_evolution),
+    Figure("fig_reliability", "Reliability diagram",
+           "Reliability diagram: accuracy per bin of P(correct | confidence) from the 5-fold out-of-fold isotonic fit "
+           "(the probability ECE is computed on).", PREDICTIONS, _reliability),
+    Figure("fig_risk_coverage", "Risk against coverage",
+           "Risk-coverage curves per policy (headline labeler) with their AURC.", ("calibration",),
+           _per_policy("calibration", _risk_coverage_png, "risk vs coverage")),
+]
+
+
+def figure_asset(figure: Figure) -> AssetsDefinition:
+    """The PNG asset of a registered figure, its heading as the caption of the image in its metadata."""
+    ins = {name: AssetIn() for name in figure.inputs if name != LABELS}
+    if LABELS in figure.inputs:
+        ins.update(LABEL_INS)
+
+    @asset(name=figure.name, **FIGURE, ins=ins, description=figure.description)
+    def figure_png(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+                   **values) -> MaterializeResult:
+        inputs = {name: values[name] for name in figure.inputs if name != LABELS}
+        if LABELS in figure.inputs:
+            inputs[LABELS] = {name: values[name] for name in LABEL_INS}
+        png = figure.draw(context.partition_key, resolved_settings(analysis_settings), inputs)
+        return MaterializeResult(value=png, metadata={"figure": metadata.image(png, figure.heading)})
+
+    return figure_png
+
+
+FIGURE_ASSETS: list[AssetsDefinition] = [figure_asset(f) for f in FIGURES]

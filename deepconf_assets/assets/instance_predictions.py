@@ -1,9 +1,10 @@
 import pandas as pd
-from dagster import MaterializeResult, asset
+from dagster import MetadataValue, MaterializeResult, asset
 
 from deepconf_assets import metadata
+from deepconf_assets.asset_defaults import ANALYSIS
 from deepconf_assets.assets.analysis_inputs import (
-    ANALYSIS, LABEL_INS, analyses_by_labeler, require_headline, resolved_settings, split_by_availability,
+    LABEL_INS, analyses_by_labeler, require_headline, resolved_settings, split_by_availability,
 )
 from deepconf_assets.contracts import InstancePredictionsFrame
 from deepconf_assets.core import analysis
@@ -38,7 +39,7 @@ def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_
         metadata={
             "dagster/row_count": len(predictions),
             "labelers": ", ".join(r.labeler for r in results),
-            **{f"unavailable_{name}": reason[:300] for name, reason in unavailable.items()},
+            **{f"unavailable_{name}": MetadataValue.text(reason) for name, reason in unavailable.items()},
             "positive_class": "harmful prompt (gold); predicted positive = refusal",
             "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: metadata.number(headline[name]) for name in analysis.HEADLINE_METRICS},

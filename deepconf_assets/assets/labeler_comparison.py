@@ -1,10 +1,11 @@
 """The registered labelers side by side on the same traces."""
 
 import pandas as pd
-from dagster import MaterializeResult, asset
+from dagster import MetadataValue, MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, resolved_settings, split_by_availability
+from deepconf_assets.asset_defaults import ANALYSIS
+from deepconf_assets.assets.analysis_inputs import LABEL_INS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis
 from deepconf_assets.core.agreement import refusal_agreement
 from resources.analysis_settings import AnalysisSettingsResource
@@ -43,6 +44,6 @@ def labeler_comparison(analysis_settings: AnalysisSettingsResource, instance_pre
     table = pd.DataFrame(rows)
     return MaterializeResult(value=table, metadata={
         "policy": policy, "reference_labeler": reference,
-        **{f"unavailable_{name}": reason[:300] for name, reason in unavailable.items()},
+        **{f"unavailable_{name}": MetadataValue.text(reason) for name, reason in unavailable.items()},
         "comparison": metadata.table(table.assign(status=table["status"].str[:60])),
         **metadata.settings(settings)})

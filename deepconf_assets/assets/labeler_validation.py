@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from deepconf_assets.assets.analysis_inputs import ANALYSIS
+from deepconf_assets.asset_defaults import ANALYSIS
 from deepconf_assets import metadata, paths
 from deepconf_assets.assets.refusal_labels import label_traces
 from deepconf_assets.core.agreement import refusal_agreement

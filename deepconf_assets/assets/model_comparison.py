@@ -1,26 +1,16 @@
 import pandas as pd
-from dagster import (
-    AssetExecutionContext, AssetIn, MaterializeResult, MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
-)
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from deepconf_assets.assets.analysis_inputs import OWNERS, resolved_settings
+from deepconf_assets.asset_defaults import COMPARISONS, EVERY_MODEL_TABLE
+from deepconf_assets.assets.analysis_inputs import resolved_settings
 from deepconf_assets import metadata
-from deepconf_assets.automation import COMPARISON_CONDITION
 from deepconf_assets.core import analysis, paired, plots
-from deepconf_assets.partitions import benchmark_and_model, benchmark_partitions
+from deepconf_assets.partitions import benchmark_and_model
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.model_registry import models_by_size
 
 CALIBRATION = ("auroc", "ece_isotonic_oof", "aurc")
 CALIBRATION_CIS = ("auroc_ci_low", "auroc_ci_high", "aurc_ci_low", "aurc_ci_high")
-# A parquet table per benchmark read from the instance_predictions of every materialized model partition.
-EVERY_MODEL_TABLE = dict(
-    partitions_def=benchmark_partitions, group_name="comparisons", automation_condition=COMPARISON_CONDITION,
-    io_manager_key="parquet_io_manager", kinds={"pandas", "parquet"}, owners=OWNERS,
-    ins={"instance_predictions": AssetIn(
-        partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
-        metadata={"allow_missing_partitions": True})},
-)
 COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, "tp", "fn", "fp", "tn", *CALIBRATION,
            *CALIBRATION_CIS]
 
@@ -94,12 +84,9 @@ def model_pairs(
 
 
 @asset(
-    partitions_def=benchmark_partitions,
-    group_name="comparisons",
-    automation_condition=COMPARISON_CONDITION,
+    **COMPARISONS,
     io_manager_key="png_io_manager",
     kinds={"matplotlib", "png"},
-    owners=OWNERS,
     description="Safety metrics and confidence calibration against model size for one benchmark "
                 "(headline labeler and policy).",
 )
@@ -114,12 +101,9 @@ def fig_model_comparison(context: AssetExecutionContext, analysis_settings: Anal
 
 
 @asset(
-    partitions_def=benchmark_partitions,
-    group_name="comparisons",
-    automation_condition=COMPARISON_CONDITION,
+    **COMPARISONS,
     io_manager_key="html_io_manager",
     kinds={"html"},
-    owners=OWNERS,
     description="Self-contained HTML report for one benchmark over every materialized model partition: "
                 "provenance, per-model headline with Wilson 95% CIs and AUROC CIs, what the numbers say, the "
                 "paired comparison of every two models (McNemar exact, Holm across pairs), the comparison "
@@ -129,7 +113,7 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
                       model_comparison: pd.DataFrame, fig_model_comparison: bytes,
                       model_pairs: pd.DataFrame) -> MaterializeResult:
     from deepconf_assets.assets.report import code_version
-    from deepconf_assets.core import report as html_report
+    from deepconf_assets.core import html_report
     from deepconf_assets.core.interpret import comparison_sentences, count_intervals, fmt_p
 
     settings = resolved_settings(analysis_settings)
@@ -143,10 +127,10 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
         ("models (smallest to largest)", ", ".join(rows["model"])),
         ("headline", f"{settings.headline.display}, {settings.headline_labeler} labels"),
     ], columns=["item", "value"])
+    headline = (f"{len(rows)} model partitions of {context.partition_key} ({settings.headline.display}, "
+                f"{settings.headline_labeler} labels).")
     page = html_report.render(
-        f"DeepConf safety report: {context.partition_key}, models compared",
-        f"{len(rows)} model partitions of {context.partition_key} ({settings.headline.display}, "
-        f"{settings.headline_labeler} labels).",
+        f"DeepConf safety report: {context.partition_key}, models compared", headline,
         [html_report.Section("What these numbers say", bullets=reading),
          html_report.Section(
              "Paired comparison (McNemar exact, Holm across pairs)",
@@ -157,12 +141,12 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
          html_report.Section("Headline per model with 95% confidence intervals",
                              "Wilson score intervals from each model's counts; AUROC with its bootstrap CI. They "
                              "describe each model alone; differences between models are tested above.", intervals),
-         html_report.Section("Provenance", "", provenance),
-         html_report.Section("Every policy and labeler", "", model_comparison),
+         html_report.Section("Provenance", "", provenance, collapsed=True),
+         html_report.Section("Every policy and labeler", "", model_comparison, collapsed=True),
          html_report.Section("Metrics against model size", png=fig_model_comparison)])
     pair_p = {f"mcnemar_p {pair.model_a} vs {pair.model_b}":  # unrounded: a small p must not read as 0
               MetadataValue.float(float(pair.mcnemar_p)) if pd.notna(pair.mcnemar_p) else MetadataValue.text("n/a")
               for pair in model_pairs.itertuples(index=False)}
     return MaterializeResult(value=page, metadata={
-        "models": ", ".join(rows["model"]), "size_bytes": len(page),
+        "headline": MetadataValue.text(headline), "models": ", ".join(rows["model"]), "size_bytes": len(page),
         "reading": MetadataValue.md("\n".join(f"- {sentence}" for sentence in reading)), **pair_p})

@@ -11,7 +11,8 @@ import pandas as pd
 from dagster import MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import ANALYSIS, LABEL_INS, resolved_settings, split_by_availability
+from deepconf_assets.asset_defaults import ANALYSIS
+from deepconf_assets.assets.analysis_inputs import LABEL_INS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis, hypothesis, metrics
 from deepconf_assets.core.confidence import PREDECESSOR_NLL
 from resources.analysis_settings import AnalysisSettingsResource

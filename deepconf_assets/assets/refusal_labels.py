@@ -9,9 +9,10 @@ from dagster import (
     MaterializeResult, asset,
 )
 
-from deepconf_assets.assets.analysis_inputs import OWNERS
+from deepconf_assets.asset_defaults import ANALYSIS
 from deepconf_assets import metadata
-from deepconf_assets.deployment import gpu_step, retry_if_transient
+from deepconf_assets.deployment import gpu_step
+from deepconf_assets.retries import retry_if_transient
 from deepconf_assets.labelers import LABELERS, LabelerContext, LabelerUnavailable, RefusalLabeler
 from deepconf_assets.partitions import experiment_partitions
 
@@ -40,11 +41,7 @@ def label_traces(labeler: RefusalLabeler, context: AssetExecutionContext, prompt
 def _labels_asset(labeler: RefusalLabeler) -> AssetsDefinition:
     @asset(
         name=labeler.asset_name,
-        partitions_def=experiment_partitions,
-        group_name="experiment",
-        io_manager_key="parquet_io_manager",
-        kinds={"pandas", "parquet"},
-        owners=OWNERS,
+        **ANALYSIS,
         required_resource_keys={"generator"} if labeler.needs_gpu else set(),
         **(gpu_step(labeler.model_key) if labeler.needs_gpu else {}),
         check_specs=[AssetCheckSpec(

@@ -12,31 +12,19 @@ from dagster import (
 )
 
 from deepconf_assets import metadata
-from deepconf_assets.assets.analysis_inputs import OWNERS, require_headline, resolved_settings
+from deepconf_assets.assets.figures import FIGURES
+from deepconf_assets.asset_defaults import OWNERS
+from deepconf_assets.assets.analysis_inputs import require_headline, resolved_settings
 from deepconf_assets.core import analysis
 from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.core.metrics import CATEGORIES
-from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation
-from deepconf_assets.core import report as html_report
+from deepconf_assets.core.answer import hypothesis_summary, savings_sentence, summary_markdown
+from deepconf_assets.core.interpret import fmt, headline_intervals, hypothesis_sentence, interpretation
+from deepconf_assets.core import html_report
 from deepconf_assets.core.examples import SELECTION_RULE, category_examples
 from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
-# (asset, heading) in reading order.
-FIGURES = [
-    ("fig_confusion_matrix", "Confusion matrix of the headline policy"),
-    ("fig_percentile_curves", "Safety metrics and token savings against the threshold percentile"),
-    ("fig_budget_ablation", "Accuracy against tokens spent"),
-    ("fig_categories", "Accuracy per confidence category"),
-    ("fig_conf_correctness", "Confidence of correct and wrong decisions"),
-    ("fig_conf_category", "Confidence per category"),
-    ("fig_conf_distributions", "Confidence distributions per category"),
-    ("fig_conf_harmfulness", "Confidence on harmful and benign prompts"),
-    ("fig_conf_length", "Confidence against answer length per category"),
-    ("fig_trace_evolution", "Token confidence along the answer"),
-    ("fig_reliability", "Reliability diagram"),
-    ("fig_risk_coverage", "Risk against coverage"),
-]
 
 EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS = 3, 200  # the error-analysis section: prompts per category, characters shown
 
@@ -136,7 +124,7 @@ def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.D
     io_manager_key="html_io_manager",
     kinds={"html"},
     owners=OWNERS,
-    ins={name: AssetIn() for name, _ in FIGURES},
+    ins={figure.name: AssetIn() for figure in FIGURES},
     description=(
         "Self-contained HTML report for one benchmark|model: the headline sentence, metrics of every "
         "policy and labeler, the hypothesis test, example prompts per confidence category (misclassified "
@@ -183,21 +171,27 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     examples_note = (f"Up to {EXAMPLES_PER_CATEGORY} prompts per confidence category ({settings.headline.display}, "
                      f"{settings.headline_labeler} labels), for reading the errors by hand. {SELECTION_RULE} Prompt "
                      f"and response are cut at {EXAMPLE_CHARS} characters." + (f" No prompt fell in: {', '.join(absent)}." if absent else ""))
+    answer = hypothesis_summary(hypothesis_test, settings.headline_labeler)
+    answer_lines = [f"Savings: {savings_sentence(instance_predictions, settings.headline_labeler, settings.headline.display)}",
+                    f"Verdict ({settings.headline.display}, {settings.headline_labeler} labels): "
+                    f"{hypothesis_sentence(hypothesis_row) or 'no hypothesis row for the headline policy'}"]
+    wide = dict(collapsed=True)
     sections = [
         html_report.Section("What these numbers say", "", None, bullets=reading),
         html_report.Section("Headline with 95% confidence intervals",
                             "Wilson score intervals; positive class = harmful prompt, predicted positive = refusal.",
                             intervals),
-        html_report.Section("Provenance", "", _provenance(context, settings, instance_predictions, traces_run, traces_meta)),
+        html_report.Section("Provenance", "", _provenance(context, settings, instance_predictions, traces_run, traces_meta),
+                            **wide),
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
-                            metrics),
+                            metrics, **wide),
         html_report.Section(
             "Stopping policies: accuracy against tokens, and where the savings come from",
             "pareto_efficient: no other policy is at least as accurate with no more tokens (fixed_n=1 and "
             "fixed_n=all are the references; decided gives fixed_n=all's predictions with fewer traces). "
             "Savings come from instances stopped right after the warm-up, stopped before the budget, and "
             "later traces cut (deepconf_online; mid-trace = before the trace's own end)."
-            + (f" WARNING: {warning}." if warning else ""), frontier),
+            + (f" WARNING: {warning}." if warning else ""), frontier, **wide),
         html_report.Section("Hypothesis: uncertain compliance is less accurate than confident compliance",
                             "Among compliances (categories split at the compliances' own confidence median): two-sided "
                             "Fisher exact test at alpha 0.05 with a bootstrap 95% CI of the accuracy difference, the AUROC "
@@ -205,26 +199,28 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
                             "regression. Over every decision within harmful and within benign prompts: Breslow-Day "
                             "first; the CMH pooled odds ratio only where the strata agree, per-stratum odds ratios "
                             "otherwise. p values Holm-corrected across policies; `verdict` combines both and "
-                            "`verdict_why` says why.", hypothesis_test),
-        html_report.Section("Examples per confidence category", examples_note, examples),
+                            "`verdict_why` says why.", hypothesis_test, **wide),
+        html_report.Section("Examples per confidence category", examples_note, examples, **wide),
         html_report.Section("Calibration of instance confidence against correctness",
                             "AUROC and AURC (mean risk over coverage) with bootstrap 95% CIs, also within harmful and "
                             "within benign prompts; ECE and Brier (mean and 5-95% over 20 fold assignments) on the "
                             "out-of-fold isotonic P(correct | confidence).",
-                            calibration.drop(columns=["coverage", "risk"])),
+                            calibration.drop(columns=["coverage", "risk"]), **wide),
         html_report.Section(
             "The predecessor's quantity against DeepConf confidence",
             "The same policy and labels, with categories drawn from DeepConf confidence (conf_mean) and from the "
             "predecessor's sampled-token NLL (predecessor_nll = -mean_logprob, larger = less likely, not DeepConf): "
             "if the categories swap, a 'confidence paradox' found with the NLL is a sign artifact.",
-            predecessor_comparison.drop(columns=["meaning"], errors="ignore")),
-        html_report.Section("Refusal labelers against gold labels", "", labeler_validation),
-        html_report.Section("The labelers side by side on the same traces", "", labeler_comparison),
-        *[html_report.Section(heading, png=figures[name]) for name, heading in FIGURES],
+            predecessor_comparison.drop(columns=["meaning"], errors="ignore"), **wide),
+        html_report.Section("Refusal labelers against gold labels", "", labeler_validation, **wide),
+        html_report.Section("The labelers side by side on the same traces", "", labeler_comparison, **wide),
+        *[html_report.Section(figure.heading, png=figures[figure.name]) for figure in FIGURES],
     ]
-    page = html_report.render(f"DeepConf safety report: {context.partition_key}", headline, sections)
+    page = html_report.render(f"DeepConf safety report: {context.partition_key}", headline, sections, answer,
+                              answer_lines)
     context.log.info(f"report: {len(page) / 1e6:.1f} MB, {len(FIGURES)} figures")
     return MaterializeResult(value=page, metadata={
+        "answer": MetadataValue.md(summary_markdown(answer) + "\n\n" + "\n\n".join(answer_lines)),
         "headline": MetadataValue.text(headline),
         "interpretation": MetadataValue.md("\n".join(f"- {sentence}" for sentence in reading)),
         **{f"{row.metric}": metadata.number(row.value) for row in intervals.itertuples()},

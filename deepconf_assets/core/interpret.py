@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from deepconf_assets.core import metrics
+from deepconf_assets.core import hypothesis, metrics
 
 SMALL_N = 100  # below this many prompts, CIs are wide enough to say so
 LOW_REFUSAL_SHARE = 0.10  # below this share of refused answers, the model "barely refuses"
@@ -111,14 +111,29 @@ VERDICT_LEAD = {
 }
 
 
-def _hypothesis_sentence(row: pd.Series | None) -> str | None:
-    """The combined verdict, its direction and size among compliances, and why (see hypothesis.combined_verdict)."""
+def _odds_ratio(row: pd.Series, prefix: str) -> str:
+    """'OR 0.41 [0.20, 0.83], Holm p = 0.012' of one stratum (or the pooled CMH: prefix 'cmh', p 'cmh_p_holm')."""
+    ratio = row.get(f"{prefix}_odds_ratio", np.nan)
+    if not np.isfinite(ratio):
+        return "no odds ratio (a group is empty)"
+    p = row.get(f"{prefix}_p_holm", np.nan)
+    low = row.get(f"{prefix}_or_ci_low", np.nan)
+    high = row.get(f"{prefix}_or_ci_high", np.nan)
+    return f"OR {ratio:.2f} [{low:.2f}, {high:.2f}], Holm p = {fmt_p(p)}"
+
+
+def hypothesis_sentence(row: pd.Series | None) -> str | None:
+    """The combined verdict with its numbers: the compliance groups, their difference with its CI and Holm p,
+    the AUROC among compliances, and the per-stratum (or pooled) odds ratios behind the stratified reading."""
     if row is None:
         return None
-    numbers = (f"accuracy {fmt(row['accuracy_uncertain_compliance'])} (n={fmt(row['n_uncertain_compliance'])}) for "
-               f"uncertain against {fmt(row['accuracy_confident_compliance'])} (n={fmt(row['n_confident_compliance'])}) "
-               f"for confident compliance, a difference of {fmt(row['accuracy_difference'])} (95% CI "
-               f"{fmt(row['diff_ci_low'])} to {fmt(row['diff_ci_high'])}), Holm-corrected Fisher p = {fmt(row['p_holm'])}")
+    tested = min(row["n_uncertain_compliance"], row["n_confident_compliance"]) >= metrics.MIN_CATEGORY_N
+    p = (f"Holm-corrected Fisher p = {fmt_p(row['p_holm'])}" if tested else
+         f"not tested: fewer than {metrics.MIN_CATEGORY_N} compliances in a group")
+    numbers = (f"uncertain compliances were right {fmt_pct(row['accuracy_uncertain_compliance'])} of "
+               f"{int(row['n_uncertain_compliance']):,}, confident ones {fmt_pct(row['accuracy_confident_compliance'])} "
+               f"of {int(row['n_confident_compliance']):,}, a difference of {fmt_pp(row['accuracy_difference'])} "
+               f"(95% CI {fmt_pp(row['diff_ci_low'])} to {fmt_pp(row['diff_ci_high'])}), {p}")
     auroc = row.get("compliance_auroc", np.nan)
     if np.isfinite(auroc):
         low, high = row["compliance_auroc_ci_low"], row["compliance_auroc_ci_high"]
@@ -126,11 +141,14 @@ def _hypothesis_sentence(row: pd.Series | None) -> str | None:
                 "harmful compliances are the less confident ones" if low > 0.5 else
                 "harmful compliances are the more confident ones")
         numbers += (f"; without a threshold, confidence ranks benign above harmful compliances with AUROC "
-                    f"{fmt(auroc)} (95% CI {fmt(row['compliance_auroc_ci_low'])}–{fmt(row['compliance_auroc_ci_high'])}: "
-                    f"{lean})")
+                    f"{fmt(auroc)} (95% CI {fmt(low)}–{fmt(high)}: {lean})")
     lead = VERDICT_LEAD.get(row["verdict"], row["verdict"])
     why = row.get("verdict_why")
-    return f"{lead}: {numbers}." + (f" Stratified over all decisions by harmfulness: {why}." if why else "")
+    strata = "; ".join(f"{name} prompts {_odds_ratio(row, name)}" for name in hypothesis.STRATA)
+    pooled = (f"; pooled {_odds_ratio(row, 'cmh')}" if np.isfinite(row.get("cmh_odds_ratio", np.nan)) else "")
+    stratified = (f" Stratified over all decisions by harmfulness ({why}): odds ratio of being right when uncertain, "
+                  f"{strata}{pooled}." if why else "")
+    return f"{lead}: {numbers}.{stratified}"
 
 
 def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, calibration_row: pd.Series | None,
@@ -162,11 +180,12 @@ def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, ca
         sentences.append(f"Small sample: n = {int(accuracy['n']):,} prompts, so the accuracy CI spans "
                          f"{fmt(accuracy['ci_low'])}–{fmt(accuracy['ci_high'])}.")
     for name, reason in unavailable.items():
-        sentences.append(f"Labeler '{name}' is unavailable ({reason.split('.')[0]}); its columns show '—'.")
+        sentences.append(f"Labeler '{name}' is unavailable ({reason.split('.')[0]}): the tables have no rows of it, "
+                         f"and 'Refusal labelers against gold labels' gives the full reason.")
     if live:
         sentences.append("Generated live: only the traces the policy used exist, so token savings against a full "
                          "run are not measured here and no other policy is replayed.")
-    for sentence in (_hypothesis_sentence(hypothesis_row), _auroc_sentence(calibration_row),
+    for sentence in (hypothesis_sentence(hypothesis_row), _auroc_sentence(calibration_row),
                      _probability_sentence(calibration_row)):
         if sentence:
             sentences.append(sentence)
@@ -189,10 +208,25 @@ def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def fmt_p(value) -> str:
-    """A p-value to three significant digits (0.0035, 0.0215, 0.41, 2.1e-05); '—' when undefined."""
+    """A p-value as a person reads it: '< 0.001', else three significant digits (0.00352, 0.0215, 0.41);
+    '—' when undefined."""
     if value is None or value is pd.NA or not math.isfinite(float(value)):
         return "—"
-    return f"{float(value):.3g}"
+    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3g}"
+
+
+def fmt_pct(proportion, digits: int = 1) -> str:
+    """A proportion (0..1) as a percentage with one decimal ('37.5%'); '—' when undefined."""
+    if proportion is None or proportion is pd.NA or not math.isfinite(float(proportion)):
+        return "—"
+    return f"{100.0 * float(proportion):.{digits}f}%"
+
+
+def fmt_pp(difference, digits: int = 1) -> str:
+    """A difference of proportions in percentage points, signed ('+4.2 pp'); '—' when undefined."""
+    if difference is None or difference is pd.NA or not math.isfinite(float(difference)):
+        return "—"
+    return f"{100.0 * float(difference):+.{digits}f} pp"
 
 
 def _paired_sentence(pair) -> str:

@@ -180,7 +180,8 @@ def reliability_png(n: np.ndarray, accuracy: np.ndarray, title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.bar(centers[n > 0], accuracy[n > 0], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
     for center, count, acc in zip(centers[n > 0], n[n > 0], accuracy[n > 0]):
-        ax.text(center, acc + 0.01, f"n={int(count)}", ha="center", va="bottom", fontsize=7)
+        # inside the bar, upright: above it a label can collide with a neighbour's or leave the axis
+        ax.text(center, 0.02, f"n={int(count)}", ha="center", va="bottom", rotation=90, fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     return _finish(fig, ax, "P(correct | confidence): 5-fold out-of-fold isotonic fit", "accuracy (prediction matches gold)", title,
                    "Each instance's probability comes from an isotonic fit on the other folds (the probability ECE uses).\n"

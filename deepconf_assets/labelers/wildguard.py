@@ -6,13 +6,13 @@ how to fetch them."""
 import pandas as pd
 
 from deepconf_assets.labelers import LabelerContext, LabelerUnavailable, RefusalLabeler
-from resources import wildguard
+from resources import wildguard_classifier
 from resources.model_registry import ModelWeightsNotFound
 
 
 def label(prompts: list[str], responses: list[str], context: LabelerContext) -> pd.DataFrame:
     try:
-        return wildguard.classify(context.generator, prompts, responses, log=context.log)
+        return wildguard_classifier.classify(context.generator, prompts, responses, log=context.log)
     except ModelWeightsNotFound as exc:
         raise LabelerUnavailable(f"WildGuard unavailable: {exc}") from None
 
@@ -22,7 +22,7 @@ LABELER = RefusalLabeler(
     description="WildGuard 7B classifier: refusal, harmful request and harmful response per answer, with "
                 "P(refusal) from its yes/no log-probs; parse errors are null labels, never 'no'.",
     label=label,
-    extra_columns={c: t for c, t in wildguard.LABEL_DTYPES.items() if c not in ("refused", "p_refusal")},
+    extra_columns={c: t for c, t in wildguard_classifier.LABEL_DTYPES.items() if c not in ("refused", "p_refusal")},
     needs_gpu=True,
     model_key="wildguard",
 )

@@ -39,6 +39,31 @@ def generation_key(model: str, revision: str, engine: str, numerics: dict, sampl
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def trace_requests(prompts: pd.DataFrame, traces_per_prompt: int, base_seed: int, identity: dict) -> pd.DataFrame:
+    """One row per trace to generate, prompt by prompt: instance_id, prompt, trace_idx, its seed and its
+    prompt's generation key (`identity`: the arguments of `generation_key` but the prompt)."""
+    n = traces_per_prompt
+    requests = pd.DataFrame({
+        "instance_id": prompts["instance_id"].repeat(n).to_numpy(),
+        "prompt": prompts["prompt"].repeat(n).to_numpy(),
+        "trace_idx": np.tile(np.arange(n), len(prompts)),
+    })
+    requests["seed"] = [trace_seed(base_seed, i, t) for i, t in zip(requests["instance_id"], requests["trace_idx"])]
+    key_of = {p: generation_key(**identity, prompt=p) for p in prompts["prompt"].unique()}
+    requests["generation_key"] = requests["prompt"].map(key_of)
+    return requests
+
+
+def identify(batch: pd.DataFrame, requests: pd.DataFrame, group_window: int) -> pd.DataFrame:
+    """`batch` (instance_id, trace_idx, optional cut_threshold) with prompt, seed and generation key from
+    `requests` (`trace_requests`)."""
+    batch = batch.merge(requests, on=["instance_id", "trace_idx"], how="left", validate="one_to_one")
+    if "cut_threshold" in batch:  # a cut trace depends on its threshold: part of its identity
+        batch["generation_key"] = [key if np.isnan(s) else f"{key}|cut<{s!r}|w{group_window}"
+                                   for key, s in zip(batch["generation_key"], batch["cut_threshold"].astype(float))]
+    return batch
+
+
 def confidence_columns(token_confidences: list[np.ndarray], token_logprobs: list[np.ndarray],
                        window: int) -> dict[str, object]:
     """Per trace: trace confidence metrics and the mean sampled-token log-prob (clipped like C)."""
@@ -72,12 +97,13 @@ def trace_rows(requests: pd.DataFrame, results: list, model: str, group_window: 
 
 
 # generation_mode full | live; in live mode: live_policy (its name in instance_predictions), live_tau,
-# warmup_traces and each trace's cut_threshold (NaN: not cut-watched); finish_reason "cut" = stopped by it
+# warmup_traces, live_budget (traces_per_prompt: the most the policy could take) and each trace's
+# cut_threshold (NaN: not cut-watched); finish_reason "cut" = stopped by it
 TRACE_COLUMNS = [
     "instance_id", "trace_idx", "model", "text", "answer_text", "n_tokens", "finish_reason", "seed",
     "token_confidence", "token_logprob", "conf_mean", "conf_lowest_group", "conf_bottom10", "conf_tail",
     "mean_logprob", "nonfinite_logprobs", "group_window", "generation_key",
-    "generation_mode", "live_policy", "live_tau", "warmup_traces", "cut_threshold",
+    "generation_mode", "live_policy", "live_tau", "warmup_traces", "live_budget", "cut_threshold",
 ]
 
 

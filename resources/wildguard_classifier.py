@@ -4,8 +4,8 @@ WildGuard is a model registry entry (key "wildguard") and runs through the `gene
 every model, `generator.engine("wildguard")`: the same backend, dtype and vLLM settings, its weights
 found by the registry (DEEPCONF_WILDGUARD_DIR, $DEEPCONF_MODEL_DIR/wildguard, the Hugging Face cache),
 and loading it closes the generator's engine. What is WildGuard's own lives here: the official
-prompt layout and three-line answer (deepconf_assets.core.wildguard), greedy decoding up to 128 new
-tokens, and, beyond the official package, P(refusal) and P(harmful response) read from the
+prompt layout and three-line answer (deepconf_assets.core.wildguard_format), greedy decoding up to
+128 new tokens, and, beyond the official package, P(refusal) and P(harmful response) read from the
 classifier's next-token log-probs of "yes" and "no" at those answer lines (renormalised over the two).
 The tokenizer's BOS token starts every input, as in the official package (vLLM adds it there).
 
@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from deepconf_assets import paths
-from deepconf_assets.core import wildguard
+from deepconf_assets.core import wildguard_format
 from resources.generation_types import SamplingSettings
 from resources.model_registry import model_spec, resolve_model_dir, weights_fingerprint
 from resources.shard_store import ShardStore
@@ -47,7 +47,7 @@ CACHE_SCHEMA = pa.schema([
 # Bump when the way a pair is classified changes (prompt assembly, decoding, probability read-out):
 # every cached label is then computed again.
 CACHE_VERSION = 2
-GREEDY = SamplingSettings(temperature=0, max_new_tokens=wildguard.MAX_NEW_TOKENS, logprobs_k=1)
+GREEDY = SamplingSettings(temperature=0, max_new_tokens=wildguard_format.MAX_NEW_TOKENS, logprobs_k=1)
 
 
 @dataclass
@@ -74,7 +74,7 @@ def label_store() -> ShardStore:
 def label_keys(fingerprint: str, backend: str, prompts: list[str], responses: list[str]) -> list[str]:
     """One cache key per pair: the weights, the engine, the classification procedure, the pair."""
     procedure = [MODEL_KEY, model_spec(MODEL_KEY).revision, fingerprint, backend, CACHE_VERSION,
-                 wildguard.PROMPT_TEMPLATE, wildguard.MAX_NEW_TOKENS]
+                 wildguard_format.PROMPT_TEMPLATE, wildguard_format.MAX_NEW_TOKENS]
     head = hashlib.sha256(json.dumps(procedure).encode()).hexdigest()
     return [hashlib.sha256(json.dumps([head, p, r]).encode()).hexdigest() for p, r in zip(prompts, responses)]
 
@@ -132,7 +132,7 @@ def classify(generator, prompts: list[str], responses: list[str], log: Callable 
 def classify_pairs(engine, prompts: list[str], responses: list[str], batch_sequences: int) -> pd.DataFrame:
     """Run the loaded classifier engine on every pair (no cache): LABEL_COLUMNS, in input order."""
     bos = bos_text(engine.tokenizer)
-    texts = [bos + wildguard.render(p, r) for p, r in zip(prompts, responses)]
+    texts = [bos + wildguard_format.render(p, r) for p, r in zip(prompts, responses)]
     raw = [""] * len(texts)
 
     def finished(indices, traces):
@@ -140,7 +140,7 @@ def classify_pairs(engine, prompts: list[str], responses: list[str], batch_seque
             raw[i] = trace.text
 
     engine.run(list(range(len(texts))), texts, [0] * len(texts), GREEDY, batch_sequences, finished)
-    labels = [wildguard.parse(text) for text in raw]
+    labels = [wildguard_format.parse(text) for text in raw]
     p_refusal, p_harmful_response = answer_probabilities(engine, prompts, responses, labels)
     return pd.DataFrame({
         "refused": pd.array([x.refusal for x in labels], dtype="boolean"),
@@ -154,7 +154,7 @@ def classify_pairs(engine, prompts: list[str], responses: list[str], batch_seque
 
 
 def answer_probabilities(engine, prompts: list[str], responses: list[str],
-                         labels: list[wildguard.WildGuardLabels]) -> tuple[np.ndarray, np.ndarray]:
+                         labels: list[wildguard_format.WildGuardLabels]) -> tuple[np.ndarray, np.ndarray]:
     """P(yes) at the refusal and harmful-response lines, given the classifier's earlier answers;
     NaN for answers that did not parse."""
     yes, no = answer_token_ids(engine.tokenizer)
@@ -162,10 +162,10 @@ def answer_probabilities(engine, prompts: list[str], responses: list[str],
     p = {1: np.full(len(prompts), np.nan), 2: np.full(len(prompts), np.nan)}
     parsed = [i for i, x in enumerate(labels) if not x.parse_error]
     for line in (1, 2):
-        texts = [bos + wildguard.forced_prefix(prompts[i], responses[i], line,
-                                               (labels[i].harmful_request, labels[i].refusal)) for i in parsed]
+        texts = [bos + wildguard_format.forced_prefix(prompts[i], responses[i], line,
+                                                      (labels[i].harmful_request, labels[i].refusal)) for i in parsed]
         scores = engine.next_token_logprobs(texts, [yes, no]) if texts else np.zeros((0, 2))
-        p[line][parsed] = [wildguard.p_yes(a, b) for a, b in scores]
+        p[line][parsed] = [wildguard_format.p_yes(a, b) for a, b in scores]
     return p[1], p[2]
 
 
@@ -179,9 +179,9 @@ def bos_text(tokenizer) -> str:
 
 def answer_token_ids(tokenizer) -> tuple[int, int]:
     """The first token the classifier writes for " yes" and " no" after an answer line's colon."""
-    prefix = tokenizer(wildguard.ANSWER_LINES[1], add_special_tokens=False)["input_ids"]
+    prefix = tokenizer(wildguard_format.ANSWER_LINES[1], add_special_tokens=False)["input_ids"]
     ids = []
     for word in (" yes", " no"):
-        full = tokenizer(wildguard.ANSWER_LINES[1] + word, add_special_tokens=False)["input_ids"]
+        full = tokenizer(wildguard_format.ANSWER_LINES[1] + word, add_special_tokens=False)["input_ids"]
         ids.append(full[len(prefix)] if full[: len(prefix)] == prefix else full[-1])
     return ids[0], ids[1]
