@@ -17,6 +17,7 @@ from deepconf_assets.core.confidence import TRACE_METRICS
 from deepconf_assets.core.hypothesis import COMBINED_VERDICTS, VERDICTS
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.analysis import HEADLINE_METRICS
+from deepconf_assets.core import html_report
 from deepconf_assets.core.interpret import fmt_p
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.labelers import LABELERS
@@ -279,7 +280,10 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
     assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
     assert "Most traces are shorter than" not in page  # 90 % of the demo's traces are longer than the window
-    assert "<h2>Examples per confidence category</h2>" in page and "Misclassified prompts first" in page
+    assert "<summary>Examples per confidence category</summary>" in page and "Misclassified prompts first" in page
+    # the answer on the first screen: the hypothesis per policy, the savings line and the verdict with its numbers
+    assert page.index('<table class="answer">') < page.index("Savings: decided uses") < page.index("Verdict (decided")
+    assert page.index("Verdict (decided") < page.index("<h2>What these numbers say</h2>")
     examples = pd.read_html(root / "report" / "xstest" / "demo.html", match="instance_confidence")[0]
     assert examples["category"].value_counts().to_dict() == {category: 3 for category in CATEGORIES}
     shown = headline.set_index("instance_id").loc[examples["instance_id"]]
@@ -318,8 +322,7 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
                                        if r.policy == "fixed_n"},
         "model_comparison": pd.read_parquet(root / "model_comparison" / "synthetic.parquet").query("model == 'demo-small'")
         .set_index(["labeler", "policy"])["avg_traces"].to_dict(),
-        "report": pd.read_html(root / "report" / "synthetic" / "demo-small.html", match="avg_traces")[0]
-        .set_index(["labeler", "policy"])["avg_traces"].to_dict(),
+        "report": _report_metrics(root / "report" / "synthetic" / "demo-small.html")["avg_traces"].to_dict(),
     }
     for where, values in shown.items():
         assert values, where
@@ -330,10 +333,13 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
     # every headline metric, not only avg_traces: report table = model_comparison = instance_predictions
     comparison = pd.read_parquet(root / "model_comparison" / "synthetic.parquet").query("model == 'demo-small'")
     comparison = comparison.set_index(["labeler", "policy"])
-    report = pd.read_html(root / "report" / "synthetic" / "demo-small.html", match="avg_traces")[0].set_index(["labeler", "policy"])
+    report = _report_metrics(root / "report" / "synthetic" / "demo-small.html")
     for metric in HEADLINE_METRICS:
+        # what the page prints: percentages to one decimal, other numbers to three
+        tolerance = {"proportion": 5.01e-4, "pct": 0.0501}.get(html_report.column_kind(metric), 5.01e-4)
         for key in comparison.index:
-            assert report.loc[key, metric] == pytest.approx(comparison.loc[key, metric], abs=5e-4, nan_ok=True), (metric, key)
+            assert report.loc[key, metric] == pytest.approx(comparison.loc[key, metric], abs=tolerance, nan_ok=True), (
+                metric, key)
     # demo-small's answers are short: the report says the 32-token window is longer than most traces
     longer = (read("traces")["n_tokens"] > 32).mean()
     page = (root / "report" / "synthetic" / "demo-small.html").read_text(encoding="utf-8")
@@ -353,3 +359,26 @@ def test_decided_matches_every_trace_with_fewer_tokens(xstest_demo_run):
     online = sweep[(sweep["policy"] == "deepconf_online") & (sweep["vote_rule"] == "majority")]
     assert set(online["tau"]) == {0.6, 0.7, 0.8, 0.9, 0.95}
     assert online["token_savings_pct"].max() - online["token_savings_pct"].min() > 3  # the setting matters
+
+
+def _report_metrics(path) -> pd.DataFrame:
+    """The report's 'Metrics per labeler and policy' table, its parts joined on (labeler, policy) and its cells
+    read back to numbers ('81.2%' of a proportion -> 0.812, of a *_pct column -> 81.2; '1,234' -> 1234)."""
+    from deepconf_assets.core.analysis import HEADLINE_METRICS
+
+    parts = [t.set_index(["labeler", "policy"]) for t in pd.read_html(path)
+             if {"labeler", "policy"} <= set(t.columns) and set(t.columns) & set(HEADLINE_METRICS)
+             and "pareto_efficient" not in t.columns]
+    table = pd.concat(parts, axis=1)
+    table = table.loc[:, ~table.columns.duplicated()]
+
+    def number(text, kind):
+        text = str(text).replace(",", "")
+        if text in ("—", "nan"):
+            return float("nan")
+        if text.endswith("%"):
+            return float(text[:-1]) / (100.0 if kind == "proportion" else 1.0)
+        return float(text)
+
+    return pd.DataFrame({c: [number(v, html_report.column_kind(c)) for v in table[c]] for c in table.columns},
+                        index=table.index)

@@ -93,7 +93,7 @@ def _run(tmp_path: Path, *args: str, **env: str) -> dict[str, tuple[str, str]]:
 
 
 def test_unmarked_slow_work_fails_and_says_mark_it_slow(tmp_path):
-    results = _run(tmp_path)
+    results = _run(tmp_path, DEEPCONF_TEST_CLOCK="1")
     assert results["test_fast"][0] == "passed"
     for name, says in [("test_unmarked_model_fixture", "fixture demo_model_dir"),
                        ("test_unmarked_fixture_through_another", "demo_model_dir, generator"),
@@ -109,7 +109,7 @@ def test_unmarked_slow_work_fails_and_says_mark_it_slow(tmp_path):
     assert not (tmp_path / "model-cache").exists() or not any((tmp_path / "model-cache").rglob("*.safetensors"))
 
 
-def test_the_clock_rule_can_be_turned_off(tmp_path):
-    results = _run(tmp_path, "-k", "sleep or subprocess", DEEPCONF_TEST_NO_CLOCK="1")
+def test_the_clock_rule_is_off_unless_asked_for(tmp_path):
+    results = _run(tmp_path, "-k", "sleep or subprocess")
     assert results["test_unmarked_sleep"] == ("passed", "")
     assert results["test_unmarked_subprocess"][0] == "failed"  # only the clock is turned off

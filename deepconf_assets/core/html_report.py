@@ -18,7 +18,8 @@ body { font-family: sans-serif; max-width: 1200px; margin: 1.5em auto; padding: 
 h1 { font-size: 1.4em; margin-bottom: 0.3em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; margin-top: 1.2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; vertical-align: top; }
-th { background: #f0f0f0; position: sticky; top: 0; } td:first-child, th:first-child { text-align: left; }
+th { background: #f0f0f0; position: sticky; top: 0; overflow-wrap: anywhere; }
+td:first-child, th:first-child { text-align: left; }
 td.text { text-align: left; max-width: 32em; }
 details { margin: 0.4em 0; } summary { cursor: pointer; font-weight: bold; font-size: 1.05em; padding: 0.3em 0; }
 details > div { max-height: 80vh; overflow: auto; }
@@ -100,13 +101,10 @@ def _cell(value, count: bool, kind: str = "number") -> str:
     return str(value)
 
 
-def _header(name: str) -> str:
-    """A column name that may wrap after each underscore."""
-    return "_<wbr>".join(html.escape(part) for part in str(name).split("_"))
 
 
 def _table_html(df: pd.DataFrame, css: str = "") -> str:
-    head = "".join(f"<th>{_header(c)}</th>" for c in df.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     kinds = {c: column_kind(c) for c in df.columns}
     counts = {c: _is_count(df[c]) for c in df.columns}
     body = []
