@@ -231,7 +231,12 @@ def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp
               "resources": {"generator": {"config": {"batch_sequences": 64}}}}
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "deepconf_assets.definitions",
                "--select", "benchmark_prompts,traces", "--partition", "xstest|demo", "--config-json", json.dumps(config)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def default_signals():  # as from a terminal, whatever started pytest (under `nohup` SIGHUP is ignored)
+        for hangup in (signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(hangup, signal.SIG_DFL)
+
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=default_signals)
     shard_dir = Path(env["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo"
     deadline = time.monotonic() + 300
     while len(list(shard_dir.glob("*.parquet"))) < 2:
