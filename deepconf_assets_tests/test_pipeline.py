@@ -366,9 +366,9 @@ def _report_metrics(path) -> pd.DataFrame:
     read back to numbers ('81.2%' of a proportion -> 0.812, of a *_pct column -> 81.2; '1,234' -> 1234)."""
     from deepconf_assets.core.analysis import HEADLINE_METRICS
 
+    metrics_columns = {"labeler", "policy", *HEADLINE_METRICS}
     parts = [t.set_index(["labeler", "policy"]) for t in pd.read_html(path)
-             if {"labeler", "policy"} <= set(t.columns) and set(t.columns) & set(HEADLINE_METRICS)
-             and "pareto_efficient" not in t.columns]
+             if {"labeler", "policy"} < set(t.columns) <= metrics_columns]
     table = pd.concat(parts, axis=1)
     table = table.loc[:, ~table.columns.duplicated()]
 
