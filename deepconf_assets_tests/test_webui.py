@@ -165,6 +165,10 @@ def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
 def test_report_in_the_browser(ui, launched_run, chromium):
     path = f"{ui.env['DEEPCONF_STORAGE_DIR']}/assets/report/xstest/demo.html"
     chromium.get(f"file://{path}")
+    # the first screen: the answer table, the savings line and the verdict, before any section
+    first = page_text(chromium)
+    assert first.index("uncertain compliance: correct of n") < first.index("Savings: ") < first.index("Verdict (")
+    chromium.execute_script("document.querySelectorAll('details').forEach(d => d.open = true);")  # wide sections
     text = page_text(chromium)
     assert "DeepConf safety report: xstest|demo" in text
     assert "Positive class = harmful prompt" in text and "accuracy" in text
