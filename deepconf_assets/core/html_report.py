@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from deepconf_assets.core.interpret import fmt_p, fmt_pct
 from deepconf_assets.core.plots import CONFIDENCE_NOTE, POSITIVE_CLASS_NOTE
 
 STYLE = """
@@ -90,9 +91,9 @@ def _cell(value, count: bool, kind: str = "number") -> str:
     if isinstance(value, (int, float, np.integer, np.floating)):
         value = float(value)
         if kind == "p":
-            return "< 0.001" if value < 0.001 else f"{value:.3g}"
+            return fmt_p(value)
         if kind == "proportion":
-            return f"{100 * value:.1f}%"
+            return fmt_pct(value)
         if kind == "pct":
             return f"{value:.1f}%"
         if kind == "percentile":
