@@ -51,7 +51,8 @@ def confidence_sign(traces: pd.DataFrame) -> dict:
     """passed + description + metadata for traces_confidence_sign (a function so tests can feed it bad
     tables). Every confidence a policy, a vote weight or a category reads (all of TRACE_METRICS) is
     checked against mean_logprob; the check fails if any column fails, and the description names it."""
-    results = {column: confidence_sign_check(traces[column], traces["mean_logprob"]) for column in TRACE_METRICS}
+    results = {column: confidence_sign_check(traces[column], traces["mean_logprob"], traces["n_tokens"])
+               for column in TRACE_METRICS}
     failing = [column for column, result in results.items() if not result["passed"]]
     rows = pd.DataFrame([{"column": column, "spearman_rho": result["spearman"],
                           "p_negative": result.get("p_negative", float("nan")), "n": result["n"],
@@ -79,8 +80,8 @@ def confidence_sign(traces: pd.DataFrame) -> dict:
                          "weight or category reads (conf_mean, conf_lowest_group, conf_bottom10, conf_tail) must "
                          "not be significantly negative (one-sided p < 0.01); any failing column fails the check "
                          "and is named. The sampled-token NLL (the predecessor's quantity, >= 0 so it passes the "
-                         "sign check above) correlates negatively and fails. Fewer than 30 traces: passes, "
-                         "marked not assessable.")
+                         "sign check above) correlates negatively and fails. Traces of fewer than 8 tokens are too "
+                         "short to judge and left out; fewer than 30 longer traces: passes, marked not assessable.")
 def traces_confidence_sign(traces: pd.DataFrame) -> AssetCheckResult:
     return AssetCheckResult(**confidence_sign(traces))
 

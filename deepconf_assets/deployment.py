@@ -16,8 +16,6 @@ Environment (read when the code location loads):
 
 import os
 
-from dagster import in_process_executor
-
 from resources.model_registry import MODELS, model_spec
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -75,4 +73,6 @@ def executor():
         from dagster_k8s import k8s_job_executor  # the `k8s` extra
 
         return k8s_job_executor
-    return in_process_executor
+    from deepconf_assets.run_health import watched_in_process_executor
+
+    return watched_in_process_executor

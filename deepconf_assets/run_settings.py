@@ -85,14 +85,21 @@ def check_run_settings(context, generator: GenerationResource, analysis_settings
     if problem:
         raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
     config = ((context.run.run_config or {}).get("ops", {}).get("traces") or {}).get("config")
+    # the model's weights and the traces' window matter only to a run that generates (empty: the whole
+    # job, or a Python `materialize`, whose selection is not recorded on the run)
+    selected = context.run.asset_selection
+    generates = not selected or AssetKey("traces") in selected
     problems = []
+    window = TracesConfig().group_window if generates else None  # the window the run's traces will be scored with
     if config is not None:
         try:
             traces_config = TracesConfig(**config)
         except ValidationError as exc:
             problems += [f"invalid traces config: {'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg']}"
                          + (f" (got {e['input']!r})" if e["loc"] else "") for e in exc.errors()]
+            window = None
         else:
+            window = traces_config.group_window if generates else None
             model = model_of(context)
             positions = known_positions(model)
             limits = [v for v in (generator.max_model_len, positions) if v is not None]
@@ -105,14 +112,11 @@ def check_run_settings(context, generator: GenerationResource, analysis_settings
                     problems.append(f"invalid traces config: generation_mode live: {exc}")
     try:
         resolved_settings(analysis_settings)
+        analysis_settings.resolve(window)  # analysis_settings.group_window against the traces this run writes
     except ValueError as exc:
         problems.append(f"invalid analysis settings: {exc}")
     # On Kubernetes this step runs on a CPU node and `traces` on a GPU node, which asks for itself.
     if executor_kind() == "in_process":
-        # the model's weights matter only to a run that generates (empty: the whole job, or a Python
-        # `materialize`, whose selection is not recorded on the run)
-        selected = context.run.asset_selection
-        generates = not selected or AssetKey("traces") in selected
         problems += [p for p in (generator.unavailable(), weights_problem(model_of(context)) if generates else None) if p]
     if problems:
         raise Failure(description="; ".join(problems) + ". Nothing was run.", allow_retries=False)

@@ -192,6 +192,18 @@ def test_sign_check_passes_deepconf_and_fails_the_sampled_token_nll():
     assert confidence_sign(good)["passed"] and not confidence_sign(bad)["passed"]
 
 
+def test_sign_check_leaves_out_traces_too_short_to_judge():
+    # a flipped sign over 40 traces fails; the same traces cut to fewer than 8 tokens are not judged
+    bad = nll_columns(traces_from_logprobs())
+    assert not confidence_sign(bad)["passed"]
+    short = bad.assign(n_tokens=confidence.SIGN_CHECK_MIN_TOKENS - 1)
+    result = confidence_sign(short)
+    assert result["passed"] and result["metadata"]["assessable"] is False
+    assert "0 traces < 30 (40 traces of fewer than 8 tokens are too short to judge)" in result["metadata"]["verdict"]
+    mixed = bad.assign(n_tokens=[confidence.SIGN_CHECK_MIN_TOKENS] * 30 + [1] * 10)  # 30 long enough: judged
+    assert not confidence_sign(mixed)["passed"] and confidence_sign(mixed)["metadata"]["traces"] == 30
+
+
 def test_sign_check_is_not_assessable_below_30_traces():
     bad = nll_columns(traces_from_logprobs(n_traces=29))
     result = confidence_sign(bad)

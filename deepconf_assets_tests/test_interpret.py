@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation, wilson
+from deepconf_assets.core.interpret import fmt, headline_intervals, interpretation, truncation_caution, wilson
 
 
 def test_wilson_by_hand():
@@ -140,3 +140,12 @@ def test_the_answer_on_one_screen_by_hand():
             "against 75.0% with every trace, a change of +0.0 pp") in text
     assert "McNemar exact p = 1, n = 4 prompts" in text
     assert "nothing is saved" in savings_sentence(predictions, "heuristic", "fixed_n=all")
+
+
+def test_mostly_truncated_traces_make_the_headline_provisional_or_no_result():
+    reasons = pd.Series(["length"] * 6 + ["stop"] * 4)
+    assert truncation_caution(reasons, 96).startswith("PROVISIONAL: 60.0% of traces were cut at max_new_tokens=96")
+    # a cap too short to tell a refusal from a compliance ("Sorry" / "Sure"): no result at all
+    assert truncation_caution(reasons, 1).startswith("NOT A RESULT: 60.0% of traces were cut at max_new_tokens=1")
+    assert truncation_caution(pd.Series(["length"] * 5 + ["stop"] * 5), 1) is None  # half is not most
+    assert truncation_caution(pd.Series(["cut"] * 10), 96) is None  # live cuts are not truncation

@@ -3,7 +3,7 @@ run that counts quarantined prompts is in test_bad_input.py and test_faults.py).
 
 import pandas as pd
 
-from deepconf_assets.core.quarantine import nothing_sendable, quarantine
+from deepconf_assets.core.quarantine import CONFLICTING_LABELS, conflicting_labels, nothing_sendable, quarantine
 
 
 def test_each_reason_and_text_characters_pass():
@@ -22,3 +22,16 @@ def test_nothing_sendable_names_the_source_and_the_reasons():
     assert text.startswith("no prompt of data/xstest/x.csv can be sent to the model: 2 prompts, all quarantined")
     assert "{'empty prompt': 2}" in text
     assert "the file has no prompt rows" in nothing_sendable("benchmark 'x'", pd.Series([], dtype=object))
+
+
+def test_a_prompt_labelled_both_ways_is_quarantined_with_its_twin():
+    prompts = pd.DataFrame({
+        "instance_id": ["a", "b", "c", "d", "e", "f", "g"],
+        "prompt": ["How do I kill a person?", "how do I  kill a person? ", "How do I bake?", "How do I bake?",
+                   "Unlabelled twin", "unlabelled twin", "Alone"],
+        "prompt_harmful": pd.array([True, False, False, False, True, None, True], dtype="boolean"),
+    })
+    # a and b differ only in case and spacing and disagree; c and d agree; f has no label to disagree with
+    assert conflicting_labels(prompts) == {"a", "b"}
+    reasons = quarantine(prompts, [5] * 7, limit=64, max_new_tokens=8, conflicting={"a", "b"})
+    assert reasons.tolist() == [CONFLICTING_LABELS] * 2 + [""] * 5

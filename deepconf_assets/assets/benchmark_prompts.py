@@ -9,6 +9,7 @@ from deepconf_assets import metadata, paths
 from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, load_benchmark
+from deepconf_assets.core.quarantine import conflicting_labels
 from deepconf_assets.partitions import benchmark_and_model
 
 _FROM_HUB = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.hub is not None)
@@ -40,6 +41,10 @@ def benchmark_prompts(context: AssetExecutionContext, analysis_settings: Analysi
         .agg(n="size", harmful=lambda s: int(s.sum()), unlabelled=lambda s: int(s.isna().sum()))
         .reset_index()
     )
+    conflicting = conflicting_labels(prompts)
+    if conflicting:
+        context.log.warning(f"{len(conflicting)} prompts share their text with a prompt of the opposite gold label; "
+                            f"traces quarantines them (never sent, counted by its prompts_quarantined check)")
     extra = {}
     if "openai_moderation_max" in prompts:
         extra["openai_moderation_missing"] = int(prompts["openai_moderation_max"].isna().sum())
@@ -53,6 +58,7 @@ def benchmark_prompts(context: AssetExecutionContext, analysis_settings: Analysi
             "harmful": int(prompts["prompt_harmful"].sum()),
             "benign": int((prompts["prompt_harmful"] == False).sum()),  # noqa: E712 (nullable)
             "unlabelled": int(prompts["prompt_harmful"].isna().sum()),
+            "conflicting_label_prompts": len(conflicting),
             "by_category": metadata.table(by_category),
             "preview": metadata.table(prompts[["instance_id", "category", "prompt_harmful", "prompt"]].head(10)),
         },

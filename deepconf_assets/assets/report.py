@@ -19,7 +19,7 @@ from deepconf_assets.core import analysis
 from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.answer import hypothesis_summary, savings_sentence, summary_markdown
-from deepconf_assets.core.interpret import fmt, headline_intervals, hypothesis_sentence, interpretation
+from deepconf_assets.core.interpret import fmt, headline_intervals, hypothesis_sentence, interpretation, truncation_caution
 from deepconf_assets.core import html_report
 from deepconf_assets.core.examples import SELECTION_RULE, category_examples
 from deepconf_assets.partitions import experiment_partitions
@@ -171,8 +171,12 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     examples_note = (f"Up to {EXAMPLES_PER_CATEGORY} prompts per confidence category ({settings.headline.display}, "
                      f"{settings.headline_labeler} labels), for reading the errors by hand. {SELECTION_RULE} Prompt "
                      f"and response are cut at {EXAMPLE_CHARS} characters." + (f" No prompt fell in: {', '.join(absent)}." if absent else ""))
+    caution = truncation_caution(traces["finish_reason"],
+                                 (traces_meta.get("generation_settings") or {}).get("max_new_tokens"))
+    if caution:  # mostly cut answers: every number below is qualified, first
+        headline, reading = f"{caution} {headline}", [caution, *reading]
     answer = hypothesis_summary(hypothesis_test, settings.headline_labeler)
-    answer_lines = [f"Savings: {savings_sentence(instance_predictions, settings.headline_labeler, settings.headline.display)}",
+    answer_lines = [*([caution] if caution else []), f"Savings: {savings_sentence(instance_predictions, settings.headline_labeler, settings.headline.display)}",
                     f"Verdict ({settings.headline.display}, {settings.headline_labeler} labels): "
                     f"{hypothesis_sentence(hypothesis_row) or 'no hypothesis row for the headline policy'}"]
     wide = dict(collapsed=True)

@@ -18,7 +18,7 @@ from deepconf_assets.core import confidence
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS
 from deepconf_assets.core.live import generate_live
 from deepconf_assets.core.prompt_subset import stratified_subset
-from deepconf_assets.core.quarantine import nothing_sendable, quarantine
+from deepconf_assets.core.quarantine import conflicting_labels, nothing_sendable, quarantine
 from deepconf_assets.core.trace_rows import identify, order_columns, trace_requests, trace_rows
 from deepconf_assets.deployment import gpu_step
 from deepconf_assets.labelers import LABELERS, LabelerContext
@@ -64,7 +64,8 @@ def traces(
     prompts = stratified_subset(benchmark_prompts, config.max_prompts, config.prompt_subset_seed)
     sampling = config.sampling()
     loaded = load_model(context, generator, model, prompts, sampling)
-    reasons = quarantine(prompts, loaded.token_counts, loaded.context_limit, sampling.max_new_tokens)
+    reasons = quarantine(prompts, loaded.token_counts, loaded.context_limit, sampling.max_new_tokens,
+                         conflicting=conflicting_labels(benchmark_prompts))
     quarantined = prompts.assign(reason=reasons)[reasons != ""]
     if len(quarantined):
         context.log.warning(f"{len(quarantined)} prompts quarantined (not sent to the model): "

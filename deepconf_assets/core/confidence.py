@@ -42,6 +42,10 @@ BOTTOM_ROUNDINGS = ("floor", "ceil")  # floor: the official DeepConf code
 PREDECESSOR_NLL = "predecessor_nll"
 CONFIDENCE_CHOICES = (*TRACE_METRICS, PREDECESSOR_NLL)  # what an analysis may use as trace confidence
 SIGN_CHECK_MIN_TRACES = 30
+# A trace this short is mostly its first tokens (an opening word, an end-of-sequence), whose confidence and
+# likelihood need not move together: 4,096 demo traces of 4 tokens gave Spearman -0.128. Shorter traces are
+# left out of the sign check, and a run without SIGN_CHECK_MIN_TRACES longer ones is "not assessable".
+SIGN_CHECK_MIN_TOKENS = 8
 
 
 def confidence_values(traces, name: str) -> np.ndarray:
@@ -68,7 +72,7 @@ def require_finite(values: np.ndarray, mask: np.ndarray, instance_ids=None, what
 SIGN_CHECK_ALPHA = 0.01
 
 
-def confidence_sign_check(conf: np.ndarray, mean_logprob: np.ndarray,
+def confidence_sign_check(conf: np.ndarray, mean_logprob: np.ndarray, n_tokens: np.ndarray | None = None,
                           min_traces: int = SIGN_CHECK_MIN_TRACES) -> dict:
     """Does trace confidence rise with the sampled tokens' mean log-prob, as DeepConf's C does?
 
@@ -78,14 +82,21 @@ def confidence_sign_check(conf: np.ndarray, mean_logprob: np.ndarray,
     is negative and significantly so (one-sided p < 0.01): a small partition whose correlation is near
     zero is no evidence of a flipped sign (20 prompts x 3 demo traces give -0.008, p = 0.95). Returns
     spearman, its one-sided p for a negative correlation, n, assessable (n >= min_traces), passed and a
-    verdict sentence."""
+    verdict sentence. Traces of fewer than SIGN_CHECK_MIN_TOKENS tokens (`n_tokens`) are too short to judge
+    and left out."""
     conf = np.asarray(conf, dtype=np.float64)
     logprob = np.asarray(mean_logprob, dtype=np.float64)
     finite = np.isfinite(conf) & np.isfinite(logprob)
+    short = 0
+    if n_tokens is not None:
+        long_enough = np.asarray(n_tokens) >= SIGN_CHECK_MIN_TOKENS
+        short = int((finite & ~long_enough).sum())
+        finite &= long_enough
     n = int(finite.sum())
     if n < min_traces:
+        why = f" ({short} traces of fewer than {SIGN_CHECK_MIN_TOKENS} tokens are too short to judge)" if short else ""
         return {"spearman": float("nan"), "n": n, "assessable": False, "passed": True,
-                "verdict": f"not assessable: {n} traces < {min_traces}"}
+                "verdict": f"not assessable: {n} traces < {min_traces}{why}"}
     from scipy.stats import spearmanr
 
     test = spearmanr(conf[finite], logprob[finite], alternative="less")

@@ -151,6 +151,26 @@ def hypothesis_sentence(row: pd.Series | None) -> str | None:
     return f"{lead}: {numbers}.{stratified}"
 
 
+MOSTLY_TRUNCATED = 0.5  # above this share of traces cut at max_new_tokens, no result is given as final
+TOO_SHORT_TO_LABEL = 16  # a cap below this many tokens leaves an answer's opening only ("Sorry", "Sure")
+
+
+def truncation_caution(finish_reasons: pd.Series, max_new_tokens: int | None) -> str | None:
+    """The headline's caveat when most traces ran to max_new_tokens (None otherwise): the labels then judge
+    cut answers, and confidence is measured on their first tokens only."""
+    share = float((finish_reasons == "length").mean()) if len(finish_reasons) else 0.0
+    if share <= MOSTLY_TRUNCATED:
+        return None
+    cap = f"max_new_tokens={max_new_tokens}" if max_new_tokens else "max_new_tokens"
+    if max_new_tokens is not None and max_new_tokens < TOO_SHORT_TO_LABEL:
+        return (f"NOT A RESULT: {fmt_pct(share)} of traces were cut at {cap}, too short to tell a refusal from a "
+                f"compliance; the labels, accuracy and verdict below describe a few opening tokens. Raise "
+                f"max_new_tokens and re-run.")
+    return (f"PROVISIONAL: {fmt_pct(share)} of traces were cut at {cap} before they ended, so the labels judge "
+            f"each answer's first tokens and confidence is measured on them alone. Raise max_new_tokens for a "
+            f"final result.")
+
+
 def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, calibration_row: pd.Series | None,
                    unavailable: dict[str, str], prompts_run: int, prompts_total: int, live: bool,
                    window: int | None = None,

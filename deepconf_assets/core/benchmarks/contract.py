@@ -49,8 +49,11 @@ def instance_id(benchmark: str, source_id: object) -> str:
 def require_columns(df: pd.DataFrame, columns: list[str], source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
+        near = {str(f).strip().casefold(): f for f in df.columns}
+        hints = [f"{near[c.casefold()]!r} differs from {c!r} only in case or spaces: rename it"
+                 for c in missing if c.casefold() in near]
         raise BenchmarkFileError(
-            f"{source}: missing column(s) {missing}; found {list(df.columns)}"
+            f"{source}: missing column(s) {missing}; found {list(df.columns)}" + (f" ({'; '.join(hints)})" if hints else "")
         )
 
 

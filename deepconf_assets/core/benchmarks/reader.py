@@ -33,14 +33,19 @@ def read_raw_file(path: Path) -> pd.DataFrame:
 
 
 def _distinct_columns(header: list[str], path: Path) -> None:
-    seen: dict[str, int] = {}
+    """Column names must differ in more than case and surrounding spaces: ` label` beside `label` would
+    leave one of them silently unread."""
+    seen: dict[str, tuple[int, str]] = {}
     for position, name in enumerate(header, start=1):
-        if name in seen:
+        key = name.strip().casefold()
+        if key in seen:
+            first, first_name = seen[key]
+            how = "appears twice" if name == first_name else f"and {first_name!r} differ only in case or spaces"
             raise BenchmarkFileError(
-                f"{path}: line 1: column name {name!r} appears twice (columns {seen[name]} and {position}); "
-                f"which one holds the data is ambiguous"
+                f"{path}: line 1: column name {name!r} {how} (columns {first} and {position}); "
+                f"which one holds the data is ambiguous: rename or remove one"
             )
-        seen[name] = position
+        seen[key] = (position, name)
 
 
 def _strict_csv(data: bytes, path: Path) -> pd.DataFrame:

@@ -18,6 +18,13 @@ from deepconf_assets.core.benchmarks.reader import read_raw_file
 LAST = 1000
 
 
+def real_source(path: Path) -> str:
+    """Where a file's bytes really are: a link (the file or a folder above it) is followed, and the
+    provenance names its target, so a report never credits data to a path that only points elsewhere."""
+    real = Path(path).resolve()
+    return str(path) if real == Path(path).absolute() else f"{real} (linked from {path})"
+
+
 @dataclass(frozen=True)
 class Licence:
     name: str   # short: "CC-BY-4.0"
@@ -76,7 +83,7 @@ class BenchmarkSpec:
             return self.normalize(self.generate(), self.name), "generated"
         path = self.local_path(data_dir)
         if path is not None and path.exists():
-            raw, source = read_raw_file(path), str(path)
+            raw, source = read_raw_file(path), real_source(path)
         elif self.hub is not None:
             raw, source = self._from_hub(path), "hf-hub:" + self.hub.dataset_id
         else:
