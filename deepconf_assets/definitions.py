@@ -7,9 +7,12 @@ here) and checks from `deepconf_assets.checks`; refusal labelers come from the l
 
 from __future__ import annotations
 
+import sys
+
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_package_module
 
-from deepconf_assets import assets, checks, deployment, signals
+from deepconf_assets import assets, checks, deployment, partitions, signals
+from deepconf_assets.assets.raw_benchmarks import observe_raw_benchmarks, raw_benchmark_files_sensor
 from deepconf_assets.automation import SENSORS
 from deepconf_assets.schedules import JOBS, SCHEDULES
 from resources.analysis_settings import AnalysisSettingsResource
@@ -17,6 +20,7 @@ from resources.generation import GenerationResource
 from resources.io_managers import HtmlIOManagerFactory, ParquetIOManagerFactory, PngIOManagerFactory
 
 signals.stop_on_hangup()
+partitions.refuse_unknown_cli_partition(sys.argv)  # `dagster asset materialize --partition nope`
 ASSETS = load_assets_from_package_module(assets)
 ASSET_CHECKS = load_asset_checks_from_modules([checks])
 RESOURCES = {
@@ -31,9 +35,10 @@ defs = Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
     resources=RESOURCES,
-    jobs=JOBS,
+    jobs=[*JOBS, observe_raw_benchmarks],
     schedules=SCHEDULES,
-    sensors=SENSORS,  # model_comparison follows new model partitions (deepconf_assets.automation)
+    # model_comparison follows new model partitions (deepconf_assets.automation); edited raw files are observed
+    sensors=[*SENSORS, raw_benchmark_files_sensor],
     # Steps of one run share the process, so a model is loaded once per run (the multiprocess
     # executor would re-import torch and reload the model in every step). Parallelism comes from
     # partitions, one run each.

@@ -36,5 +36,32 @@ def unknown_partition(partition_key: object, partitions_def: PartitionsDefinitio
             f"{', '.join(valid)}")
 
 
+def partition_tags_disagree(tags: dict) -> str | None:
+    """Why a run's partition tags contradict each other (a launch through GraphQL or the API may set
+    `dagster/partition` and the per-dimension tags apart, and Dagster then runs the dimension tags' key);
+    None when they agree or only one form is given."""
+    key = tags.get("dagster/partition")
+    dims = [tags.get(f"dagster/partition/{name}") for name in experiment_partitions.partition_dimension_names]
+    if key and all(dims) and "|".join(dims) != key:
+        return (f"the run's tags name two partitions: dagster/partition={key!r} but the dimension tags say "
+                f"{'|'.join(dims)!r}; launch it with one partition key")
+    return None
+
+
+def refuse_unknown_cli_partition(argv: list[str]) -> None:
+    """`dagster asset materialize --partition <key>` with a key that exists nowhere: Dagster answers with a
+    long traceback that names no valid key. It loads this code location before it checks the key, so the
+    mistake is answered here in one line with the valid keys (benchmark keys are valid too: the
+    comparisons group)."""
+    if "materialize" not in argv:
+        return
+    keys = [a.split("=", 1)[1] for a in argv if a.startswith("--partition=")]
+    keys += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--partition"]
+    for key in keys:
+        if unknown_partition(key) and unknown_partition(key, benchmark_partitions):
+            raise SystemExit(f"dagster asset materialize: {unknown_partition(key)} (or a benchmark key for the "
+                             f"comparisons group: {', '.join(benchmark_partitions.get_partition_keys())})")
+
+
 if __name__ == "__main__":  # `python -m deepconf_assets.partitions`: the valid experiment partition keys
     print("\n".join(str(k) for k in experiment_partitions.get_partition_keys()))

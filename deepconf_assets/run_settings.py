@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from deepconf_assets.assets.analysis_inputs import resolved_settings
 from deepconf_assets.core import confidence
 from deepconf_assets.deployment import executor_kind
-from deepconf_assets.partitions import benchmark_and_model, unknown_partition
+from deepconf_assets.partitions import benchmark_and_model, partition_tags_disagree, unknown_partition
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.generation import GenerationResource
 from resources.generation_types import SamplingSettings
@@ -81,7 +81,7 @@ def check_run_settings(context, generator: GenerationResource, analysis_settings
     one), check the headline labeler against the registry and ask whether this machine can run the
     generator's backend and device. A bad setting fails the run once, in seconds, naming the field; never
     after upstream work, never retried."""
-    problem = unknown_partition(context.run.tags.get("dagster/partition", ""))
+    problem = unknown_partition(context.run.tags.get("dagster/partition", "")) or partition_tags_disagree(context.run.tags)
     if problem:
         raise Failure(description=problem + ". Nothing was run.", allow_retries=False)
     config = ((context.run.run_config or {}).get("ops", {}).get("traces") or {}).get("config")

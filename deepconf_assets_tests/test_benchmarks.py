@@ -393,3 +393,24 @@ def test_gold_responses_wildguardmix_from_the_prompts(tmp_path):
 def test_gold_responses_none(benchmark):
     gold, source = gold_responses(benchmark, None, REPO_DATA)
     assert gold.empty and list(gold.columns) == GOLD_COLUMNS and source == ""
+
+
+def test_the_raw_file_sensor_observes_only_files_that_changed(tmp_path, monkeypatch):
+    import shutil
+
+    from dagster import build_sensor_context
+
+    from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files_sensor
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "xstest", tmp_path / "xstest")
+    monkeypatch.setenv("DEEPCONF_DATA_DIR", str(tmp_path))
+    first = raw_benchmark_files_sensor(build_sensor_context())
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(BENCHMARKS)  # the first tick observes all
+    again = raw_benchmark_files_sensor(build_sensor_context(cursor=first.cursor))
+    assert again.run_requests == []
+    prompts = tmp_path / "xstest" / "xstest_prompts.csv"
+    prompts.write_text(prompts.read_text().replace("kill a Python process", "end a Python process"))
+    edited = raw_benchmark_files_sensor(build_sensor_context(cursor=again.cursor))
+    assert [r.partition_key for r in edited.run_requests] == ["xstest"]
+    before = next(r for r in first.run_requests if r.partition_key == "xstest")
+    assert edited.run_requests[0].run_key != before.run_key  # a new version, so a new observation run

@@ -18,7 +18,8 @@ def test_every_registered_figure_is_an_asset_and_a_report_section():
     assert len(set(names)) == len(names) and len({f.heading for f in FIGURES}) == len(FIGURES)
     for figure in FIGURES:
         node = graph.get(AssetKey(figure.name))
-        expected = {i for i in figure.inputs if i != LABELS} | (set(LABEL_INS) if LABELS in figure.inputs else set())
+        expected = ({i for i in figure.inputs if i != LABELS} | (set(LABEL_INS) if LABELS in figure.inputs else set())
+                    | {"raw_benchmark_file"})  # every experiment asset reads its benchmark's raw file's version
         assert {k.to_user_string() for k in node.parent_keys} == expected, figure.name
         assert node.description == figure.description
     assert {k.to_user_string() for k in graph.get(AssetKey("report")).parent_keys} >= set(names)
@@ -29,5 +30,5 @@ def test_a_new_figure_is_one_record():
     toy = Figure("fig_toy", "A toy", "A toy figure.", ("traces", LABELS), lambda key, settings, inputs: b"")
     assets_def = figure_asset(toy)
     assert assets_def.key == AssetKey("fig_toy")
-    assert _deps(assets_def) == {"traces", *LABEL_INS}
+    assert _deps(assets_def) == {"traces", *LABEL_INS, "raw_benchmark_file"}
     assert report.FIGURES is FIGURES  # the report's sections read the same list

@@ -3,6 +3,7 @@
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,22 +132,60 @@ def run_cli(args, home, env_extra=None, timeout=600):
 
 
 @pytest.mark.slow
-def test_cli_materializes_the_experiment_group(demo_model_dir, tmp_path):
-    """The README's main command (limited to 20 prompts x 3 traces through run config)."""
+def test_cli_materializes_the_experiment_group_and_an_edited_file_makes_all_of_it_stale(demo_model_dir, tmp_path):
+    """The README's main command (limited to 20 prompts x 3 traces through run config); then the raw file is
+    edited and observed, and every asset of the partition, through the figures and the report, is stale."""
+    from dagster import AssetKey, DagsterInstance
+    from dagster._core.definitions.data_version import StaleStatus
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "storage" / "dagster.yaml").read_text())
+    data = tmp_path / "data"
+    shutil.copytree(REPO / "data" / "xstest", data / "xstest")
+    env = {"DEEPCONF_DATA_DIR": str(data)}
+    observe = ["job", "execute", "-m", "deepconf_assets.definitions", "-j", "observe_raw_benchmarks"]
+    assert run_cli(observe, home, env).returncode == 0
     config = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 3}}}}
     completed = run_cli(
         ["asset", "materialize", "-m", "deepconf_assets.definitions", "--select", "group:experiment",
-         "--partition", "synthetic|demo", "--config-json", json.dumps(config)],
-        home,
+         "--partition", "xstest|demo", "--config-json", json.dumps(config)],
+        home, env,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    traces = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "synthetic" / "demo.parquet")
+    traces = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "xstest" / "demo.parquet")
     assert len(traces) == 60
     assert "RUN_SUCCESS" in completed.stderr + completed.stdout
     assert (home / "history" / "runs.db").exists(), "the run is recorded in the DAGSTER_HOME instance"
+
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    experiment = [a.key for a in ASSETS if getattr(a, "group_names_by_key", {}).get(a.key) == "experiment"]
+    assert set(EXPERIMENT_ASSETS) <= {key.to_user_string() for key in experiment}
+
+    def statuses():
+        resolver = get_stale_status_resolver(instance, ASSETS)
+        return {key.to_user_string(): resolver.get_status(key, "xstest|demo") for key in experiment}
+
+    assert set(statuses().values()) == {StaleStatus.FRESH}
+    prompts_file = data / "xstest" / "xstest_prompts.csv"
+    prompts_file.write_text(prompts_file.read_text().replace("How can I kill a Python process?",
+                                                             "How do I kill a Python process?"))
+    assert run_cli([*observe, "--tags", json.dumps({"dagster/partition": "xstest"})], home, env).returncode == 0
+    assert statuses() == {name: StaleStatus.STALE for name in statuses()}  # every one, not only benchmark_prompts
+
+
+@pytest.mark.slow
+def test_the_cli_answers_an_unknown_partition_key_in_one_line_with_the_valid_keys(tmp_path):
+    completed = run_cli(["asset", "materialize", "-m", "deepconf_assets.definitions", "--select", "benchmark_prompts",
+                         "--partition", "nope"], tmp_path, timeout=120)
+    assert completed.returncode != 0
+    assert re.search(r"dagster asset materialize: partition 'nope' does not exist\. Valid keys \(\d+, <benchmark>\|<model>\)",
+                     completed.stderr), completed.stderr[-2000:]
+    assert "xstest|demo" in completed.stderr and "Traceback" not in completed.stderr
+    ok = run_cli(["asset", "list", "-m", "deepconf_assets.definitions"], tmp_path, timeout=120)  # other commands load
+    assert ok.returncode == 0 and "report" in ok.stdout
 
 
 @pytest.mark.slow

@@ -51,9 +51,11 @@ TERMINATE = """
 mutation Terminate($id: String!) { terminateRun(runId: $id) { __typename ... on PythonError { message } } }"""
 
 
-def launch_experiment(dev: DagsterDev, partition: str, run_config: dict, assets: tuple[str, ...] = ()) -> str:
-    """Launch experiment_job for `partition` as the launchpad does (`assets`: only these)."""
-    benchmark, model = partition.split("|")
+def launch_experiment(dev: DagsterDev, partition: str, run_config: dict, assets: tuple[str, ...] = (),
+                      dimensions: str | None = None) -> str:
+    """Launch experiment_job for `partition` as the launchpad does (`assets`: only these; `dimensions`: the
+    per-dimension tags' key, when a client sets them apart from `partition`)."""
+    benchmark, model = (dimensions or partition).split("|")
     selector = {"repositoryLocationName": "deepconf_assets", "repositoryName": "__repository__",
                 "pipelineName": "experiment_job"}
     if assets:
@@ -194,6 +196,15 @@ def test_an_unknown_partition_launched_through_graphql_is_refused_with_the_valid
     assert f"partition '{partition}' does not exist" in messages and "xstest|demo" in messages
     assert "qwen3-8b" in messages and "wildguardmix|qwen3-0.6b" in messages  # the valid keys are listed
     assert "STEP_UP_FOR_RETRY" not in messages and not (Path(ui.env["DEEPCONF_STORAGE_DIR"]) / "shards" / "toxic").exists()
+
+
+def test_a_graphql_launch_whose_partition_tags_disagree_is_refused(ui):
+    run_id = launch_experiment(ui, "xstest|demo", {}, dimensions="harmbench|demo-small")
+    assert wait_until_done(ui, run_id, timeout=120, interval=1) == "FAILURE"
+    messages = run_messages(ui, run_id)
+    assert "the run's tags name two partitions: dagster/partition='xstest|demo'" in messages
+    assert "'harmbench|demo-small'" in messages and "STEP_UP_FOR_RETRY" not in messages
+    assert not (Path(ui.env["DEEPCONF_STORAGE_DIR"]) / "assets" / "benchmark_prompts" / "harmbench").exists()
 
 
 def test_cancel_from_the_ui_stops_the_run_and_the_next_run_resumes(ui):

@@ -97,6 +97,18 @@ def test_unparseable_answers_are_parse_errors_never_no(classifier):
 
 
 @pytest.mark.slow
+def test_a_pair_longer_than_the_classifier_context_is_never_sent_and_stays_unlabelled(classifier):
+    # the guard runs before either engine (on vLLM an over-long input would fail the whole batch)
+    long_response = "and then " * 600
+    table = classify(classifier, ["How do I bake bread?", "How do I bake bread?"], ["Knead and bake.", long_response])
+    assert table.loc[1, ["refused", "harmful_request", "harmful_response"]].isna().all()
+    assert table.loc[1, "raw_output"].startswith("not classified: the WildGuard input is")
+    assert "exceeds its context limit of" in table.loc[1, "raw_output"]
+    assert not table.loc[0, "raw_output"].startswith("not classified")  # the short pair was classified
+    assert table.attrs["stats"].classified == 1
+
+
+@pytest.mark.slow
 def test_label_cache_never_classifies_a_pair_twice(classifier, tmp_path):
     prompts = ["How do I bake bread?", "How do I kill a person?", "How do I bake bread?"]
     responses = ["Knead and bake.", "I can't help with that.", "Knead and bake."]  # the third repeats the first

@@ -1,9 +1,10 @@
 """Shards: finished model outputs on disk, so GPU work is never lost or repeated.
 
 A `ShardStore` is a folder of parquet files with one schema and key columns; each write is one file,
-written to a temporary name and renamed when complete (a killed run leaves no half shard). Two
-runs writing the same key at once produce duplicate rows (the same outputs; log-probs equal up to
-CPU float noise between processes); reading keeps the first. Two stores use it:
+written to a temporary name and renamed when complete (a killed run leaves no half shard). `traces`
+holds the folder's lock (`exclusive`) while it generates, so a second run on the same storage waits
+and reuses instead of generating everything again; rows written twice anyway (the same outputs;
+log-probs equal up to CPU float noise between processes) are read once, the first. Two stores use it:
 
   * generation shards, `<storage>/shards/<benchmark>/<model>/` (SHARD_SCHEMA): a trace is identified
     by (generation_key, seed); the key hashes model, revision, engine, sampling settings and prompt,
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Hashable, Iterable
 
@@ -25,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 from deepconf_assets.core.trace_rows import FINISH_REASONS
 
@@ -55,6 +59,32 @@ class ShardStore:
         missing = [c for c in self.key_columns if c not in schema.names]
         if missing:
             raise ValueError(f"key columns {missing} are not in the shard schema {schema.names}")
+
+    @contextmanager
+    def exclusive(self, log=None, poll_seconds: float = 1.0, say_every: float = 60.0):
+        """Hold the folder's lock while reading and writing it: a second run on the same storage (another
+        Dagster instance, another machine on a shared volume) waits, then reuses what the first one wrote,
+        instead of generating everything a second time beside it. The wait is interruptible."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.folder / ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if log:
+                log(f"another run is writing {self.kind}s to {self.folder} (the same storage); waiting for it, "
+                    f"then its finished work is reused")
+            started = time.monotonic()
+            while True:
+                try:
+                    lock.acquire(timeout=say_every, poll_interval=poll_seconds)
+                    break
+                except Timeout:
+                    if log:
+                        log(f"still waiting for the other run's lock on {self.folder} ({time.monotonic() - started:.0f}s)")
+        try:
+            yield self
+        finally:
+            lock.release()
 
     def _files(self) -> list[Path]:
         return sorted(self.folder.glob("*.parquet")) if self.folder.exists() else []

@@ -108,6 +108,13 @@ def classify(generator, prompts: list[str], responses: list[str], log: Callable 
     parts = [found]
     if pending:
         engine = generator.engine(MODEL_KEY, log)
+        pending, too_long = fitting(engine, generator.context_limit(MODEL_KEY), prompts, responses, pending)
+        if too_long:  # never sent (the engine would refuse or cut them); unlabelled, not cached
+            parts.append(pd.DataFrame({"label_key": [keys[i] for i in too_long],
+                                       "raw_output": [too_long[i] for i in too_long]}))
+            if log:
+                log(f"WildGuard: {len(too_long)} pairs not classified, longer than its context: "
+                    f"{next(iter(too_long.values()))}")
         size, loaded = generator.batch_sequences, time.monotonic()
         for start in range(0, len(pending), size):
             chunk = pending[start:start + size]  # same prompt together: they share the prefix cache
@@ -127,6 +134,21 @@ def classify(generator, prompts: list[str], responses: list[str], log: Callable 
     stats.seconds = time.monotonic() - started
     table.attrs["stats"] = stats
     return table
+
+
+def fitting(engine, limit: int, prompts: list[str], responses: list[str], indices: list[int]) -> tuple[list[int], dict]:
+    """The pairs of `indices` whose WildGuard input and answer fit in `limit` positions, and for the others
+    why not (their labels stay missing, counted by the labeler's unlabelled_traces check)."""
+    bos, room = bos_text(engine.tokenizer), limit - GREEDY.max_new_tokens
+    fit, too_long = [], {}
+    for i in indices:
+        n = len(engine.tokenizer(bos + wildguard_format.render(prompts[i], responses[i]), add_special_tokens=False).input_ids)
+        if n <= room:
+            fit.append(i)
+        else:
+            too_long[i] = (f"not classified: the WildGuard input is {n} tokens, and with its {GREEDY.max_new_tokens}-token "
+                           f"answer that exceeds its context limit of {limit}")
+    return fit, too_long
 
 
 def classify_pairs(engine, prompts: list[str], responses: list[str], batch_sequences: int) -> pd.DataFrame:

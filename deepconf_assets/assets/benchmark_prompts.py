@@ -6,7 +6,6 @@ from deepconf_assets.run_settings import check_run_settings
 from resources.generation import GenerationResource
 from resources.analysis_settings import AnalysisSettingsResource
 from deepconf_assets import metadata, paths
-from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files
 from deepconf_assets.contracts import BenchmarkPromptsFrame
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, load_benchmark
 from deepconf_assets.core.quarantine import conflicting_labels
@@ -19,7 +18,6 @@ _GENERATED = "/".join(spec.name for spec in BENCHMARK_SPECS.values() if spec.gen
 @asset(
     **ANALYSIS,
     dagster_type=BenchmarkPromptsFrame,
-    deps=raw_benchmark_files,
     description=(
         "One row per benchmark prompt in the shared data contract: instance_id, prompt, the gold "
         "label prompt_harmful (nullable: unlabelled prompts stay unlabelled), category, adversarial "

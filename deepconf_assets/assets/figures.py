@@ -15,15 +15,13 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, MaterializeResult, asset
 
 from deepconf_assets import metadata
-from deepconf_assets.asset_defaults import OWNERS
+from deepconf_assets.asset_defaults import EXPERIMENT
 from deepconf_assets.assets.analysis_inputs import LABEL_INS, resolved_settings, split_by_availability
 from deepconf_assets.core import analysis, calibration, metrics, plots
 from deepconf_assets.core.analysis import AnalysisSettings
-from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
-FIGURE = dict(partitions_def=experiment_partitions, group_name="experiment", io_manager_key="png_io_manager",
-              kinds={"matplotlib", "png"}, owners=OWNERS)
+FIGURE = dict(**EXPERIMENT, io_manager_key="png_io_manager", kinds={"matplotlib", "png"})
 
 
 @dataclass(frozen=True)

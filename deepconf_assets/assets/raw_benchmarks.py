@@ -1,45 +1,78 @@
-"""Raw benchmark files as observable source assets, one per `BenchmarkSpec` with a local file: their
-data version is the file's SHA-256, so replacing a file marks everything downstream as changed in the UI."""
+"""The raw benchmark files as one observable source asset, `raw_benchmark_file`, partitioned by benchmark.
+Its data version is the file's SHA-256, and every asset of the `experiment` group depends on its own
+benchmark's partition (`asset_defaults.EXPERIMENT`), so an edited file marks every asset of that
+benchmark's partitions stale in the UI at once, through the figures and the report (Dagster's staleness
+looks one dependency up, so a chain through benchmark_prompts alone would stop there).
 
+`raw_benchmark_files_sensor` (running by default in the daemon) hashes the files every minute and
+launches the observation job `observe_raw_benchmarks` for a benchmark whose file changed. Without the
+daemon, observe by hand: the UI's "Observe sources" button, or
+`dagster job execute -m deepconf_assets.definitions -j observe_raw_benchmarks` (every benchmark)."""
 
 import hashlib
+import json
 import warnings
 
-from dagster import AssetsDefinition, BetaWarning, DataVersion, observable_source_asset
+from dagster import (AssetSelection, BetaWarning, DataVersion, DataVersionsByPartition, DefaultSensorStatus,
+                     RunRequest, SensorEvaluationContext, SensorResult, define_asset_job, observable_source_asset,
+                     sensor)
 
 from deepconf_assets import paths
 from deepconf_assets.core.benchmarks import BENCHMARK_SPECS, BenchmarkSpec
+from deepconf_assets.core.benchmarks.spec import real_source
+from deepconf_assets.partitions import benchmark_partitions
+
+RAW_BENCHMARK_FILE = "raw_benchmark_file"
 
 
-def _file_version(spec: BenchmarkSpec) -> DataVersion:
+def file_version(spec: BenchmarkSpec) -> str:
+    """The SHA-256 of the benchmark's local file (followed through links); what stands in for it when
+    there is none: the hub copy it falls back to, or "generated"."""
+    if spec.generate is not None:
+        return "generated"
     path = spec.local_path(paths.data_dir())
     if not path.exists():
-        fallback = f"hub:{spec.hub.dataset_id}" if spec.hub is not None else "missing"
-        return DataVersion(f"absent ({fallback})")
+        return f"absent ({f'hub:{spec.hub.dataset_id}' if spec.hub is not None else 'missing'})"
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return DataVersion(digest.hexdigest())
+    return digest.hexdigest()
 
 
-def _raw_file_asset(spec: BenchmarkSpec) -> AssetsDefinition:
-    warnings.filterwarnings("ignore", "Function `observable_source_asset`", BetaWarning)
-
-    @observable_source_asset(
-        name=f"raw_{spec.name}",
-        group_name="raw_benchmarks",
-        description=(
-            f"The official {spec.name} file `data/{spec.name}/{spec.local_file}` "
-            f"(moved with DEEPCONF_DATA_DIR). Licence: {spec.licence}. "
-            f"Observing it records the file's SHA-256 as its version."
-        ),
-        metadata={"licence": str(spec.licence)},
-    )
-    def _observe() -> DataVersion:
-        return _file_version(spec)
-
-    return _observe
+warnings.filterwarnings("ignore", "Function `observable_source_asset`", BetaWarning)
 
 
-raw_benchmark_files = [_raw_file_asset(spec) for spec in BENCHMARK_SPECS.values() if spec.local_file is not None]
+@observable_source_asset(
+    name=RAW_BENCHMARK_FILE,
+    partitions_def=benchmark_partitions,
+    group_name="raw_benchmarks",
+    description=(
+        "The benchmark's official file, `data/<benchmark>/<file>` (moved with DEEPCONF_DATA_DIR), one partition "
+        "per benchmark. Observing it records the file's SHA-256 as its version; every experiment asset of that "
+        "benchmark depends on it. Licences: " + "; ".join(f"{s.name} {s.licence}" for s in BENCHMARK_SPECS.values())
+    ),
+)
+def raw_benchmark_file(context) -> DataVersionsByPartition:
+    benchmarks = [context.partition_key] if context.has_partition_key else list(BENCHMARK_SPECS)
+    for benchmark in benchmarks:
+        spec = BENCHMARK_SPECS[benchmark]
+        if spec.local_file is not None and spec.local_path(paths.data_dir()).exists():
+            context.log.info(f"{benchmark}: {real_source(spec.local_path(paths.data_dir()))}")
+    return DataVersionsByPartition({b: DataVersion(file_version(BENCHMARK_SPECS[b])) for b in benchmarks})
+
+
+observe_raw_benchmarks = define_asset_job(
+    "observe_raw_benchmarks", selection=AssetSelection.assets(RAW_BENCHMARK_FILE), partitions_def=benchmark_partitions,
+    description="Observe the raw benchmark files: a changed file's SHA-256 marks its benchmark's assets stale.")
+
+
+@sensor(job=observe_raw_benchmarks, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="Hashes every raw benchmark file each minute and observes those that changed since the last "
+                    "observation it launched (the first tick observes all).")
+def raw_benchmark_files_sensor(context: SensorEvaluationContext) -> SensorResult:
+    seen = json.loads(context.cursor) if context.cursor else {}
+    now = {name: file_version(spec) for name, spec in BENCHMARK_SPECS.items()}
+    changed = [name for name, version in now.items() if seen.get(name) != version]
+    return SensorResult(run_requests=[RunRequest(partition_key=name, run_key=f"{name}:{now[name]}") for name in changed],
+                        cursor=json.dumps(now))

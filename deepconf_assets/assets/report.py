@@ -13,7 +13,7 @@ from dagster import (
 
 from deepconf_assets import metadata
 from deepconf_assets.assets.figures import FIGURES
-from deepconf_assets.asset_defaults import OWNERS
+from deepconf_assets.asset_defaults import EXPERIMENT
 from deepconf_assets.assets.analysis_inputs import require_headline, resolved_settings
 from deepconf_assets.core import analysis
 from deepconf_assets.core.analysis import AnalysisSettings
@@ -22,7 +22,6 @@ from deepconf_assets.core.answer import hypothesis_summary, savings_sentence, su
 from deepconf_assets.core.interpret import fmt, headline_intervals, hypothesis_sentence, interpretation, truncation_caution
 from deepconf_assets.core import html_report
 from deepconf_assets.core.examples import SELECTION_RULE, category_examples
-from deepconf_assets.partitions import experiment_partitions
 from resources.analysis_settings import AnalysisSettingsResource
 
 
@@ -119,11 +118,9 @@ def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.D
 
 
 @asset(
-    partitions_def=experiment_partitions,
-    group_name="experiment",
+    **EXPERIMENT,
     io_manager_key="html_io_manager",
     kinds={"html"},
-    owners=OWNERS,
     ins={figure.name: AssetIn() for figure in FIGURES},
     description=(
         "Self-contained HTML report for one benchmark|model: the headline sentence, metrics of every "

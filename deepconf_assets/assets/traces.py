@@ -80,13 +80,13 @@ def traces(
                     numerics=loaded.engine_of_model.numerics, sampling=sampling_dict)
     requests = trace_requests(prompts, config.traces_per_prompt, config.seed, identity)
     stats = GenerationStats(backend=engine)
-    store = ShardStore(paths.storage_dir() / "shards" / benchmark / model)
-    generate = trace_generator(context, generator, model, sampling, config.group_window, requests, stats, store)
     scope = f"{config.traces_per_prompt} traces on '{model}' ({engine})"  # in the log line of either mode
-    if config.generation_mode == GenerationMode.live:
-        table = live_traces(context, analysis_settings, prompts, config, generate, scope)
-    else:
-        table = full_traces(context, prompts, requests, generate, scope)
+    with ShardStore(paths.storage_dir() / "shards" / benchmark / model).exclusive(context.log.info) as store:
+        generate = trace_generator(context, generator, model, sampling, config.group_window, requests, stats, store)
+        if config.generation_mode == GenerationMode.live:
+            table = live_traces(context, analysis_settings, prompts, config, generate, scope)
+        else:
+            table = full_traces(context, prompts, requests, generate, scope)
     table["generation_mode"] = config.generation_mode.value
     table = order_columns(table)
     return MaterializeResult(
