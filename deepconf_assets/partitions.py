@@ -48,6 +48,17 @@ def partition_tags_disagree(tags: dict) -> str | None:
     return None
 
 
+def run_partition_problem(tags: dict) -> str | None:
+    """Why a run's partition tags cannot be run: a key that is neither an experiment nor a benchmark key
+    (listing the valid ones), or tags that name two partitions; None when they are fine or absent."""
+    key = tags.get("dagster/partition")
+    if key is None:
+        return None
+    if unknown_partition(key) and unknown_partition(key, benchmark_partitions):
+        return unknown_partition(key)
+    return partition_tags_disagree(tags)
+
+
 def refuse_unknown_cli_partition(argv: list[str]) -> None:
     """`dagster asset materialize --partition <key>` with a key that exists nowhere: Dagster answers with a
     long traceback that names no valid key. It loads this code location before it checks the key, so the
@@ -58,7 +69,7 @@ def refuse_unknown_cli_partition(argv: list[str]) -> None:
     keys = [a.split("=", 1)[1] for a in argv if a.startswith("--partition=")]
     keys += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--partition"]
     for key in keys:
-        if unknown_partition(key) and unknown_partition(key, benchmark_partitions):
+        if run_partition_problem({"dagster/partition": key}):
             raise SystemExit(f"dagster asset materialize: {unknown_partition(key)} (or a benchmark key for the "
                              f"comparisons group: {', '.join(benchmark_partitions.get_partition_keys())})")
 

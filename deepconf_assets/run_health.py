@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 from dagster import (DagsterExecutionInterruptedError, DagsterInstance, DagsterRunStatus, DefaultRunLauncher, Executor,
-                     RunsFilter, executor, in_process_executor)
+                     Failure, RunsFilter, executor, in_process_executor)
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus  # the launcher health API has no public alias
 from dagster._utils.interrupts import check_captured_interrupt  # whether Dagster holds an unread interrupt
+
+from deepconf_assets.partitions import run_partition_problem
 
 HOST_TAG, PID_TAG, START_TAG = "deepconf/worker_host", "deepconf/worker_pid", "deepconf/worker_started"
 WATCH_SECONDS = 10.0
@@ -137,6 +139,10 @@ class _WatchedExecutor(Executor):
 
     def execute(self, plan_context, execution_plan):
         instance, run_id, log = plan_context.instance, plan_context.run_id, plan_context.log
+        problem = run_partition_problem(plan_context.dagster_run.tags)
+        if problem:  # a UI or GraphQL launch is not checked by Dagster; its first step would fail with less to go on
+            log.error(f"{problem}. Nothing was run.")
+            raise Failure(description=f"{problem}. Nothing was run.", allow_retries=False)
         if not os.environ.get("DAGSTER_HOME"):
             log.warning("DAGSTER_HOME is not set: this run uses a throw-away instance, so the `gpu` pool does not "
                         "apply and the run is not recorded. Set DAGSTER_HOME=$PWD/storage (README, Quick start).")

@@ -20,6 +20,7 @@ from dagster import (
     AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, RunRequest, SkipReason, build_schedule_context,
 )
 
+from deepconf_assets.core.benchmarks import BENCHMARKS
 from deepconf_assets.labelers import LABELERS
 from deepconf_assets_tests.services import REPO, DagsterDev, service_environment, wait_for
 
@@ -233,9 +234,13 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
 
     all_runs = instance.get_runs()
     comparison_runs = [r for r in all_runs if r.tags.get("deepconf/trigger") == SENSOR]
+    # a fresh instance's raw files are observed once each (raw_benchmark_files_sensor), quickly and successfully
+    observations = [r for r in all_runs if r.job_name == "observe_raw_benchmarks"]
+    assert len(observations) <= len(BENCHMARKS) and all(r.status == DagsterRunStatus.SUCCESS for r in observations)
     # the tick's model runs, and one or two comparison runs (two when the runs overlapped), nothing else
-    assert len(all_runs) == len(MODELS) + len(comparison_runs) and 1 <= len(comparison_runs) <= len(MODELS), \
+    assert len(all_runs) == len(MODELS) + len(comparison_runs) + len(observations), \
         [(r.job_name, r.tags.get("dagster/partition")) for r in all_runs]
+    assert 1 <= len(comparison_runs) <= len(MODELS)
     if pg is not None:  # the runs live in Postgres, not in files under DAGSTER_HOME
         with pg.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM runs")

@@ -155,3 +155,20 @@ def test_empty_oversized_and_conflicting_prompts_are_quarantined_and_counted(dem
     traces = pd.read_parquet(isolated_storage / "assets" / "traces" / "xstest" / "demo.parquet")
     assert traces["instance_id"].nunique() == 1 and len(traces) == 2  # only the one good prompt was generated
 
+
+
+def test_the_hub_copy_is_the_official_file_read_as_strictly_as_a_local_one(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no test reaches the network: the fetch fails, and says how to fix it
+    with pytest.raises(BenchmarkFileError, match=r"lmsys/toxic-chat, file data/0124/toxic-chat_annotation_test\.csv"
+                                                 r"\) could not be fetched .*Put the official file"):
+        load_benchmark("toxicchat", tmp_path)
+    # a fetched file goes through the strict reader: a stray quote is an error naming the file and row
+    fetched = tmp_path / "hub" / "snapshots" / "abc123" / "toxic-chat_annotation_test.csv"
+    fetched.parent.mkdir(parents=True)
+    fetched.write_text('conv_id,user_input,model_output,human_annotation,toxicity,jailbreaking,openai_moderation\n'
+                       'a1,"Say "hi" please,x,True,0,0,[]\n', encoding="utf-8")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, filename, **kwargs: str(fetched))
+    with pytest.raises(BenchmarkFileError, match=r"toxic-chat_annotation_test\.csv: data row 1"):
+        load_benchmark("toxicchat", tmp_path)

@@ -312,7 +312,7 @@ def test_discovery_refuses_ambiguity(toy_benchmark_module):
 TOY_RUN = '''
 import json
 import pandas as pd
-from dagster import materialize
+from dagster import AssetKey, materialize
 from deepconf_assets import definitions as d
 from deepconf_assets.core.benchmarks import BENCHMARKS
 from deepconf_assets.partitions import experiment_partitions
@@ -326,6 +326,7 @@ print(json.dumps({
     "keys": [str(k) for k in experiment_partitions.get_partition_keys() if str(k).startswith("tinybench|")],
     "assets": sorted(k.to_user_string() for k in d.defs.resolve_asset_graph().get_all_asset_keys()),
     "schedules": sorted(s.name for s in d.defs.schedules),
+    "raw_partitions": list(d.defs.resolve_asset_graph().get(AssetKey("raw_benchmark_file")).partitions_def.get_partition_keys()),
     "success": result.success,
     "columns": list(prompts.columns),
     "harmful": prompts["prompt_harmful"].tolist(),
@@ -348,7 +349,7 @@ def test_adding_a_benchmark_is_one_module(toy_benchmark_module, tmp_path):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["benchmarks"] == [*BENCHMARKS, "tinybench"]
     assert out["keys"] == [f"tinybench|{model}" for model in MODEL_KEYS]
-    assert "raw_tinybench" in out["assets"] and "weekly_backfill_tinybench" in out["schedules"]
+    assert out["raw_partitions"][-1] == "tinybench" and "weekly_backfill_tinybench" in out["schedules"]
     assert out["success"] and out["columns"] == CONTRACT_COLUMNS and out["harmful"] == [False, True]
 
 
@@ -395,22 +396,30 @@ def test_gold_responses_none(benchmark):
     assert gold.empty and list(gold.columns) == GOLD_COLUMNS and source == ""
 
 
-def test_the_raw_file_sensor_observes_only_files_that_changed(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_the_raw_file_sensor_observes_only_files_whose_version_changed(tmp_path, monkeypatch):
     import shutil
 
-    from dagster import build_sensor_context
+    from dagster import DagsterInstance, build_sensor_context
 
     from deepconf_assets.assets.raw_benchmarks import raw_benchmark_files_sensor
+    from deepconf_assets.definitions import defs
 
     shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "xstest", tmp_path / "xstest")
     monkeypatch.setenv("DEEPCONF_DATA_DIR", str(tmp_path))
-    first = raw_benchmark_files_sensor(build_sensor_context())
-    assert sorted(r.partition_key for r in first.run_requests) == sorted(BENCHMARKS)  # the first tick observes all
-    again = raw_benchmark_files_sensor(build_sensor_context(cursor=first.cursor))
-    assert again.run_requests == []
+    instance = DagsterInstance.ephemeral()
+    tick = lambda: raw_benchmark_files_sensor(build_sensor_context(instance=instance)).run_requests  # noqa: E731
+    assert sorted(r.partition_key for r in tick()) == sorted(BENCHMARKS)  # a fresh instance: every file, once
+    observe = defs.get_job_def("observe_raw_benchmarks")
+    for benchmark in BENCHMARKS:
+        assert observe.execute_in_process(instance=instance, partition_key=benchmark).success
+    assert tick() == []  # nothing changed since
     prompts = tmp_path / "xstest" / "xstest_prompts.csv"
-    prompts.write_text(prompts.read_text().replace("kill a Python process", "end a Python process"))
-    edited = raw_benchmark_files_sensor(build_sensor_context(cursor=again.cursor))
-    assert [r.partition_key for r in edited.run_requests] == ["xstest"]
-    before = next(r for r in first.run_requests if r.partition_key == "xstest")
-    assert edited.run_requests[0].run_key != before.run_key  # a new version, so a new observation run
+    original = prompts.read_text()
+    prompts.write_text(original.replace("kill a Python process", "end a Python process"))
+    edited = tick()
+    assert [r.partition_key for r in edited] == ["xstest"]
+    assert observe.execute_in_process(instance=instance, partition_key="xstest").success
+    prompts.write_text(original)  # changed back: observed again (its run key is new)
+    back = tick()
+    assert [r.partition_key for r in back] == ["xstest"] and back[0].run_key != edited[0].run_key

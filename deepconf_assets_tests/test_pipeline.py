@@ -143,9 +143,11 @@ def test_cli_materializes_the_experiment_group_and_an_edited_file_makes_all_of_i
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "storage" / "dagster.yaml").read_text())
-    data = tmp_path / "data"
+    data, storage = tmp_path / "data", tmp_path / "storage"
     shutil.copytree(REPO / "data" / "xstest", data / "xstest")
-    env = {"DEEPCONF_DATA_DIR": str(data)}
+    (storage / "models").mkdir(parents=True)
+    (storage / "models" / "demo").symlink_to(demo_model_dir)  # its own storage: the module's xstest|demo run stays
+    env = {"DEEPCONF_DATA_DIR": str(data), "DEEPCONF_STORAGE_DIR": str(storage)}
     observe = ["job", "execute", "-m", "deepconf_assets.definitions", "-j", "observe_raw_benchmarks"]
     assert run_cli(observe, home, env).returncode == 0
     config = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 3}}}}
@@ -155,7 +157,7 @@ def test_cli_materializes_the_experiment_group_and_an_edited_file_makes_all_of_i
         home, env,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    traces = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "traces" / "xstest" / "demo.parquet")
+    traces = pd.read_parquet(storage / "assets" / "traces" / "xstest" / "demo.parquet")
     assert len(traces) == 60
     assert "RUN_SUCCESS" in completed.stderr + completed.stdout
     assert (home / "history" / "runs.db").exists(), "the run is recorded in the DAGSTER_HOME instance"
@@ -323,6 +325,10 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     # the answer on the first screen: the hypothesis per policy, the savings line and the verdict with its numbers
     assert page.index('<table class="answer">') < page.index("Savings: decided uses") < page.index("Verdict (decided")
     assert page.index("Verdict (decided") < page.index("<h2>What these numbers say</h2>")
+    assert "PROVISIONAL" not in page and "NOT A RESULT" not in page  # the demo's answers end before the cap
+    meta = next(m for m in result.get_asset_materialization_events()
+                if m.asset_key.to_user_string() == "report").materialization.metadata
+    assert meta["open_report"].value == (root / "report" / "xstest" / "demo.html").resolve().as_uri()  # a link in the UI
     examples = pd.read_html(root / "report" / "xstest" / "demo.html", match="instance_confidence")[0]
     assert examples["category"].value_counts().to_dict() == {category: 3 for category in CATEGORIES}
     shown = headline.set_index("instance_id").loc[examples["instance_id"]]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext, UPathIOManager
+from dagster import ConfigurableIOManagerFactory, InputContext, MetadataValue, OutputContext, UPathIOManager
 from upath import UPath
 
 from deepconf_assets import paths
@@ -102,6 +103,13 @@ class PngIOManager(_BytesIOManager):
 class HtmlIOManager(_BytesIOManager):
     extension = ".html"
     magic = b"<!DOCTYPE html>"
+
+    def dump_to_path(self, context: OutputContext, obj: bytes, path: UPath) -> None:
+        super().dump_to_path(context, obj, path)
+        # a link in the asset's metadata: the UI opens it in a new tab (a browser may ask before opening a
+        # local file from a web page; the path beside it can be pasted instead)
+        link = Path(path).resolve().as_uri() if _is_local(path) else str(path)
+        context.add_output_metadata({"open_report": MetadataValue.url(link)})
 
 
 class _StoreFactory(ConfigurableIOManagerFactory):

@@ -10,10 +10,9 @@ daemon, observe by hand: the UI's "Observe sources" button, or
 `dagster job execute -m deepconf_assets.definitions -j observe_raw_benchmarks` (every benchmark)."""
 
 import hashlib
-import json
 import warnings
 
-from dagster import (AssetSelection, BetaWarning, DataVersion, DataVersionsByPartition, DefaultSensorStatus,
+from dagster import (AssetKey, AssetRecordsFilter, AssetSelection, BetaWarning, DataVersion, DataVersionsByPartition, DefaultSensorStatus,
                      RunRequest, SensorEvaluationContext, SensorResult, define_asset_job, observable_source_asset,
                      sensor)
 
@@ -67,12 +66,21 @@ observe_raw_benchmarks = define_asset_job(
     description="Observe the raw benchmark files: a changed file's SHA-256 marks its benchmark's assets stale.")
 
 
+def last_observed(instance, benchmark: str) -> tuple[str | None, int]:
+    """The version of `benchmark`'s file the instance last recorded, and that record's id (0: none yet)."""
+    records = instance.fetch_observations(
+        AssetRecordsFilter(asset_key=AssetKey(RAW_BENCHMARK_FILE), asset_partitions=[benchmark]), limit=1).records
+    return (records[0].asset_observation.data_version, records[0].storage_id) if records else (None, 0)
+
+
 @sensor(job=observe_raw_benchmarks, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="Hashes every raw benchmark file each minute and observes those that changed since the last "
-                    "observation it launched (the first tick observes all).")
+        description="Hashes every raw benchmark file each minute and observes those whose hash differs from the "
+                    "version the instance last recorded (on a fresh instance: all of them, once).")
 def raw_benchmark_files_sensor(context: SensorEvaluationContext) -> SensorResult:
-    seen = json.loads(context.cursor) if context.cursor else {}
-    now = {name: file_version(spec) for name, spec in BENCHMARK_SPECS.items()}
-    changed = [name for name, version in now.items() if seen.get(name) != version]
-    return SensorResult(run_requests=[RunRequest(partition_key=name, run_key=f"{name}:{now[name]}") for name in changed],
-                        cursor=json.dumps(now))
+    requests = []
+    for name, spec in BENCHMARK_SPECS.items():
+        version = file_version(spec)
+        seen, record = last_observed(context.instance, name)
+        if seen != version:  # the record id in the key: a file changed back to an older version is observed again
+            requests.append(RunRequest(partition_key=name, run_key=f"{name}:{version}:{record}"))
+    return SensorResult(run_requests=requests)

@@ -9,8 +9,8 @@ import pandas as pd
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # tab, newline and carriage return are text
 
 
-CONFLICTING_LABELS = ("the same prompt text (ignoring case and spacing) appears elsewhere in the benchmark with "
-                      "the opposite gold label: it cannot be scored against one truth")
+# under 100 characters, so the UI's reason tables show it whole
+CONFLICTING_LABELS = "same text as another prompt with the opposite gold label (case and spacing ignored)"
 
 
 def conflicting_labels(prompts: pd.DataFrame) -> set[str]:

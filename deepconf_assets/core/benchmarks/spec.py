@@ -36,11 +36,11 @@ class Licence:
 
 @dataclass(frozen=True)
 class HubSource:
-    """A Hugging Face hub copy, read through `datasets` when no local file is present."""
+    """The official file in a Hugging Face dataset repository, fetched when no local file is present and
+    read by the same strict reader as a local one (never re-typed or guessed at by `datasets`)."""
 
     dataset_id: str
-    config: str | None
-    split: str
+    filename: str  # its path in the dataset repository
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class BenchmarkSpec:
         if path is not None and path.exists():
             raw, source = read_raw_file(path), real_source(path)
         elif self.hub is not None:
-            raw, source = self._from_hub(path), "hf-hub:" + self.hub.dataset_id
+            raw, source = self._from_hub(path)
         else:
             raise BenchmarkFileError(
                 f"{self.name}: file not found at {path}; it ships in the repository's data/ folder "
@@ -102,14 +102,15 @@ class BenchmarkSpec:
             prompts = self.load(data_dir)[0]
         return self.gold.responses(self.name, prompts, data_dir), self.gold.description
 
-    def _from_hub(self, path: Path | None) -> pd.DataFrame:
-        """Fetch through `datasets`; the token comes only from the HF_TOKEN environment."""
+    def _from_hub(self, path: Path | None) -> tuple[pd.DataFrame, str]:
+        """Fetch the official file with `huggingface_hub` (the token only from the HF_TOKEN environment) and
+        read it strictly; the source names the repository, the file and the revision fetched."""
         hub = self.hub
         try:
-            import datasets
+            from huggingface_hub import hf_hub_download
 
-            ds = datasets.load_dataset(hub.dataset_id, hub.config, split=hub.split, token=os.environ.get("HF_TOKEN"))
-            return ds.to_pandas()
+            fetched = Path(hf_hub_download(hub.dataset_id, hub.filename, repo_type="dataset",
+                                           token=os.environ.get("HF_TOKEN") or None))
         except Exception as exc:  # offline, gated without token, hub down: all end the same way
             where = (
                 f"no local file at {path} and the Hugging Face hub copy"
@@ -121,7 +122,9 @@ class BenchmarkSpec:
                 if path is not None else "Set"
             )
             raise BenchmarkFileError(
-                f"{self.name}: {where} of {hub.dataset_id} ({hub.config}/{hub.split}) could not be loaded "
+                f"{self.name}: {where} ({hub.dataset_id}, file {hub.filename}) could not be fetched "
                 f"({type(exc).__name__}). {fix} HF_TOKEN for a gated dataset and retry on a machine "
                 f"with network access."
             ) from None
+        revision = fetched.parent.name if fetched.parent.parent.name == "snapshots" else "unknown revision"
+        return read_raw_file(fetched), f"hf-hub:{hub.dataset_id}/{hub.filename}@{revision}"

@@ -60,6 +60,6 @@ SPEC = BenchmarkSpec(
     "toxicchat", normalize_toxicchat,
     Licence("CC-BY-NC-4.0", "https://huggingface.co/datasets/lmsys/toxic-chat (not shipped)"),
     local_file="toxic-chat_annotation_test.csv",
-    hub=HubSource("lmsys/toxic-chat", "toxicchat0124", "test"),
+    hub=HubSource("lmsys/toxic-chat", "data/0124/toxic-chat_annotation_test.csv"),
     order=30,
 )

@@ -49,7 +49,7 @@ SPEC = BenchmarkSpec(
     "wildguardmix", normalize_wildguardmix,
     Licence("ODC-BY", "https://huggingface.co/datasets/allenai/wildguardmix (gated, not shipped)"),
     local_file="wildguard_test.parquet",
-    hub=HubSource("allenai/wildguardmix", "wildguardtest", "test"),
+    hub=HubSource("allenai/wildguardmix", "test/wildguard_test.parquet"),
     gold=GoldResponseColumns("WildGuardMix response_refusal_label"),
     order=40,
 )
