@@ -410,7 +410,7 @@ def test_the_raw_file_sensor_observes_only_files_whose_version_changed(tmp_path,
     instance = DagsterInstance.ephemeral()
     tick = lambda: raw_benchmark_files_sensor(build_sensor_context(instance=instance)).run_requests  # noqa: E731
     assert sorted(r.partition_key for r in tick()) == sorted(BENCHMARKS)  # a fresh instance: every file, once
-    observe = defs.get_job_def("observe_raw_benchmarks")
+    observe = defs.resolve_job_def("observe_raw_benchmarks")
     for benchmark in BENCHMARKS:
         assert observe.execute_in_process(instance=instance, partition_key=benchmark).success
     assert tick() == []  # nothing changed since
