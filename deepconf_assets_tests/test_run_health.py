@@ -134,3 +134,13 @@ def test_a_run_waiting_on_the_pool_stops_on_a_signal_within_seconds(demo_model_d
     run = instance.get_runs(limit=1)[0]
     assert run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED), run.status
     assert run.run_id not in _gpu_slot_holders(instance)  # nothing left claimed or pending
+
+
+@pytest.mark.slow
+def test_a_run_without_dagster_home_says_its_instance_is_thrown_away(demo_model_dir, tmp_path):
+    env = {k: v for k, v in environment(tmp_path, demo_model_dir).items() if k != "DAGSTER_HOME"}
+    done = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "deepconf_assets.definitions",
+                           "--select", "benchmark_prompts", "--partition", "xstest|demo-small"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "DAGSTER_HOME is not set: this run uses a throw-away instance, so the `gpu` pool does not apply" in done.stderr
