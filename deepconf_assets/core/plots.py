@@ -130,7 +130,8 @@ def _finish(fig: plt.Figure, ax, xlabel: str, ylabel: str, title: str, note: str
     """Axis labels, legend, title and the caption under the figure; returns the PNG."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    if ax.get_legend() is None:  # a figure may place its own
+        ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.text(0.01, -0.02, note, fontsize=8, va="top")
     return _png(fig)
@@ -183,8 +184,11 @@ def reliability_png(n: np.ndarray, accuracy: np.ndarray, title: str) -> bytes:
         # inside the bar, upright: above it a label can collide with a neighbour's or leave the axis
         ax.text(center, 0.02, f"n={int(count)}", ha="center", va="bottom", rotation=90, fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set_ylim(0, 1.25)  # a band above the bars for the legend, which would otherwise hide a full bar
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     return _finish(fig, ax, "P(correct | confidence): 5-fold out-of-fold isotonic fit", "accuracy (prediction matches gold)", title,
-                   "Each instance's probability comes from an isotonic fit on the other folds (the probability ECE uses).\n"
+                   "Each instance's probability comes from an isotonic fit on the other folds\n(the probability ECE uses).\n"
                    + CONFIDENCE_NOTE)
 
 
