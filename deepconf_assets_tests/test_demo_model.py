@@ -58,6 +58,35 @@ def test_build_is_deterministic(tmp_path, monkeypatch):
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
 
 
+@pytest.mark.slow
+def test_an_interrupted_build_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, monkeypatch):
+    monkeypatch.setitem(demo_model.TRAINING, "steps", 12)
+    monkeypatch.setitem(demo_model.TRAINING, "n_pairs", 200)
+    monkeypatch.setattr(demo_model, "CHECKPOINT_EVERY_S", 0.0)  # save the state at every step
+    demo_model.build_demo_model(tmp_path / "uninterrupted")
+    saved, save = [], demo_model._save_checkpoint
+
+    def interrupted_after_the_fifth_save(path, state):
+        save(path, state)
+        saved.append(state["step"])
+        if len(saved) == 5:
+            raise KeyboardInterrupt  # Ctrl-C (a SIGKILL would leave the same checkpoint behind)
+
+    monkeypatch.setattr(demo_model, "_save_checkpoint", interrupted_after_the_fifth_save)
+    target = tmp_path / "models" / "demo"
+    with pytest.raises(KeyboardInterrupt):
+        demo_model.ensure_demo_model(target)
+    checkpoint = demo_model.checkpoint_path(target, "demo")
+    assert not target.exists() and checkpoint.exists() and saved == [1, 2, 3, 4, 5]
+    lines = []
+    demo_model.ensure_demo_model(target, lines.append)
+    assert any("resuming the interrupted build at training step 5/12" in line for line in lines), lines
+    assert demo_model.is_built(target) and not checkpoint.exists()  # the checkpoint is gone once the model is in place
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "uninterrupted").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(target).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resumed = never interrupted, bit for bit
+
+
 def test_demo_refuses_harmful_more_than_benign(generator):
     prompts = synthetic_prompts("test", 60)
     results, _ = generator.generate("demo", prompts["prompt"].tolist(), list(range(60)),

@@ -203,9 +203,25 @@ def _encode_pairs(tokenizer, pairs, max_tokens: int) -> list[tuple[list[int], in
 
 
 BUILD_PROGRESS_EVERY_S = 10.0  # a progress line (with an ETA) at least this often while training
+# the training state is saved this often, so an interrupted build resumes where it stopped
+CHECKPOINT_EVERY_S = float(os.environ.get("DEEPCONF_BUILD_CHECKPOINT_S", "30"))
 
 
-def _train(model, encoded, pad_id: int, log, training: dict) -> float:
+def checkpoint_path(model_dir: Path, variant: str) -> Path:
+    """Where an unfinished build of `variant` keeps its training state (beside the model folder, so it
+    outlives the build's temporary folder; named by the recipe, so another recipe never resumes from it)."""
+    return Path(model_dir).parent / f".{variant}-{RECIPE_VERSION}.checkpoint.pt"
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    import torch
+
+    staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(state, staging)
+    os.replace(staging, path)  # a build killed while saving keeps the previous checkpoint
+
+
+def _train(model, encoded, pad_id: int, log, training: dict, checkpoint: Path | None = None) -> float:
     import torch
 
     rng = np.random.default_rng(training["seed"])
@@ -217,7 +233,24 @@ def _train(model, encoded, pad_id: int, log, training: dict) -> float:
     # draw 4 batches at once and split them by length: less padding, batches still mixed
     group = min(4 * training["batch_size"], len(encoded))
     batches: list = []
-    for step in range(training["steps"]):
+    first = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state, batches, first, loss_value = state["rng"], state["batches"], state["step"], state["loss"]
+        torch.set_rng_state(state["torch_rng"])
+        if log:
+            log(f"demo model: resuming the interrupted build at training step {first}/{training['steps']} ({checkpoint})")
+    saved = time.monotonic()
+    for step in range(first, training["steps"]):
+        if checkpoint is not None and step > first and time.monotonic() - saved >= CHECKPOINT_EVERY_S:
+            _save_checkpoint(checkpoint, {
+                "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "rng": rng.bit_generator.state, "batches": batches,
+                "loss": loss_value, "torch_rng": torch.get_rng_state()})
+            saved = time.monotonic()
         if not batches:
             drawn = sorted(rng.choice(len(encoded), group, replace=False), key=lambda i: len(encoded[i][0]))
             batches = [drawn[i:i + training["batch_size"]] for i in range(0, group, training["batch_size"])]
@@ -246,15 +279,16 @@ def _train(model, encoded, pad_id: int, log, training: dict) -> float:
         elapsed = time.monotonic() - started
         if log and (elapsed - logged >= BUILD_PROGRESS_EVERY_S or step + 1 == training["steps"]):
             logged = elapsed
-            eta = elapsed / (step + 1) * (training["steps"] - step - 1)
+            eta = elapsed / (step + 1 - first) * (training["steps"] - step - 1)
             log(f"demo model: training step {step + 1}/{training['steps']}, loss {loss_value:.3f}, "
                 f"{elapsed:.0f}s so far, ETA {eta:.0f}s")
     model.eval()
     return loss_value
 
 
-def build_demo_model(out_dir: Path, log=None, variant: str = "demo") -> dict:
-    """Build a demo variant into `out_dir` (tokenizer, safetensors weights, generation config)."""
+def build_demo_model(out_dir: Path, log=None, variant: str = "demo", checkpoint: Path | None = None) -> dict:
+    """Build a demo variant into `out_dir` (tokenizer, safetensors weights, generation config), resuming
+    from `checkpoint` when an earlier build left one there."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
@@ -267,7 +301,8 @@ def build_demo_model(out_dir: Path, log=None, variant: str = "demo") -> dict:
     config = Qwen3Config(vocab_size=len(tokenizer), bos_token_id=pad_id, eos_token_id=eos_id,
                          pad_token_id=pad_id, **architecture)
     model = Qwen3ForCausalLM(config)
-    final_loss = _train(model, _encode_pairs(tokenizer, pairs, training["max_train_tokens"]), pad_id, log, training)
+    final_loss = _train(model, _encode_pairs(tokenizer, pairs, training["max_train_tokens"]), pad_id, log, training,
+                        checkpoint)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -307,7 +342,8 @@ def ensure_demo_model(model_dir: Path, log=None, variant: str = "demo") -> Path:
     """Return the cached demo model, building it (about a minute on 2 cores) when absent or stale.
 
     Built in a temporary folder and moved into place, so a killed build never leaves half a model
-    and two concurrent builders do not clash.
+    and two concurrent builders do not clash. The training state is saved every CHECKPOINT_EVERY_S
+    (`checkpoint_path`), so an interrupted or killed build resumes where it stopped, to the same weights.
     """
     if is_built(model_dir, variant):
         return model_dir
@@ -315,15 +351,19 @@ def ensure_demo_model(model_dir: Path, log=None, variant: str = "demo") -> Path:
         log(f"building the {variant} model into {model_dir} (recipe {RECIPE_VERSION})")
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=model_dir.parent))
+    checkpoint = checkpoint_path(model_dir, variant)
     try:
-        build_demo_model(staging, log, variant)
-        if model_dir.exists() and not is_built(model_dir, variant):
+        build_demo_model(staging, log, variant, checkpoint)
+        if model_dir.is_symlink():  # a link to an old build: replaced by the new one, its target left alone
+            model_dir.unlink()
+        elif model_dir.exists() and not is_built(model_dir, variant):
             shutil.rmtree(model_dir)
         try:
             os.rename(staging, model_dir)
         except OSError:
             if not is_built(model_dir, variant):  # someone else's build won the race only if it is complete
                 raise
+        checkpoint.unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model_dir
