@@ -30,6 +30,13 @@ def image(png: bytes, caption: str) -> MetadataValue:
     return MetadataValue.md(f"![{caption}](data:image/png;base64,{encoded})\n\n{caption}")
 
 
+def percent(value) -> MetadataValue:
+    """A percentage as a person reads it: one decimal (36.8, not 36.8199); n/a when undefined."""
+    if value is None or not math.isfinite(float(value)):
+        return MetadataValue.text("n/a")
+    return MetadataValue.float(round(float(value), 1))
+
+
 def number(value) -> MetadataValue:
     """Ints stay ints; NaN (an undefined rate, e.g. specificity without benign prompts) shows n/a."""
     if isinstance(value, (int, np.integer)):

@@ -81,15 +81,15 @@ def percentile_sweep(analysis_settings: AnalysisSettingsResource, benchmark_prom
     warning = settings.consensus_warning(int(traces.groupby("instance_id").size().max()) if len(traces) else 0)
     return MaterializeResult(value=sweep, metadata={
         "dagster/row_count": len(sweep), "sweep": metadata.table(shown, max_rows=len(shown)),
-        "online_savings_pct_min": metadata.number(online["token_savings_pct"].min() if len(online) else None),
-        "online_savings_pct_max": metadata.number(online["token_savings_pct"].max() if len(online) else None),
-        "online_later_traces_cut_mid_trace": metadata.number(
-            default["share_later_traces_cut_mid_trace"].iloc[0] if len(default) else None),
+        "online_savings_pct_min": metadata.percent(online["token_savings_pct"].min() if len(online) else None),
+        "online_savings_pct_max": metadata.percent(online["token_savings_pct"].max() if len(online) else None),
+        "online_later_traces_cut_mid_trace_pct": metadata.percent(
+            100 * default["share_later_traces_cut_mid_trace"].iloc[0] if len(default) else None),
         # the configured setting's savings split, and what confidence cuts alone save (official online, no tau)
-        "online_savings_stopped_by_consensus_pct": metadata.number(
+        "online_savings_stopped_by_consensus_pct": metadata.percent(
             default["savings_stopped_pct"].iloc[0] if len(default) else None),
-        "online_savings_cut_by_confidence_pct": metadata.number(default["savings_cut_pct"].iloc[0] if len(default) else None),
-        "online_official_savings_pct": metadata.number(official["token_savings_pct"].iloc[0] if len(official) else None),
+        "online_savings_cut_by_confidence_pct": metadata.percent(default["savings_cut_pct"].iloc[0] if len(default) else None),
+        "online_official_savings_pct": metadata.percent(official["token_savings_pct"].iloc[0] if len(official) else None),
         "deepconf_online_setting": warning or "consensus reachable after one dissenting warm-up trace, and not "
                                               "reached by every warm-up split",
         "sweep_shown": f"{settings.headline_labeler} labels, {settings.vote_rule} vote: "
