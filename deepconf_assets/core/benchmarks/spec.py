@@ -109,7 +109,8 @@ class BenchmarkSpec:
         try:
             from huggingface_hub import hf_hub_download
 
-            fetched = Path(hf_hub_download(hub.dataset_id, hub.filename, repo_type="dataset",
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")  # read now, not at import
+            fetched = Path(hf_hub_download(hub.dataset_id, hub.filename, repo_type="dataset", local_files_only=offline,
                                            token=os.environ.get("HF_TOKEN") or None))
         except Exception as exc:  # offline, gated without token, hub down: all end the same way
             where = (
