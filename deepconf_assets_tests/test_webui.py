@@ -141,6 +141,14 @@ def test_asset_graph_in_the_browser(ui, launched_run, chromium):
                      lambda d: all(n in (t := page_text(d)) for n in names) and t, "the experiment lineage",
                      "ui-asset-graph.png")
     assert "Materialize all" in text
+    # the README's route for one partition or a backfill: the group's Materialize button opens the partition picker
+    for button in chromium.find_elements(By.XPATH, "//button[starts-with(normalize-space(), 'Materialize all')]"):
+        button.click()
+        break
+    dialog = wait_for(lambda: "Partition selection" in (t := page_text(chromium)) and t, 60, "the partition picker")
+    chromium.save_screenshot(str(ARTIFACTS / "ui-materialize-dialog.png"))
+    assert re.search(r"Launch runs to materialize \d+ assets", dialog)
+    assert "benchmark" in dialog and "model" in dialog  # one picker per partition dimension (README, The web UI)
 
 
 def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
