@@ -32,9 +32,7 @@ def image(png: bytes, caption: str) -> MetadataValue:
 
 def percent(value) -> MetadataValue:
     """A percentage as a person reads it: one decimal (36.8, not 36.8199); n/a when undefined."""
-    if value is None or not math.isfinite(float(value)):
-        return MetadataValue.text("n/a")
-    return MetadataValue.float(round(float(value), 1))
+    return number(None if value is None else round(float(value), 1))
 
 
 def number(value) -> MetadataValue:

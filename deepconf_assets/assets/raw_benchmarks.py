@@ -55,9 +55,9 @@ warnings.filterwarnings("ignore", "Function `observable_source_asset`", BetaWarn
 def raw_benchmark_file(context) -> DataVersionsByPartition:
     benchmarks = [context.partition_key] if context.has_partition_key else list(BENCHMARK_SPECS)
     for benchmark in benchmarks:
-        spec = BENCHMARK_SPECS[benchmark]
-        if spec.local_file is not None and spec.local_path(paths.data_dir()).exists():
-            context.log.info(f"{benchmark}: {real_source(spec.local_path(paths.data_dir()))}")
+        path = BENCHMARK_SPECS[benchmark].local_path(paths.data_dir())
+        if path is not None and path.exists():
+            context.log.info(f"{benchmark}: {real_source(path)}")
     return DataVersionsByPartition({b: DataVersion(file_version(BENCHMARK_SPECS[b])) for b in benchmarks})
 
 
