@@ -18,7 +18,7 @@ import pandas as pd
 
 from deepconf_assets.core import analysis, metrics
 from deepconf_assets.core.interpret import fmt_p, fmt_pct, fmt_pp
-from deepconf_assets.core.paired import mcnemar_exact_p, newcombe_paired_ci
+from deepconf_assets.core.paired import mcnemar_exact_p, newcombe_paired_ci, paired_table
 
 
 def _group(n: int, accuracy: float) -> str:
@@ -68,8 +68,7 @@ def savings_sentence(predictions: pd.DataFrame, labeler: str, policy: str) -> st
     paired = chosen.merge(full, on="instance_id", suffixes=("", "_full"))
     paired = paired[paired["correct"].notna() & paired["correct_full"].notna()]
     right, right_full = paired["correct"].astype(bool), paired["correct_full"].astype(bool)
-    table = [[int((right & right_full).sum()), int((right & ~right_full).sum())],
-             [int((~right & right_full).sum()), int((~right & ~right_full).sum())]]
+    table = paired_table(right, right_full)
     low, high = newcombe_paired_ci(table[0][0], table[0][1], table[1][0], table[1][1])
     tokens, tokens_full = float(chosen["tokens_used"].sum()), float(full["tokens_used"].sum())
     saved = 1.0 - tokens / tokens_full if tokens_full else float("nan")

@@ -227,24 +227,28 @@ def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _undefined(value) -> bool:
+    return value is None or value is pd.NA or not math.isfinite(float(value))
+
+
 def fmt_p(value) -> str:
     """A p-value as a person reads it: '< 0.001', else three significant digits (0.00352, 0.0215, 0.41);
     '—' when undefined."""
-    if value is None or value is pd.NA or not math.isfinite(float(value)):
+    if _undefined(value):
         return "—"
     return "< 0.001" if float(value) < 0.001 else f"{float(value):.3g}"
 
 
 def fmt_pct(proportion, digits: int = 1) -> str:
     """A proportion (0..1) as a percentage with one decimal ('37.5%'); '—' when undefined."""
-    if proportion is None or proportion is pd.NA or not math.isfinite(float(proportion)):
+    if _undefined(proportion):
         return "—"
     return f"{100.0 * float(proportion):.{digits}f}%"
 
 
 def fmt_pp(difference, digits: int = 1) -> str:
     """A difference of proportions in percentage points, signed ('+4.2 pp'); '—' when undefined."""
-    if difference is None or difference is pd.NA or not math.isfinite(float(difference)):
+    if _undefined(difference):
         return "—"
     return f"{100.0 * float(difference):+.{digits}f} pp"
 

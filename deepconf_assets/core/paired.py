@@ -51,6 +51,13 @@ def headline_correctness(predictions: pd.DataFrame, labeler: str, policy: str) -
     return rows[["instance_id", "correct"]].reset_index(drop=True)
 
 
+def paired_table(right_a, right_b) -> list[list[int]]:
+    """The paired 2x2 table [[both right, A only], [B only, both wrong]] of two boolean arrays of the same prompts."""
+    right_a, right_b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
+    return [[int(np.sum(right_a & right_b)), int(np.sum(right_a & ~right_b))],
+            [int(np.sum(~right_a & right_b)), int(np.sum(~right_a & ~right_b))]]
+
+
 def mcnemar_exact_p(table) -> float:
     """Two-sided exact McNemar p of a paired 2x2 table [[both right, A only], [B only, both wrong]]: the
     binomial test of A-only against B-only prompts at 1/2 (1.0 when no prompt is discordant, NaN when the
@@ -138,8 +145,7 @@ def paired_comparison(correctness: Mapping[str, pd.DataFrame], alpha: float = AL
             shared = a_known.index.intersection(b_known.index, sort=False)
             right_a = a_known.loc[shared].to_numpy(dtype=bool)
             right_b = b_known.loc[shared].to_numpy(dtype=bool)
-            table = [[int(np.sum(right_a & right_b)), int(np.sum(right_a & ~right_b))],
-                     [int(np.sum(~right_a & right_b)), int(np.sum(~right_a & ~right_b))]]
+            table = paired_table(right_a, right_b)
             n = len(shared)
             low, high = newcombe_paired_ci(table[0][0], table[0][1], table[1][0], table[1][1], alpha)
             rows.append({
