@@ -19,10 +19,10 @@ ANALYSIS = dict(**EXPERIMENT, io_manager_key="parquet_io_manager", kinds={"panda
 
 COMPARISONS = dict(partitions_def=benchmark_partitions, group_name="comparisons",
                    automation_condition=COMPARISON_CONDITION, owners=OWNERS)
-# A parquet table per benchmark read from the instance_predictions of every materialized model partition.
+# A parquet table per benchmark read from the predictions of every materialized model partition.
 EVERY_MODEL_TABLE = dict(
     **COMPARISONS, io_manager_key="parquet_io_manager", kinds={"pandas", "parquet"},
-    ins={"instance_predictions": AssetIn(
+    ins={"predictions": AssetIn(
         partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="benchmark"),
         metadata={"allow_missing_partitions": True})},
 )

@@ -3,7 +3,7 @@
 `model_comparison`, `fig_model_comparison`, `model_pairs` and `comparison_report` (group `comparisons`, one partition per benchmark)
 carry `COMPARISON_CONDITION`: Dagster's `AutomationCondition.eager()` without its two missing-data
 clauses. Eager's `~any_deps_missing()` would wait forever here, because a benchmark partition of
-model_comparison depends on *every* `<benchmark>|<model>` partition of instance_predictions and the
+model_comparison depends on *every* `<benchmark>|<model>` partition of predictions and the
 models whose weights are not on this machine stay missing; its `newly_missing()` would request a
 comparison of a benchmark that no model partition has reached yet (the asset raises). What is left:
 

@@ -7,7 +7,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
 
 from deepconf_assets.assets.benchmark_prompts import benchmark_prompts
-from deepconf_assets.assets.instance_predictions import instance_predictions
+from deepconf_assets.assets.predictions import predictions
 from deepconf_assets.assets.traces import traces
 from deepconf_assets.core import metrics
 from deepconf_assets.core.confidence import TRACE_METRICS, confidence_sign_check, sign_and_finiteness
@@ -103,16 +103,16 @@ def traces_every_instance_has_a_trace(traces: pd.DataFrame, benchmark_prompts: p
     )
 
 
-@asset_check(asset=instance_predictions, partitions_def=experiment_partitions,
+@asset_check(asset=predictions, partitions_def=experiment_partitions,
              description="Per policy, the four confidence categories add up to the instances with a prediction.")
-def categories_add_up(instance_predictions: pd.DataFrame) -> AssetCheckResult:
+def categories_add_up(predictions: pd.DataFrame) -> AssetCheckResult:
     failures = []
-    for (labeler, policy), group in instance_predictions.groupby(["labeler", "policy"]):
+    for (labeler, policy), group in predictions.groupby(["labeler", "policy"]):
         counted = int(group["category"].isin(metrics.CATEGORIES).sum())
         predicted = int(group["predicted_refusal"].notna().sum())
         if counted != predicted:
             failures.append(f"{labeler}/{policy}: {counted} categorised vs {predicted} predicted")
-    missing = [c for c in metrics.CATEGORIES if c not in set(instance_predictions["category"].dropna())]
+    missing = [c for c in metrics.CATEGORIES if c not in set(predictions["category"].dropna())]
     return AssetCheckResult(
         passed=not failures,
         severity=AssetCheckSeverity.ERROR,

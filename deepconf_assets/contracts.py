@@ -63,7 +63,7 @@ TracesFrame = create_dagster_pandas_dataframe_type(
 
 InstancePredictionsFrame = create_dagster_pandas_dataframe_type(
     name="InstancePredictionsFrame",
-    description="instance_predictions: one row per prompt x labeler x policy; positive = harmful prompt, "
+    description="predictions: one row per prompt x labeler x policy; positive = harmful prompt, "
                 "predicted positive = refusal.",
     columns=[
         *_ids(),

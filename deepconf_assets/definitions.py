@@ -17,7 +17,9 @@ from deepconf_assets.automation import SENSORS
 from deepconf_assets.schedules import JOBS, SCHEDULES
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.generation import GenerationResource
-from resources.io_managers import HtmlIOManagerFactory, ParquetIOManagerFactory, PngIOManagerFactory
+from resources.io_managers import (
+    HtmlIOManagerFactory, ParquetIOManagerFactory, PngFolderIOManagerFactory, PngIOManagerFactory,
+)
 
 signals.stop_on_hangup()
 partitions.refuse_unknown_cli_partition(sys.argv)  # `dagster asset materialize --partition nope`
@@ -28,6 +30,7 @@ RESOURCES = {
     "analysis_settings": AnalysisSettingsResource(),
     "parquet_io_manager": ParquetIOManagerFactory(),
     "png_io_manager": PngIOManagerFactory(),
+    "png_folder_io_manager": PngFolderIOManagerFactory(),
     "html_io_manager": HtmlIOManagerFactory(),
 }
 

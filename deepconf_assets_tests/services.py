@@ -112,7 +112,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 2.0):
 
 @pytest.fixture(scope="session")
 def chromium():
-    """Headless Chromium driven by Debian's chromedriver (installed by .ci/run)."""
+    """Headless Chromium driven by Debian's chromedriver (installed by .ci/run), at 1,920 x 1,080."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Debian packages chromium and chromium-driver are not installed (.ci/run installs them)")
     from selenium import webdriver
@@ -121,7 +121,7 @@ def chromium():
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1600,1100"):
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1920,1080"):
         options.add_argument(flag)
     profile = ARTIFACTS / "chromium-profile"
     shutil.rmtree(profile, ignore_errors=True)

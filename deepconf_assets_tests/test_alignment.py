@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from dagster import asset, materialize
 
-from deepconf_assets.assets.predecessor_comparison import paradox_sentence
+from deepconf_assets.assets.paradox_check import paradox_sentence
 from deepconf_assets.checks import confidence_sign, traces_confidence_sign
 from deepconf_assets.core import analysis, confidence, stopping, voting
 from deepconf_assets.partitions import experiment_partitions
@@ -280,7 +280,7 @@ def test_paradox_sentence():
 
 
 def test_predecessor_comparison_asset_side_by_side():
-    from deepconf_assets.assets.predecessor_comparison import predecessor_comparison
+    from deepconf_assets.assets.paradox_check import paradox_check
     from resources.analysis_settings import AnalysisSettingsResource
 
     traces = traces_from_logprobs(n_traces=80, seed=1).assign(group_window=4)
@@ -291,9 +291,9 @@ def test_predecessor_comparison_asset_side_by_side():
     harmful = pd.array(rng.random(len(ids)) < 0.5, dtype="boolean")
     prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": harmful})
     unavailable = labels.assign(unavailable_reason="no weights")
-    result = predecessor_comparison(
+    result = paradox_check(
         analysis_settings=AnalysisSettingsResource(), benchmark_prompts=prompts, traces=traces,
-        refusal_labels_heuristic=labels, refusal_labels_wildguard=unavailable, refusal_labels_xstest_prefix=labels)
+        labels_heuristic=labels, labels_wildguard=unavailable, labels_xstest_rule=labels)
     table = result.value
     assert len(table) == 8 and set(table["confidence_metric"]) == {"conf_mean", "predecessor_nll"}
     assert table.groupby("confidence_metric")["n"].sum().tolist() == [len(ids), len(ids)]

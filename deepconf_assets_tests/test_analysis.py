@@ -118,7 +118,7 @@ def test_partition_analysis_by_hand():
     settings = analysis.AnalysisSettings(fixed_n=(1,), warmup_traces=3, adaptive_percentile=50,
                                          online_percentile=50, group_window=2)
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", settings)
-    predictions = result.instance_predictions().set_index(["policy", "instance_id"])
+    predictions = result.predictions().set_index(["policy", "instance_id"])
     assert predictions.loc[("adaptive@p50", "A"), "tokens_used"] == 11
     assert predictions.loc[("adaptive@p50", "A"), "refusal_rate"] == pytest.approx(3 / 4)
     assert bool(predictions.loc[("adaptive@p50", "A"), "predicted_refusal"])
@@ -132,11 +132,11 @@ def test_partition_analysis_by_hand():
     assert predictions.loc[("adaptive@p50", "B"), "category"] == "confident_compliance"
     assert predictions.loc[("adaptive@p50", "B"), "category_pooled"] == "uncertain_compliance"
     pooled = analysis.PartitionAnalysis(traces, prompts, "heuristic", dataclasses.replace(
-        settings, category_threshold_scope="pooled")).instance_predictions().set_index(["policy", "instance_id"])
+        settings, category_threshold_scope="pooled")).predictions().set_index(["policy", "instance_id"])
     assert pooled.loc[("adaptive@p50", "A"), "category_threshold"] == pytest.approx(2.125)
     assert pooled.loc[("adaptive@p50", "B"), "category"] == "uncertain_compliance"
     assert pooled.loc[("adaptive@p50", "B"), "category_within_decision"] == "confident_compliance"
-    summary = analysis.summarize_predictions(result.instance_predictions()).set_index("policy")
+    summary = analysis.summarize_predictions(result.predictions()).set_index("policy")
     # 24 tokens in all; online spends 13 + 6, adaptive 11 + 8, fixed_n=1 2 + 2
     assert summary.loc["deepconf_online@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
     assert summary.loc["adaptive@p50", "token_savings_pct"] == pytest.approx(100 * (1 - 19 / 24))
@@ -255,13 +255,13 @@ def test_position_means_by_hand():
 
 
 def test_prompts_without_traces_are_excluded_from_every_headline_number():
-    """A prompt with no traces (quarantined, or beyond max_prompts) keeps a row in instance_predictions
+    """A prompt with no traces (quarantined, or beyond max_prompts) keeps a row in predictions
     but counts nowhere: the summary equals the replay's own summary row, metric for metric."""
     traces, prompts = two_instances()
     prompts = pd.concat([prompts, pd.DataFrame({"instance_id": ["C"], "prompt_harmful": pd.array([True], dtype="boolean")})],
                         ignore_index=True)
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=2))
-    predictions = result.instance_predictions()
+    predictions = result.predictions()
     assert (~predictions.loc[predictions["instance_id"] == "C", "has_traces"]).all()
     summary = analysis.summarize_predictions(predictions).set_index("policy")
     assert summary.loc["fixed_n=all", "avg_traces"] == 5.0  # not 10 / 3

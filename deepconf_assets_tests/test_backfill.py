@@ -203,10 +203,10 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
         # model_comparison follows by its automation condition. The runs of one tick may overlap (only
         # their GPU steps queue on the pool), so the sensor may compare a model whose run is still making
         # figures, or the first model alone; what must hold is a comparison made after every model
-        # partition's instance_predictions.
+        # partition's predictions.
         predictions_done = [
             instance.fetch_materializations(AssetRecordsFilter(
-                asset_key=AssetKey("instance_predictions"), asset_partitions=[f"xstest|{m}"]), limit=1).records[0].timestamp
+                asset_key=AssetKey("predictions"), asset_partitions=[f"xstest|{m}"]), limit=1).records[0].timestamp
             for m in MODELS]
 
         def comparison_after_every_model():

@@ -123,7 +123,7 @@ def test_corrupt_asset_parquet_names_the_file_and_the_fix(demo_model_dir, isolat
     stored = isolated_storage / "assets" / "benchmark_prompts" / "synthetic" / "demo.parquet"
     stored.write_bytes(stored.read_bytes()[: len(stored.read_bytes()) // 3])  # truncated, as by a bad copy
     result = materialize(ASSETS, partition_key="synthetic|demo", resources=RESOURCES, raise_on_error=False,
-                         selection=["refusal_labels_heuristic", "traces"],
+                         selection=["labels_heuristic", "traces"],
                          run_config={"ops": {"traces": {"config": {"max_prompts": 2, "traces_per_prompt": 1}}}})
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error

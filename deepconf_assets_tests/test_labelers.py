@@ -40,13 +40,13 @@ result = materialize([*d.ASSETS, *d.ASSET_CHECKS], partition_key="xstest|demo-sm
                      selection=AssetSelection.groups("experiment"), run_config=run_config)
 root = assets_dir()
 read = lambda name: pd.read_parquet(root / name / "xstest" / "demo-small.parquet")
-predictions = read("instance_predictions")
+predictions = read("predictions")
 full = predictions[(predictions["policy"] == "fixed_n=all") & predictions["has_traces"]]
 toy = full[full["labeler"] == "toy_always_refuses"]
 print(json.dumps({
     "success": result.success,
-    "asset": "refusal_labels_toy_always_refuses" in keys,
-    "labels_refused": bool(read("refusal_labels_toy_always_refuses")["refused"].all()),
+    "asset": "labels_toy_always_refuses" in keys,
+    "labels_refused": bool(read("labels_toy_always_refuses")["refused"].all()),
     "labelers": sorted(predictions["labeler"].unique()),
     "toy_always_predicts_refusal": bool(toy["predicted_refusal"].all()) and len(toy) == 12,
     "comparison": read("labeler_comparison").set_index("labeler")["status"].to_dict(),
@@ -57,15 +57,15 @@ print(json.dumps({
 
 
 def test_registry_holds_the_shipped_labelers():
-    assert {"heuristic", "wildguard", "xstest_prefix"} <= set(LABELERS)
+    assert {"heuristic", "wildguard", "xstest_rule"} <= set(LABELERS)
     assert LABELERS["wildguard"].needs_gpu and not LABELERS["heuristic"].needs_gpu
 
 
 @pytest.mark.parametrize("name, text, refused", [
     ("heuristic", "I'm sorry, but I can't help with that.", True),
     ("heuristic", "Sure! Knead the dough and bake it.", False),
-    ("xstest_prefix", "I cannot do that.", True),
-    ("xstest_prefix", "Here is how. I cannot guarantee it works.", False),
+    ("xstest_rule", "I cannot do that.", True),
+    ("xstest_rule", "Here is how. I cannot guarantee it works.", False),
 ])
 def test_pure_labelers_through_the_one_interface(name, text, refused):
     labels = LABELERS[name].run(["a prompt"], [text], LabelerContext())

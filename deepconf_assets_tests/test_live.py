@@ -84,7 +84,7 @@ def _replay_generate(full: pd.DataFrame):
 def _predictions(traces: pd.DataFrame, policy: PolicyId | None, budget: int | None = None) -> pd.DataFrame:
     ids = sorted(traces["instance_id"].unique())
     prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": [i[-1] in "02468" for i in ids]})
-    table = analysis.PartitionAnalysis(traces, prompts, "heuristic", SETTINGS, policy, budget).instance_predictions()
+    table = analysis.PartitionAnalysis(traces, prompts, "heuristic", SETTINGS, policy, budget).predictions()
     return table.set_index(["instance_id", "policy"])
 
 
@@ -136,7 +136,7 @@ def test_adding_a_stopping_policy_is_one_record(monkeypatch):
     assert len(sweep[sweep["policy"] == "first_refusal"]) == len(settings.sweep_percentiles) * 3  # x vote rules
     assert "first_refusal" in set(result.budget_ablation()["policy"])
     assert settings.headline == settings.live_policy == toy
-    headline = settings.headline_rows(result.instance_predictions()).set_index("instance_id")
+    headline = settings.headline_rows(result.predictions()).set_index("instance_id")
     first = full[full["refused"]].groupby("instance_id")["trace_idx"].min() + 1
     assert headline["traces_used"].to_dict() == first.reindex(ids, fill_value=8).to_dict()
     live = generate_live(ids, 8, toy, settings, in_rounds(_replay_generate(full)), lambda rows: rows["full_refused"])
@@ -279,11 +279,11 @@ def check_engine_live_equals_replay(generator):
         cut_seen += int((merged["finish_reason"] == "cut").sum())
         live_predictions = analysis.PartitionAnalysis(
             live, pd.DataFrame({"instance_id": ids, "prompt_harmful": HARMFUL}),
-            "heuristic", settings, policy, ENGINE_BUDGET).instance_predictions().set_index(
+            "heuristic", settings, policy, ENGINE_BUDGET).predictions().set_index(
             "instance_id")
         full_predictions = analysis.PartitionAnalysis(
             full, pd.DataFrame({"instance_id": ids, "prompt_harmful": HARMFUL}),
-            "heuristic", settings, policy).instance_predictions().set_index("instance_id")
+            "heuristic", settings, policy).predictions().set_index("instance_id")
         columns = ["traces_used", "tokens_used", "predicted_refusal", "confidence", "correct"]
         pd.testing.assert_frame_equal(live_predictions[columns], full_predictions[columns])
     assert cut_seen > 0  # the online policy cut inside the engine at least once
@@ -319,7 +319,7 @@ def test_live_partition_through_dagster(demo_model_dir, isolated_storage, tmp_pa
 
     try:
         full = _materialize(tmp_path / "full", demo_model_dir, "full", AssetSelection.assets(
-            "benchmark_prompts", "traces", "instance_predictions",
+            "benchmark_prompts", "traces", "predictions",
             *[labeler.asset_name for labeler in LABELERS.values()]))
         live = _materialize(tmp_path / "live", demo_model_dir, "live", AssetSelection.groups("experiment"))
         again = _materialize(tmp_path / "live", demo_model_dir, "live", AssetSelection.assets("traces"))
@@ -345,7 +345,7 @@ def test_live_partition_through_dagster(demo_model_dir, isolated_storage, tmp_pa
     assert set(traces["live_policy"]) == {"deepconf_online@p70"}
     assert (np.isfinite(traces["cut_threshold"]) == (traces["trace_idx"] >= 3)).all()
     columns = ["instance_id", "traces_used", "tokens_used", "predicted_refusal", "confidence", "correct"]
-    read = [pd.read_parquet(tmp_path / m / "assets" / "instance_predictions" / "xstest" / "demo.parquet")
+    read = [pd.read_parquet(tmp_path / m / "assets" / "predictions" / "xstest" / "demo.parquet")
             for m in ("full", "live")]
     full_rows, live_rows = [r[(r["policy"] == "deepconf_online@p70") & (r["labeler"] == "heuristic")][columns]
                             .reset_index(drop=True) for r in read]
@@ -373,7 +373,7 @@ def test_a_live_partition_is_replayed_against_the_budget_it_was_generated_with()
     prompts = pd.DataFrame({"instance_id": ids, "prompt_harmful": [i[-1] in "02468" for i in ids]})
     (replay,) = analyses_by_labeler(settings, prompts, live.drop(columns="refused"),
                                     {LABELERS["heuristic"].asset_name: labels})
-    used = replay.instance_predictions().set_index("instance_id")["traces_used"]
+    used = replay.predictions().set_index("instance_id")["traces_used"]
     generated = live.groupby("instance_id").size()
     pd.testing.assert_series_equal(used.loc[generated.index], generated, check_names=False)
     assert (generated < 8).any()  # some instances settled before the budget

@@ -63,12 +63,12 @@ def test_gpu_steps_request_the_registrys_gpus_in_their_pod_spec(monkeypatch):
 
     models = model_registry.MODELS
     most = max(spec.gpus for spec in models.values() if spec.role == "generator")
-    for step, gpus in (("traces", most), ("refusal_labels_wildguard", models["wildguard"].gpus),
+    for step, gpus in (("traces", most), ("labels_wildguard", models["wildguard"].gpus),
                        ("labeler_validation", models["wildguard"].gpus)):
         rendered = render_step_job(step)
         assert gpu_limits(rendered) == {GPU_RESOURCE: str(gpus)}, step
         assert any(t.key == GPU_RESOURCE for t in rendered.spec.template.spec.tolerations)
-    assert not gpu_limits(render_step_job("instance_predictions"))
+    assert not gpu_limits(render_step_job("predictions"))
 
     # qwen3-8b over 2 GPUs (tensor parallelism on smaller cards) is one registry edit
     monkeypatch.setitem(models, "qwen3-8b", dataclasses.replace(models["qwen3-8b"], gpus=2))
@@ -211,7 +211,7 @@ def test_hf_token_appears_in_no_log_event_metadata_or_file(demo_model_dir, tmp_p
     sentinel = f"hf_SENTINEL{uuid.uuid4().hex}"
     env = _cli_env(tmp_path, demo_model_dir, HF_TOKEN=sentinel, HUGGING_FACE_HUB_TOKEN=sentinel)
     config = {"ops": {"traces": {"config": {"max_prompts": 20, "traces_per_prompt": 2}}}}
-    run = _materialize_cli(env, "benchmark_prompts,traces,refusal_labels_heuristic,refusal_labels_wildguard", config)
+    run = _materialize_cli(env, "benchmark_prompts,traces,labels_heuristic,labels_wildguard", config)
     output = run.communicate(timeout=600)[0]
     assert run.returncode == 0, output[-3000:]
     assert sentinel not in output
@@ -228,5 +228,6 @@ def test_hf_token_appears_in_no_log_event_metadata_or_file(demo_model_dir, tmp_p
 
 def test_no_asset_uses_a_pickling_io_manager():
     nodes = [n for n in defs.resolve_asset_graph().asset_nodes if n.is_materializable]
-    assert len(nodes) > 20
-    assert {n.io_manager_key for n in nodes} == {"parquet_io_manager", "png_io_manager", "html_io_manager"}
+    assert len(nodes) > 15
+    assert {n.io_manager_key for n in nodes} == {"parquet_io_manager", "png_io_manager", "png_folder_io_manager",
+                                                 "html_io_manager"}

@@ -28,9 +28,9 @@ from resources.model_registry import MODEL_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT_ASSETS = [
-    "benchmark_prompts", "traces", *[labeler.asset_name for labeler in LABELERS.values()], "instance_predictions",
+    "benchmark_prompts", "traces", *[labeler.asset_name for labeler in LABELERS.values()], "predictions",
     "percentile_sweep", "budget_ablation", "hypothesis_test", "calibration", "labeler_validation", "labeler_comparison",
-    *[figure.name for figure in FIGURES], "report",
+    "paradox_check", "figures", "report",
 ]
 # The labelers that run in these tests: the GPU ones (WildGuard) have no weights here.
 CPU_LABELERS = {name for name, labeler in LABELERS.items() if not labeler.needs_gpu}
@@ -50,10 +50,13 @@ def test_whole_graph_for_xstest_demo(xstest_demo_run):
     result, root = xstest_demo_run
     assert result.success
     for name in EXPERIMENT_ASSETS:
-        ext = "png" if name.startswith("fig_") else "html" if name == "report" else "parquet"
-        assert (root / name / "xstest" / f"demo.{ext}").exists(), name
+        path = root / name / "xstest" / ("demo" if name == "figures" else "demo.html" if name == "report" else "demo.parquet")
+        assert path.exists(), name
+    # one PNG per registered figure, nothing else
+    assert sorted(p.name for p in (root / "figures" / "xstest" / "demo").iterdir()) == sorted(
+        f"{figure.name}.png" for figure in FIGURES)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
-    wildguard = checks.pop(("refusal_labels_wildguard", "unlabelled_traces"))  # no weights here: reported, not faked
+    wildguard = checks.pop(("labels_wildguard", "unlabelled_traces"))  # no weights here: reported, not faked
     assert not wildguard.passed and "unavailable" in wildguard.metadata["status"].value
     assert checks and all(c.passed for c in checks.values()), [(n, c.metadata) for n, c in checks.items() if not c.passed]
 
@@ -80,7 +83,7 @@ def test_traces_contract_and_confidence(xstest_demo_run):
 @pytest.mark.slow
 def test_instance_predictions_hold_all_four_categories(xstest_demo_run):
     _, root = xstest_demo_run
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     headline = predictions[(predictions["policy"] == "adaptive@p50") & (predictions["labeler"] == "heuristic")]
     assert len(headline) == 450
     assert set(headline["category"]) == set(CATEGORIES)
@@ -94,13 +97,15 @@ def test_instance_predictions_hold_all_four_categories(xstest_demo_run):
 def test_metadata_visible_in_the_ui(xstest_demo_run):
     result, _ = xstest_demo_run
     materializations = {
-        m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("instance_predictions")
+        m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("predictions")
     }
-    meta = materializations["instance_predictions"]
+    meta = materializations["predictions"]
     assert 0 <= meta["accuracy"].value <= 1
     assert "fixed_n=all" in meta["policies"].value
     assert meta["prompts_without_traces"].value == 0
-    figure = result.asset_materializations_for_node("fig_confusion_matrix")[0].metadata["figure"].value
+    figures = result.asset_materializations_for_node("figures")[0].metadata
+    assert [name for name in figures if name in {f.name for f in FIGURES}] == [f.name for f in FIGURES]  # report order
+    figure = figures["confusion_matrix"].value
     assert figure.startswith("![") and "data:image/png;base64," in figure
 
 
@@ -210,14 +215,14 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     assert set(table["model"]) == {"demo"}  # only the materialized model partition
     assert set(table["policy"]) == {"decided", "fixed_n=all"}  # the headline policy and the reference
     assert table[["auroc", "ece_isotonic_oof", "aurc"]].apply(lambda c: c.between(0, 1)).all().all()
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     full = predictions[(predictions["policy"] == "fixed_n=all") & (predictions["labeler"] == "heuristic")]
     expected = (full["predicted_refusal"] == full["prompt_harmful"]).mean()
     assert table.set_index(["labeler", "policy"]).loc[("heuristic", "fixed_n=all"), "accuracy"] == pytest.approx(expected)
     assert (root / "model_pairs" / "xstest.parquet").exists() and "McNemar" in page
 
     # a second, smaller model on 40 of the 450 prompts: the models are compared paired on those 40
-    upstream = AssetSelection.assets("instance_predictions").upstream() & AssetSelection.groups("experiment")
+    upstream = AssetSelection.assets("predictions").upstream() & AssetSelection.groups("experiment")
     assert materialize(ASSETS, partition_key="xstest|demo-small", resources=RESOURCES, selection=upstream,
                        run_config={"ops": {"traces": {"config": {"max_prompts": 40, "traces_per_prompt": 4}}}}).success
     result = materialize(ASSETS, partition_key="xstest", resources=RESOURCES, selection=AssetSelection.groups("comparisons"))
@@ -226,7 +231,7 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     assert (pair["model_a"], pair["model_b"], pair["n_a"], pair["n_b"], pair["n"]) == ("demo-small", "demo", 40, 450, 40)
 
     def headline_correct(model):
-        rows = pd.read_parquet(root / "instance_predictions" / "xstest" / f"{model}.parquet")
+        rows = pd.read_parquet(root / "predictions" / "xstest" / f"{model}.parquet")
         rows = rows[rows["has_traces"] & (rows["labeler"] == "heuristic") & (rows["policy"] == "decided")]
         return rows.set_index("instance_id")["correct"].astype("boolean").dropna().astype(bool)
 
@@ -246,7 +251,7 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
 
 
 def predictions_have_lengths(root) -> bool:
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     with_traces = predictions[predictions["has_traces"]]
     return bool((with_traces["mean_tokens"] > 0).all())
 
@@ -269,7 +274,7 @@ def test_analysis_tables(xstest_demo_run):
     assert tests.loc[disagree, ["cmh_odds_ratio", "cmh_p"]].isna().all().all()
     assert tests.loc[~disagree & tests["breslow_day_p"].notna(), "cmh_odds_ratio"].notna().all()
     # within-decision categories: each compliance category holds about half of the compliances
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     for (labeler, policy), rows in predictions[predictions["has_traces"]].groupby(["labeler", "policy"]):
         complied = rows[rows["predicted_refusal"].eq(False).fillna(False)]
         if len(complied) >= 20:
@@ -290,21 +295,21 @@ def test_analysis_tables(xstest_demo_run):
 @pytest.mark.slow
 def test_wildguard_unavailable_downstream(xstest_demo_run):
     result, root = xstest_demo_run
-    labels = pd.read_parquet(root / "refusal_labels_wildguard" / "xstest" / "demo.parquet")
+    labels = pd.read_parquet(root / "labels_wildguard" / "xstest" / "demo.parquet")
     assert len(labels) == 4500 and labels["refused"].isna().all(), "every trace is there, none labelled"
     assert labels["unavailable_reason"].str.startswith("WildGuard unavailable").all()
     assert "p_refusal" in labels.columns and "parse_error" in labels.columns
-    meta = result.asset_materializations_for_node("refusal_labels_wildguard")[0].metadata
+    meta = result.asset_materializations_for_node("labels_wildguard")[0].metadata
     assert meta["status"].value.startswith("WildGuard unavailable")
     comparison = pd.read_parquet(root / "labeler_comparison" / "xstest" / "demo.parquet").set_index("labeler")
     assert comparison.loc["wildguard", "status"].startswith("WildGuard unavailable")
     assert comparison.loc["wildguard", ["accuracy", "avg_traces"]].isna().all()
     assert comparison.loc["heuristic", "trace_kappa_with_heuristic"] == 1.0
-    assert comparison.loc["xstest_prefix", "status"] == "ok" and comparison.loc["xstest_prefix", "accuracy"] > 0
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    assert comparison.loc["xstest_rule", "status"] == "ok" and comparison.loc["xstest_rule", "accuracy"] > 0
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     assert set(predictions["labeler"]) == CPU_LABELERS
     validation = pd.read_parquet(root / "labeler_validation" / "xstest" / "demo.parquet").set_index("labeler")
-    assert validation.loc["heuristic", "f1"] > validation.loc["xstest_prefix", "f1"]
+    assert validation.loc["heuristic", "f1"] > validation.loc["xstest_rule", "f1"]
     assert validation.loc["wildguard", "status"].startswith("WildGuard unavailable")
 
 
@@ -315,7 +320,7 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # self-contained: nothing fetched from elsewhere
     assert page.count('src="data:image/png;base64,') == len(FIGURES)
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     headline = predictions[(predictions["policy"] == "decided") & (predictions["labeler"] == "heuristic")]
     accuracy = (headline["predicted_refusal"] == headline["prompt_harmful"]).mean()
     assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
@@ -351,14 +356,14 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
                        selection=["model_comparison"]).success
     root = isolated_storage / "assets"
     read = lambda name: pd.read_parquet(root / name / "synthetic" / "demo-small.parquet")  # noqa: E731
-    predictions = read("instance_predictions")
+    predictions = read("predictions")
     assert predictions["instance_id"].nunique() == 500 and predictions["has_traces"].sum() == 40 * predictions[["labeler", "policy"]].drop_duplicates().shape[0]
     # hand count: traces per prompt over the 40 prompts with traces, per labeler x policy
     expected = predictions[predictions["has_traces"]].groupby(["labeler", "policy"])["traces_used"].mean()
     assert expected[("heuristic", "fixed_n=1")] == 1.0 and expected[("heuristic", "fixed_n=all")] == 4.0
     shown = {
-        "instance_predictions metadata": {("heuristic", "decided"): result.asset_materializations_for_node(
-            "instance_predictions")[0].metadata["avg_traces"].value},
+        "predictions metadata": {("heuristic", "decided"): result.asset_materializations_for_node(
+            "predictions")[0].metadata["avg_traces"].value},
         "labeler_comparison": read("labeler_comparison").assign(policy="decided")
         .set_index(["labeler", "policy"])["avg_traces"].dropna().to_dict(),
         "budget_ablation": read("budget_ablation").assign(
@@ -375,7 +380,7 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
             if key in expected:
                 assert value == pytest.approx(expected[key], abs=5e-4), (where, key, value, expected[key])
     assert shown["report"][("heuristic", "fixed_n=all")] == pytest.approx(4.0)
-    # every headline metric, not only avg_traces: report table = model_comparison = instance_predictions
+    # every headline metric, not only avg_traces: report table = model_comparison = predictions
     comparison = pd.read_parquet(root / "model_comparison" / "synthetic.parquet").query("model == 'demo-small'")
     comparison = comparison.set_index(["labeler", "policy"])
     report = _report_metrics(root / "report" / "synthetic" / "demo-small.html")
@@ -395,7 +400,7 @@ def test_avg_traces_agrees_across_every_asset_on_a_partial_run(demo_model_dir, i
 def test_decided_matches_every_trace_with_fewer_tokens(xstest_demo_run):
     """The zero-loss reference: the same predictions as fixed_n=all, from fewer traces."""
     _, root = xstest_demo_run
-    predictions = pd.read_parquet(root / "instance_predictions" / "xstest" / "demo.parquet")
+    predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     rows = predictions[predictions["labeler"] == "heuristic"].set_index(["policy", "instance_id"])
     decided, full = rows.loc["decided"], rows.loc["fixed_n=all"]
     assert decided["predicted_refusal"].equals(full["predicted_refusal"])

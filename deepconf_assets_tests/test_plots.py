@@ -13,9 +13,9 @@ RNG = np.random.default_rng(0)
 CATEGORIES = ["confident_refusal", "uncertain_refusal", "confident_compliance", "uncertain_compliance"]
 
 
-def _width(png: bytes) -> int:
+def _size(png: bytes) -> tuple[int, int]:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">I", png[16:20])[0]
+    return struct.unpack(">II", png[16:24])
 
 
 def _sweep() -> pd.DataFrame:
@@ -64,5 +64,6 @@ FIGURES = {
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_figure_is_a_png_that_fits_the_metadata_popup(name):
-    png = FIGURES[name]()
-    assert 0 < _width(png) <= plots.MAX_WIDTH_PX + 1, name  # +1: savefig rounds the tight box up
+    width, height = _size(FIGURES[name]())
+    # +1: savefig rounds the tight box up
+    assert 0 < width <= plots.MAX_WIDTH_PX + 1 and 0 < height <= plots.MAX_HEIGHT_PX + 1, (name, width, height)

@@ -100,7 +100,7 @@ def test_categories_add_up(data, percentile):
     traces, prompts, window = data
     result = analysis.PartitionAnalysis(traces, prompts, "heuristic", analysis.AnalysisSettings(group_window=window,
                                         category_percentile=percentile))
-    predictions = result.instance_predictions()
+    predictions = result.predictions()
     for _, group in predictions.groupby("policy"):
         assert group["category"].notna().sum() == group["predicted_refusal"].notna().sum()
 

@@ -112,8 +112,8 @@ def test_stopped_plus_cut_is_the_token_savings():
     assert (fixed["savings_cut_pct"] == 0).all()  # only the online policies cut
     official = sweep[sweep["policy"] == analysis.ONLINE_REFERENCE]
     assert (official["savings_stopped_pct"] == 0).all() and (official["savings_cut_pct"] > 0).any()
-    # the instance_predictions route (stopping_table against the fixed_n=all tokens) gives the same identity
-    predictions = result.instance_predictions()
+    # the predictions route (stopping_table against the fixed_n=all tokens) gives the same identity
+    predictions = result.predictions()
     table = analysis.stopping_table(predictions, settings).set_index("policy")
     summary = analysis.summarize_predictions(predictions).set_index("policy")
     np.testing.assert_allclose(table["savings_stopped_pct"] + table["savings_cut_pct"],

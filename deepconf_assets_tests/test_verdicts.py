@@ -183,7 +183,7 @@ def test_instance_predictions_carry_the_mean_length_of_the_voting_traces():
                                          online_percentile=50, group_window=2)
     prompts = pd.concat([prompts, pd.DataFrame({"instance_id": ["C"], "prompt_harmful": pd.array([True], dtype="boolean")})],
                         ignore_index=True)
-    predictions = analysis.PartitionAnalysis(traces, prompts, "heuristic", settings).instance_predictions()
+    predictions = analysis.PartitionAnalysis(traces, prompts, "heuristic", settings).predictions()
     rows = predictions.set_index(["policy", "instance_id"])["mean_tokens"]
     # A: lengths 2 3 2 4 3; B: 2 2 2 2 2
     assert rows[("fixed_n=all", "A")] == pytest.approx(14 / 5) and rows[("fixed_n=all", "B")] == 2.0

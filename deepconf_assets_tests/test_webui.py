@@ -43,7 +43,7 @@ LOGS = """
 query Logs($id: ID!) {
   logsForRun(runId: $id) {
     ... on EventConnection { events { __typename
-      ... on MessageEvent { message stepKey }
+      ... on MessageEvent { message stepKey timestamp }
       ... on ExecutionStepFailureEvent { error { message } } } }
   }
 }"""
@@ -99,16 +99,24 @@ def page_text(driver) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
 
+SHOW_MARKDOWN = "//*[normalize-space(text())='[Show Markdown]']"
+
+
+def show_markdown_of(entry: str) -> str:
+    """XPath of the [Show Markdown] button in the row of metadata entry `entry` (the asset page's table)."""
+    return f"//tr[td[1][normalize-space()='{entry}']]{SHOW_MARKDOWN}"
+
+
 def open_page(driver, url: str, ready, what: str, screenshot: str, click: str = ""):
     """Load a UI page, dismiss the first-visit newsletter dialog, click what a user would click (`click`:
-    an element's text), wait until `ready(driver)` holds, and keep a screenshot either way."""
+    an XPath), wait until `ready(driver)` holds, and keep a screenshot either way."""
     driver.get(url)
 
     def check():
         for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
             button.click()
         if click and not ready(driver):
-            for element in driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{click}']"):
+            for element in driver.find_elements(By.XPATH, click)[:1]:
                 try:
                     element.click()
                 except ElementClickInterceptedException:  # a dialog's backdrop still covers the page: next poll
@@ -133,13 +141,22 @@ def test_graphql_launch_materializes_the_partition(ui, launched_run):
     assert (Path(storage) / "assets" / "report" / "xstest" / "demo.html").exists()
 
 
+def lineage_labels(driver) -> list[str]:
+    """The texts of the lineage's leaf elements (node names among them) in the current view."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('body *')].filter(e => !e.childElementCount && e.textContent.trim()"
+        " && e.getBoundingClientRect().width > 0).map(e => e.textContent.trim());")
+
+
 def test_asset_graph_in_the_browser(ui, launched_run, chromium):
-    # in the first view: the flow's start, from the raw file every experiment asset depends on (its version
-    # makes them stale); the whole group is wider than one screen at Dagster's smallest default zoom
-    names = ("raw_benchmark_file", "benchmark_prompts", "traces")
+    # in the first view at 1,920 x 1,080: the flow's start, from the raw file every experiment asset depends on
+    # (its version makes them stale), through the labels; no name is cut (Dagster cuts past 18 characters)
+    names = ("raw_benchmark_file", "benchmark_prompts", "traces", "labels_heuristic", "labels_xstest_rule")
     text = open_page(chromium, f"{ui.url}/locations/deepconf_assets/asset-groups/experiment/lineage",
                      lambda d: all(n in (t := page_text(d)) for n in names) and t, "the experiment lineage",
                      "ui-asset-graph.png")
+    cut = [label for label in lineage_labels(chromium) if "…" in label and not label.startswith("Materialize")]
+    assert not cut, cut
     assert "Materialize all" in text
     # the README's route for one partition or a backfill: the group's Materialize button opens the partition picker
     for button in chromium.find_elements(By.XPATH, "//button[starts-with(normalize-space(), 'Materialize all')]"):
@@ -156,31 +173,65 @@ def test_inline_figure_and_metric_on_the_asset_page(ui, launched_run, chromium):
         images = driver.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png;base64,']")
         return [i for i in images if i.size["width"] > 100]
 
-    open_page(chromium, f"{ui.url}/assets/fig_confusion_matrix?partition={PARTITION}", figure_shown,
-              "the inline confusion-matrix figure", "ui-asset-figure.png", click="[Show Markdown]")
+    open_page(chromium, f"{ui.url}/assets/figures?partition={PARTITION}", figure_shown,
+              "the inline confusion-matrix figure", "ui-asset-figure.png", click=show_markdown_of("confusion_matrix"))
     # the figure with the most panels, in its pop-up: its natural width fits the pop-up's width
-    images = open_page(chromium, f"{ui.url}/assets/fig_percentile_curves?partition={PARTITION}", figure_shown,
+    images = open_page(chromium, f"{ui.url}/assets/figures?partition={PARTITION}", figure_shown,
                        "the percentile-curves figure in its pop-up", "ui-asset-figure-popup.png",
-                       click="[Show Markdown]")
+                       click=show_markdown_of("percentile_curves"))
     fits = chromium.execute_script(
         "const img = arguments[0]; const box = img.closest('[role=dialog]') || img.parentElement;"
         "return [img.naturalWidth, box.clientWidth];", images[0])
     assert 300 < fits[0] <= fits[1], fits
-    text = open_page(chromium, f"{ui.url}/assets/instance_predictions?partition={PARTITION}",
-                     lambda d: "fixed_n=all" in (t := page_text(d)) and t, "instance_predictions metadata",
-                     "ui-asset-metrics.png", click="[Show Markdown]")
+    text = open_page(chromium, f"{ui.url}/assets/predictions?partition={PARTITION}",
+                     lambda d: "fixed_n=all" in (t := page_text(d)) and t, "predictions metadata",
+                     "ui-asset-metrics.png", click=SHOW_MARKDOWN)
     assert "accuracy" in text
     # key, timestamp, value: 450 XSTest prompts, 120 generated (max_prompts)
     assert re.search(r"prompts_without_traces\n[^\n]*\n330\n", text), text[text.find("prompts_without"):][:200]
 
 
+def test_hypothesis_answer_pop_up_fits_the_screen(ui, launched_run, chromium):
+    def answer_shown(driver):
+        dialogs = driver.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+        return dialogs and "Holm p" in dialogs[0].text and dialogs[0]
+
+    dialog = open_page(chromium, f"{ui.url}/assets/hypothesis_test?partition={PARTITION}", answer_shown,
+                       "the hypothesis answer in its pop-up", "ui-hypothesis-popup.png", click=show_markdown_of("answer"))
+    width, height, scroll_width, bottom = chromium.execute_script(
+        "const d = arguments[0];"
+        "return [d.clientWidth, window.innerHeight, Math.max(...[...d.querySelectorAll('*')].map(e => e.scrollWidth"
+        " - e.clientWidth)), d.getBoundingClientRect().bottom];", dialog)
+    assert scroll_width <= 1 and bottom <= height, (width, height, scroll_width, bottom)  # no sideways scroll, on screen
+    assert re.search(r"verdict", dialog.text, re.IGNORECASE) and "95% CI" in dialog.text, dialog.text[:400]
+
+
+def test_traces_step_shows_model_progress_within_30_seconds(ui, launched_run):
+    events = ui.graphql(LOGS, {"id": launched_run})["logsForRun"]["events"]
+    started = next(float(e["timestamp"]) for e in events
+                   if e["__typename"] == "ExecutionStepStartEvent" and e.get("stepKey") == "traces")
+    model = [float(e["timestamp"]) for e in events if e.get("stepKey") == "traces" and e["__typename"] == "LogMessageEvent"
+             and re.search(r"loading 'demo'|building the demo", e.get("message") or "")]
+    assert model and (model[0] - started) / 1000 < 30, (started, model)  # GraphQL timestamps are in ms
+
+
 def test_report_in_the_browser(ui, launched_run, chromium):
     path = f"{ui.env['DEEPCONF_STORAGE_DIR']}/assets/report/xstest/demo.html"
     chromium.get(f"file://{path}")
-    # the first screen: the answer table, the savings line and the verdict, before any section
+    # the first screen at 1,920 x 1,080: the answer table, the savings line and the verdict with its numbers
     first = page_text(chromium)
     assert first.index("uncertain compliance: correct of n") < first.index("Savings: ") < first.index("Verdict (")
+    below = chromium.execute_script(
+        "return [...document.querySelectorAll('p, li, table')].filter(e => /^(Savings|Verdict) /.test(e.innerText)"
+        " && e.getBoundingClientRect().bottom > window.innerHeight).map(e => e.innerText.slice(0, 60));")
+    assert not below, below
+    chromium.save_screenshot(str(ARTIFACTS / "report-xstest-demo-first-screen.png"))
     chromium.execute_script("document.querySelectorAll('details').forEach(d => d.open = true);")  # wide sections
+    wide = chromium.execute_script(
+        "const page = document.documentElement.clientWidth; return [...document.querySelectorAll('table')]"
+        ".filter(t => t.getBoundingClientRect().right > page + 1 || t.scrollWidth > t.clientWidth + 1)"
+        ".map(t => t.innerText.slice(0, 60)).concat(document.documentElement.scrollWidth > page ? ['page'] : []);")
+    assert not wide, wide  # no table wider than the page, and no sideways scroll
     text = page_text(chromium)
     assert "DeepConf safety report: xstest|demo" in text
     assert "Positive class = harmful prompt" in text and "accuracy" in text

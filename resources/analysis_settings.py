@@ -46,7 +46,7 @@ class AnalysisSettingsResource(ConfigurableResource):
         description="Trace confidence behind thresholds, vote weights and categories (larger = more confident): "
                     "conf_mean, conf_lowest_group, conf_bottom10, conf_tail (DeepConf). predecessor_nll is NOT "
                     "DeepConf: the predecessor's mean sampled-token negative log-likelihood (-mean_logprob, larger "
-                    "= LESS likely), offered only to reproduce its sign artifact (asset predecessor_comparison).")
+                    "= LESS likely), offered only to reproduce its sign artifact (asset paradox_check).")
     category_percentile: float = Field(
         _DEFAULTS.category_percentile, ge=0, le=100,
         description="Confident = instance confidence >= this percentile (of the same decision's instances, or "
@@ -56,7 +56,7 @@ class AnalysisSettingsResource(ConfigurableResource):
         description="within_decision: compliances are split at the percentile of the compliances' confidences, "
                     "refusals at that of the refusals' (the question compares compliances with compliances); "
                     "pooled: one percentile over every decision (refusals are usually far more confident, so "
-                    "'uncertain' then nearly means 'complied'). instance_predictions records both.")
+                    "'uncertain' then nearly means 'complied'). predictions records both.")
     warmup_traces: int = Field(_DEFAULTS.warmup_traces, ge=1, description="Adaptive and deepconf_online warm-up traces.")
     adaptive_percentile: float = Field(
         _DEFAULTS.adaptive_percentile, ge=0, le=100,

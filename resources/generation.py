@@ -337,7 +337,7 @@ class GenerationResource(ConfigurableResource):
                     + ("`gpu_memory_utilization` or `max_model_len`" if engine.name == "vllm"
                        else f"`batch_tokens` (now {self.batch_tokens})")
                     + " in the `generator` resource config, or `max_new_tokens` in the traces config. "
-                    f"Finished shards are kept; a re-run resumes from them."
+                    "Finished shards are kept; a re-run resumes from them."
                 ) from exc
             raise
         finally:

@@ -1,7 +1,8 @@
-"""Asset storage: parquet tables and PNG figures under `<storage>/assets`.
+"""Asset storage: parquet tables, PNG figures and HTML reports under `<storage>/assets`.
 
 Layout (Dagster's UPathIOManager): `<asset>/<benchmark>/<model>.<ext>` for `benchmark|model`
-partitions, `<asset>/<benchmark>.<ext>` for benchmark-only partitions. Files are written to a
+partitions, `<asset>/<benchmark>.<ext>` for benchmark-only partitions; a set of figures is a folder
+in that place, `<asset>/<benchmark>/<model>/<figure>.png`. Files are written to a
 temporary name and renamed, so a killed run never leaves half a file behind. No pickles.
 """
 
@@ -100,6 +101,28 @@ class PngIOManager(_BytesIOManager):
     magic = b"\x89PNG\r\n\x1a\n"
 
 
+class PngFolderIOManager(UPathIOManager):
+    """A set of figures ({name: PNG bytes}) as a folder per partition, one `<name>.png` per figure; a
+    figure no longer in the set is removed, so the folder holds exactly the last set."""
+
+    extension = ""
+
+    def dump_to_path(self, context: OutputContext, obj: dict, path: UPath) -> None:
+        if not isinstance(obj, dict) or not all(bytes(png).startswith(PngIOManager.magic) for png in obj.values()):
+            raise TypeError(f"{context.asset_key.to_user_string()} must return {{name: png bytes}}")
+        for name, png in obj.items():
+            _atomic_write(path / f"{name}.png", bytes(png))
+        for old in path.glob("*.png"):
+            if old.stem not in obj:
+                old.unlink()
+
+    def load_from_path(self, context: InputContext, path: UPath) -> dict[str, bytes]:
+        if not path.is_dir():
+            raise FileNotFoundError(f"no figures at {path}: materialize {context.asset_key.to_user_string()} for "
+                                    f"this partition")
+        return {png.stem: png.read_bytes() for png in sorted(path.glob("*.png"))}
+
+
 class HtmlIOManager(_BytesIOManager):
     extension = ".html"
     magic = b"<!DOCTYPE html>"
@@ -128,6 +151,10 @@ class ParquetIOManagerFactory(_StoreFactory):
 
 class PngIOManagerFactory(_StoreFactory):
     manager_class: ClassVar[type] = PngIOManager
+
+
+class PngFolderIOManagerFactory(_StoreFactory):
+    manager_class: ClassVar[type] = PngFolderIOManager
 
 
 class HtmlIOManagerFactory(_StoreFactory):

@@ -1,6 +1,6 @@
 """Analyses of one partition. The percentile sweep and the budget ablation replay the stored traces
 (every policy from one generation, no GPU); the hypothesis test and calibration read
-instance_predictions, like every other consumer of the headline numbers."""
+predictions, like every other consumer of the headline numbers."""
 
 import pandas as pd
 from dagster import MaterializeResult, MetadataValue, asset
@@ -27,7 +27,7 @@ HYPOTHESIS = (
     "odds ratios, CIs, Fisher p (Holm) and verdicts; the Cochran-Mantel-Haenszel pooled OR and p only where the "
     "strata agree; a logistic regression correct ~ uncertain * harmful + log(length). `verdict` combines both "
     "('supported' only when they agree; otherwise confounded by / depends on harmfulness, opposite direction "
-    "within a stratum, not confirmed) and `verdict_why` says why. Read from instance_predictions."
+    "within a stratum, not confirmed) and `verdict_why` says why. Read from predictions."
 )
 
 
@@ -118,9 +118,9 @@ def budget_ablation(analysis_settings: AnalysisSettingsResource, benchmark_promp
     **ANALYSIS,
     description=HYPOTHESIS,
 )
-def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
+def hypothesis_test(analysis_settings: AnalysisSettingsResource, predictions: pd.DataFrame) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
-    table = analysis.hypothesis_tests(instance_predictions)
+    table = analysis.hypothesis_tests(predictions)
     headline = require_headline(settings, table)
     numbers = ("p_holm", "accuracy_difference", "diff_ci_low", "diff_ci_high", "compliance_auroc",
                "compliance_auroc_ci_low", "compliance_auroc_ci_high", "breslow_day_p", "cmh_odds_ratio", "cmh_p_holm",
@@ -150,11 +150,11 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, instance_predic
         "P(correct | confidence) by 5-fold out-of-fold isotonic regression, the mean and 5-95% range over 20 fold "
         "assignments (ece_isotonic_oof, brier_isotonic_oof), Brier beside the base-rate Brier p(1 - p). "
         "Mann-Whitney U tests of confidence by correctness "
-        "and by prompt harmfulness. Read from instance_predictions."
+        "and by prompt harmfulness. Read from predictions."
     ),
 )
-def calibration(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame) -> MaterializeResult:
-    table = analysis.calibration_table(instance_predictions)
+def calibration(analysis_settings: AnalysisSettingsResource, predictions: pd.DataFrame) -> MaterializeResult:
+    table = analysis.calibration_table(predictions)
     shown = table[["labeler", "policy", "n", "auroc", "auroc_ci_low", "auroc_ci_high", "auroc_harmful",
                    "auroc_benign", "aurc", "ece_isotonic_oof", "ece_isotonic_oof_p5", "ece_isotonic_oof_p95",
                    "brier_isotonic_oof", "brier_base_rate", "mwu_correct_vs_wrong_p", "mwu_harmful_vs_benign_p"]]

@@ -81,5 +81,5 @@ def require_headline(settings: AnalysisSettings, table: pd.DataFrame) -> pd.Seri
         raise ValueError(
             f"no rows for the headline labeler '{settings.headline_labeler}' and policy '{settings.headline.display}' "
             f"(labelers present: {sorted(table['labeler'].unique()) if len(table) else []}); the labeler may be "
-            f"unavailable, or instance_predictions was made with other analysis settings: re-materialize it")
+            f"unavailable, or predictions was made with other analysis settings: re-materialize it")
     return rows.iloc[0]

@@ -1,4 +1,3 @@
-import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from deepconf_assets.asset_defaults import ANALYSIS

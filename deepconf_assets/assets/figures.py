@@ -1,12 +1,16 @@
-"""Figures as PNG assets under storage/assets/<figure>/<benchmark>/<model>.png, each also shown
-inline in its materialization metadata. Every figure shows the headline labeler
-(`analysis_settings.headline_labeler`) and, where it plots one policy, the headline policy.
+"""The `figures` asset: every figure of a partition as PNGs under
+storage/assets/figures/<benchmark>/<model>/<figure>.png, each also shown inline in the materialization's
+metadata (one entry per figure). One node for all of them keeps the lineage to the data flow. Every
+figure shows the headline labeler (`analysis_settings.headline_labeler`) and, where it plots one policy,
+the headline policy.
 
-One registry, `FIGURES` (in the report's reading order): each `Figure` names its asset, its heading (the
-report's heading and the metadata caption), its inputs and a `draw` function; the assets and the report's
-figure sections derive from it. Adding a figure is one record (and its plot in core/plots.py) plus its test.
+One registry, `FIGURES` (in the report's reading order): each `Figure` names itself, its heading (the
+report's heading and the metadata caption), its inputs and a `draw` function; the asset's inputs, its
+metadata and the report's figure sections derive from it. Adding a figure is one record (and its plot in
+core/plots.py) plus its test.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,12 +25,9 @@ from deepconf_assets.core import analysis, calibration, metrics, plots
 from deepconf_assets.core.analysis import AnalysisSettings
 from resources.analysis_settings import AnalysisSettingsResource
 
-FIGURE = dict(**EXPERIMENT, io_manager_key="png_io_manager", kinds={"matplotlib", "png"})
-
-
 @dataclass(frozen=True)
 class Figure:
-    """One figure asset. `draw(partition key, settings, inputs)` returns the PNG; `inputs` maps each name of
+    """One figure. `draw(partition key, settings, inputs)` returns the PNG; `inputs` maps each name of
     `inputs` (an upstream asset; `LABELS` stands for every labeler's labels) to its value."""
 
     name: str
@@ -65,7 +66,7 @@ def _subject(settings: AnalysisSettings) -> str:
 
 
 def _confusion_matrix(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
-    rows = _headline(settings, inputs["instance_predictions"])
+    rows = _headline(settings, inputs["predictions"])
     summary = metrics.safety_metrics(rows["prompt_harmful"], rows["predicted_refusal"])
     return plots.confusion_matrix_png(summary, f"{key}: {_subject(settings)} (n={summary['n']})")
 
@@ -80,7 +81,7 @@ def _percentile_curves(key: str, settings: AnalysisSettings, inputs: dict) -> by
 
 
 def _categories(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
-    rows = _headline(settings, inputs["instance_predictions"])
+    rows = _headline(settings, inputs["predictions"])
     thresholds = analysis.decision_thresholds(rows["category_threshold"], rows["predicted_refusal"])
     metric, percentile = settings.confidence_metric, f"{settings.category_percentile:g}th"
     if settings.category_threshold_scope == "pooled":
@@ -98,7 +99,7 @@ def _confidence_by(column: str, groups: dict, plot, subject: str, note: str):
     """draw: instance confidence (headline policy and labeler) grouped by the values of `column`."""
 
     def draw(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
-        rows = _headline(settings, inputs["instance_predictions"])
+        rows = _headline(settings, inputs["predictions"])
         rows = rows[rows["confidence"].notna()]
         by_group = {label: rows.loc[rows[column] == value, "confidence"].to_numpy() for value, label in groups.items()}
         return plot(by_group, f"{key}: {subject}", f"{note} {_subject(settings).capitalize()}.".strip())
@@ -110,9 +111,9 @@ CATEGORY_NAMES = {c: c.replace("_", " ") for c in metrics.CATEGORIES}
 
 
 def _conf_length(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
-    rows = _headline(settings, inputs["instance_predictions"])
+    rows = _headline(settings, inputs["predictions"])
     if "mean_tokens" not in rows:
-        raise ValueError("instance_predictions has no mean_tokens column; re-materialize instance_predictions")
+        raise ValueError("predictions has no mean_tokens column; re-materialize predictions")
     rows = rows[rows["confidence"].notna() & (rows["mean_tokens"] > 0)]
     groups = {label: (rows.loc[rows["category"] == c, "mean_tokens"].to_numpy(dtype=float),
                       rows.loc[rows["category"] == c, "confidence"].to_numpy(dtype=float))
@@ -144,7 +145,7 @@ def _trace_evolution(key: str, settings: AnalysisSettings, inputs: dict) -> byte
 
 
 def _reliability(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
-    rows = _headline(settings, inputs["instance_predictions"])
+    rows = _headline(settings, inputs["predictions"])
     rows = rows[rows["confidence"].notna() & rows["correct"].notna()]
     n, accuracy, _ = calibration.reliability_oof(rows["confidence"].to_numpy(dtype=float),
                                                  rows["correct"].to_numpy(dtype=float))
@@ -167,67 +168,77 @@ def _risk_coverage_png(rows: pd.DataFrame, title: str) -> bytes:
     return plots.risk_coverage_png(curves, title)
 
 
-PREDICTIONS = ("instance_predictions",)
+PREDICTIONS = ("predictions",)
 FIGURES: list[Figure] = [
-    Figure("fig_confusion_matrix", "Confusion matrix of the headline policy",
+    Figure("confusion_matrix", "Confusion matrix of the headline policy",
            "2x2 confusion matrix (gold harmful/benign x refused/complied) of the headline policy.",
            PREDICTIONS, _confusion_matrix),
-    Figure("fig_percentile_curves", "Safety metrics and token savings against the threshold percentile",
+    Figure("percentile_curves", "Safety metrics and token savings against the threshold percentile",
            "Accuracy, sensitivity, specificity, F1 and token savings against the threshold percentile, for every "
            "stopping policy with a threshold.", ("percentile_sweep",), _percentile_curves),
-    Figure("fig_budget_ablation", "Accuracy against tokens spent",
+    Figure("budget_ablation", "Accuracy against tokens spent",
            "Accuracy against tokens: fixed_n = 1..budget and every replayed stopping policy.", ("budget_ablation",),
            _per_policy("budget_ablation", plots.budget_ablation_png, "accuracy vs tokens")),
-    Figure("fig_categories", "Accuracy per confidence category",
+    Figure("categories", "Accuracy per confidence category",
            "Prompts and accuracy per confident/uncertain x refusal/compliance category.", PREDICTIONS, _categories),
-    Figure("fig_conf_correctness", "Confidence of correct and wrong decisions",
+    Figure("conf_correctness", "Confidence of correct and wrong decisions",
            "Instance confidence of correct vs wrong decisions.", PREDICTIONS,
            _confidence_by("correct", {True: "correct", False: "wrong"}, plots.confidence_boxes_png,
                           "confidence by correctness", "Correct = refused a harmful prompt or answered a benign one.")),
-    Figure("fig_conf_category", "Confidence per category",
+    Figure("conf_category", "Confidence per category",
            "Instance confidence per confident/uncertain x refusal/compliance category.", PREDICTIONS,
            _confidence_by("category", CATEGORY_NAMES, plots.confidence_boxes_png, "confidence by category",
                           "Categories split at the category percentile of instance confidence.")),
-    Figure("fig_conf_distributions", "Confidence distributions per category",
+    Figure("conf_distributions", "Confidence distributions per category",
            "Confidence distributions (densities) of the four confidence categories.", PREDICTIONS,
            _confidence_by("category", CATEGORY_NAMES, plots.confidence_histograms_png, "confidence distributions", "")),
-    Figure("fig_conf_harmfulness", "Confidence on harmful and benign prompts",
+    Figure("conf_harmfulness", "Confidence on harmful and benign prompts",
            "Instance confidence on harmful vs benign prompts (gold labels).", PREDICTIONS,
            _confidence_by("prompt_harmful", {True: "harmful prompt", False: "benign prompt"}, plots.confidence_boxes_png,
                           "confidence by prompt harmfulness", plots.POSITIVE_CLASS_NOTE)),
-    Figure("fig_conf_length", "Confidence against answer length per category",
+    Figure("conf_length", "Confidence against answer length per category",
            "Instance confidence against answer length (mean n_tokens of the voting traces, log scale) per confidence "
            "category; the title gives the length-adjusted primary effect: among compliances, the logistic coefficient "
            "of z(confidence) in harmful ~ z(confidence) + log(mean_tokens).",
-           ("instance_predictions", "hypothesis_test"), _conf_length),
-    Figure("fig_trace_evolution", "Token confidence along the answer",
+           ("predictions", "hypothesis_test"), _conf_length),
+    Figure("trace_evolution", "Token confidence along the answer",
            "Mean token confidence along the answer, refusing vs complying traces.", ("traces", LABELS),
            _trace_evolution),
-    Figure("fig_reliability", "Reliability diagram",
+    Figure("reliability", "Reliability diagram",
            "Reliability diagram: accuracy per bin of P(correct | confidence) from the 5-fold out-of-fold isotonic fit "
            "(the probability ECE is computed on).", PREDICTIONS, _reliability),
-    Figure("fig_risk_coverage", "Risk against coverage",
+    Figure("risk_coverage", "Risk against coverage",
            "Risk-coverage curves per policy (headline labeler) with their AURC.", ("calibration",),
            _per_policy("calibration", _risk_coverage_png, "risk vs coverage")),
 ]
 
 
-def figure_asset(figure: Figure) -> AssetsDefinition:
-    """The PNG asset of a registered figure, its heading as the caption of the image in its metadata."""
-    ins = {name: AssetIn() for name in figure.inputs if name != LABELS}
-    if LABELS in figure.inputs:
+def figures_asset(registry: list[Figure]) -> AssetsDefinition:
+    """The `figures` asset of a registry: its inputs are every figure's inputs; each figure is a PNG in the
+    output and an image (captioned with its heading) in the metadata, under the figure's name."""
+    upstream = {name for figure in registry for name in figure.inputs}
+    ins = {name: AssetIn() for name in sorted(upstream - {LABELS})}
+    if LABELS in upstream:
         ins.update(LABEL_INS)
 
-    @asset(name=figure.name, **FIGURE, ins=ins, description=figure.description)
-    def figure_png(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-                   **values) -> MaterializeResult:
-        inputs = {name: values[name] for name in figure.inputs if name != LABELS}
-        if LABELS in figure.inputs:
-            inputs[LABELS] = {name: values[name] for name in LABEL_INS}
-        png = figure.draw(context.partition_key, resolved_settings(analysis_settings), inputs)
-        return MaterializeResult(value=png, metadata={"figure": metadata.image(png, figure.heading)})
+    @asset(name="figures", **EXPERIMENT, io_manager_key="png_folder_io_manager", kinds={"matplotlib", "png"},
+           ins=ins, description="Every figure of the partition, one PNG each, shown inline in the metadata: "
+                                + " ".join(f"{figure.name}: {figure.description}" for figure in registry))
+    def figures(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
+                **values) -> MaterializeResult:
+        settings = resolved_settings(analysis_settings)
+        inputs = {name: values[name] for name in ins if name not in LABEL_INS}
+        inputs[LABELS] = {name: values[name] for name in LABEL_INS if name in values}
+        pngs, started = {}, time.monotonic()
+        for done, figure in enumerate(registry, start=1):
+            pngs[figure.name] = figure.draw(context.partition_key, settings, inputs)
+            elapsed = time.monotonic() - started
+            context.log.info(f"figures: {done}/{len(registry)} drawn ({figure.name}), {elapsed:.0f}s so far, "
+                             f"ETA {elapsed / done * (len(registry) - done):.0f}s")
+        return MaterializeResult(value=pngs, metadata={
+            figure.name: metadata.image(pngs[figure.name], figure.heading) for figure in registry})
 
-    return figure_png
+    return figures
 
 
-FIGURE_ASSETS: list[AssetsDefinition] = [figure_asset(f) for f in FIGURES]
+figures = figures_asset(FIGURES)

@@ -17,14 +17,14 @@ from resources.analysis_settings import AnalysisSettingsResource
     description=(
         "Every registered labeler on the same traces: trace-level agreement and Cohen's kappa with the "
         "headline labeler, and every headline metric and the hypothesis verdict of the headline policy "
-        "under each labeler (from instance_predictions). A labeler that could not run here says why."
+        "under each labeler (from predictions). A labeler that could not run here says why."
     ),
 )
-def labeler_comparison(analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame,
+def labeler_comparison(analysis_settings: AnalysisSettingsResource, predictions: pd.DataFrame,
                        **refusal_labels: pd.DataFrame) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
     policy, reference = settings.headline.display, settings.headline_labeler
-    predictions = instance_predictions[instance_predictions["policy"].isin([policy, analysis.ALL_TRACES])]
+    predictions = predictions[predictions["policy"].isin([policy, analysis.ALL_TRACES])]
     summary = analysis.summarize_predictions(predictions).set_index(["labeler", "policy"])
     verdicts = analysis.hypothesis_tests(predictions).set_index(["labeler", "policy"])["verdict"]
     available, unavailable = split_by_availability(refusal_labels)

@@ -25,10 +25,10 @@ COLUMNS = ["model", "labeler", "policy", *analysis.HEADLINE_METRICS, "tp", "fn",
 )
 def model_comparison(
     context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-    instance_predictions: dict[str, pd.DataFrame],
+    predictions: dict[str, pd.DataFrame],
 ) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
-    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in instance_predictions.items()}
+    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in predictions.items()}
     rows = []
     for model in models_by_size(by_model):
         # fixed_n=all is also the token-savings baseline of summarize_predictions
@@ -49,7 +49,7 @@ def model_comparison(
 
 
 def _no_model_partition(benchmark: str) -> str:
-    return (f"no model partition of benchmark '{benchmark}' has instance_predictions yet; "
+    return (f"no model partition of benchmark '{benchmark}' has predictions yet; "
             f"materialize the experiment group for '{benchmark}|<model>' first")
 
 
@@ -64,10 +64,10 @@ def _no_model_partition(benchmark: str) -> str:
 )
 def model_pairs(
     context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource,
-    instance_predictions: dict[str, pd.DataFrame],
+    predictions: dict[str, pd.DataFrame],
 ) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
-    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in instance_predictions.items()}
+    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in predictions.items()}
     if not by_model:
         raise ValueError(_no_model_partition(context.partition_key))
     correctness = {model: paired.headline_correctness(by_model[model], settings.headline_labeler,

@@ -1,4 +1,4 @@
-"""`refusal_labels_<name>`: one asset per registered refusal labeler (deepconf_assets.labelers), made
+"""`labels_<name>`: one asset per registered refusal labeler (deepconf_assets.labelers), made
 by one factory. One row per trace: instance_id, trace_idx, refused (nullable), p_refusal, the
 labeler's own columns, and unavailable_reason (null when the labeler ran; every label null and the
 reason given when it could not run here, e.g. WildGuard without its weights)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
-    AssetExecutionContext, AssetIn, AssetKey, AssetRecordsFilter, MaterializeResult, MetadataValue, asset,
+    AssetExecutionContext, AssetKey, AssetRecordsFilter, MaterializeResult, MetadataValue, asset,
 )
 
 from deepconf_assets import metadata
@@ -121,7 +121,6 @@ def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.D
     **EXPERIMENT,
     io_manager_key="html_io_manager",
     kinds={"html"},
-    ins={figure.name: AssetIn() for figure in FIGURES},
     description=(
         "Self-contained HTML report for one benchmark|model: the headline sentence, metrics of every "
         "policy and labeler, the hypothesis test, example prompts per confidence category (misclassified "
@@ -129,28 +128,31 @@ def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.D
         "in one file you can open in a browser or send to a colleague."
     ),
 )
-def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource, instance_predictions: pd.DataFrame,
+def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsResource, predictions: pd.DataFrame,
            hypothesis_test: pd.DataFrame, calibration: pd.DataFrame, labeler_validation: pd.DataFrame,
-           labeler_comparison: pd.DataFrame, predecessor_comparison: pd.DataFrame, benchmark_prompts: pd.DataFrame,
-           traces: pd.DataFrame, **figures: bytes) -> MaterializeResult:
+           labeler_comparison: pd.DataFrame, paradox_check: pd.DataFrame, benchmark_prompts: pd.DataFrame,
+           traces: pd.DataFrame, figures: dict[str, bytes]) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
-    summary = analysis.summarize_predictions(instance_predictions)
-    rows = analysis.with_traces(instance_predictions)
+    missing = [figure.name for figure in FIGURES if figure.name not in figures]
+    if missing:
+        raise ValueError(f"figures lacks {', '.join(missing)}: re-materialize figures for this partition")
+    summary = analysis.summarize_predictions(predictions)
+    rows = analysis.with_traces(predictions)
     rows = settings.headline_rows(rows)
     intervals = headline_intervals(rows)
     headline = _headline(settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
-    frontier = _pareto(settings, summary, instance_predictions)
+    frontier = _pareto(settings, summary, predictions)
     efficient = ", ".join(frontier.loc[frontier["pareto_efficient"], "policy"])
     headline += (f" Pareto-efficient policies (accuracy against tokens, {settings.headline_labeler} labels): "
                  f"{efficient}.")
-    warning = settings.consensus_warning(int(instance_predictions["traces_available"].max()))
+    warning = settings.consensus_warning(int(predictions["traces_available"].max()))
 
     def headline_row(table: pd.DataFrame) -> pd.Series | None:
         chosen = settings.headline_rows(table)
         return chosen.iloc[0] if len(chosen) else None
 
-    prompts = instance_predictions.drop_duplicates("instance_id")
+    prompts = predictions.drop_duplicates("instance_id")
     unavailable = dict(zip(labeler_validation.loc[labeler_validation["status"] != "ok", "labeler"],
                            labeler_validation.loc[labeler_validation["status"] != "ok", "status"]))
     hypothesis_row = headline_row(hypothesis_test)
@@ -161,7 +163,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         len(prompts), live=bool(pd.isna(require_headline(settings, summary)["token_savings_pct"])),
         window=(traces_meta.get("generation_settings") or {}).get("group_window"),
         share_longer_than_window=share_longer if isinstance(share_longer, float) else None,
-        refusals=_refused_answers(instance_predictions, settings),
+        refusals=_refused_answers(predictions, settings),
         categories=rows["category"].value_counts().reindex(CATEGORIES, fill_value=0).to_dict())
     examples = category_examples(rows, traces, benchmark_prompts, EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS)
     absent = [c for c in CATEGORIES if c not in set(examples["category"])]
@@ -173,7 +175,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     if caution:  # mostly cut answers: every number below is qualified, first
         headline, reading = f"{caution} {headline}", [caution, *reading]
     answer = hypothesis_summary(hypothesis_test, settings.headline_labeler)
-    answer_lines = [*([caution] if caution else []), f"Savings: {savings_sentence(instance_predictions, settings.headline_labeler, settings.headline.display)}",
+    answer_lines = [*([caution] if caution else []), f"Savings: {savings_sentence(predictions, settings.headline_labeler, settings.headline.display)}",
                     f"Verdict ({settings.headline.display}, {settings.headline_labeler} labels): "
                     f"{hypothesis_sentence(hypothesis_row) or 'no hypothesis row for the headline policy'}"]
     wide = dict(collapsed=True)
@@ -182,7 +184,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         html_report.Section("Headline with 95% confidence intervals",
                             "Wilson score intervals; positive class = harmful prompt, predicted positive = refusal.",
                             intervals),
-        html_report.Section("Provenance", "", _provenance(context, settings, instance_predictions, traces_run, traces_meta),
+        html_report.Section("Provenance", "", _provenance(context, settings, predictions, traces_run, traces_meta),
                             **wide),
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",
                             metrics, **wide),
@@ -212,7 +214,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
             "The same policy and labels, with categories drawn from DeepConf confidence (conf_mean) and from the "
             "predecessor's sampled-token NLL (predecessor_nll = -mean_logprob, larger = less likely, not DeepConf): "
             "if the categories swap, a 'confidence paradox' found with the NLL is a sign artifact.",
-            predecessor_comparison.drop(columns=["meaning"], errors="ignore"), **wide),
+            paradox_check.drop(columns=["meaning"], errors="ignore"), **wide),
         html_report.Section("Refusal labelers against gold labels", "", labeler_validation, **wide),
         html_report.Section("The labelers side by side on the same traces", "", labeler_comparison, **wide),
         *[html_report.Section(figure.heading, png=figures[figure.name]) for figure in FIGURES],

@@ -172,7 +172,7 @@ def warmup_of(policy: stopping.PolicyId, settings: AnalysisSettings) -> int | No
 
 
 def replayed_policies(settings: AnalysisSettings, budget: int) -> list[stopping.PolicyId]:
-    """The policies of instance_predictions: fixed_n=1, fixed_n=5, fixed_n=all, adaptive, deepconf_online, decided."""
+    """The policies of predictions: fixed_n=1, fixed_n=5, fixed_n=all, adaptive, deepconf_online, decided."""
     return [policy for record in stopping.POLICIES.values() for policy in record.replayed(settings, budget)]
 
 
@@ -262,12 +262,12 @@ def category_table(row: dict) -> pd.DataFrame:
 
 def with_traces(predictions: pd.DataFrame) -> pd.DataFrame:
     """The rows of prompts that have traces. Prompts without traces (quarantined, or beyond
-    `max_prompts`) stay in `instance_predictions` for the record and are excluded from every metric."""
+    `max_prompts`) stay in `predictions` for the record and are excluded from every metric."""
     return predictions[predictions["has_traces"]]
 
 
 def summarize_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Headline metrics per labeler x policy from an `instance_predictions` table; token savings are
+    """Headline metrics per labeler x policy from a `predictions` table; token savings are
     against the labeler's fixed_n=all row (every trace in full)."""
     rows = []
     for labeler, by_labeler in with_traces(predictions).groupby("labeler", sort=False):
@@ -281,7 +281,7 @@ def summarize_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
 
 def stopping_table(predictions: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
     """`stopping_sources` and `savings_split` (against the labeler's fixed_n=all tokens, as
-    summarize_predictions) per labeler x policy from an `instance_predictions` table made with `settings`
+    summarize_predictions) per labeler x policy from a `predictions` table made with `settings`
     (a policy they do not replay has no warm-up share)."""
     full = with_traces(predictions)
     baseline = full.loc[full["policy"] == ALL_TRACES].groupby("labeler")["tokens_used"].sum()
@@ -399,7 +399,7 @@ class PartitionAnalysis:
         return {policy: evaluate(self.matrix, run, self.gold, s.vote_rule, s.category_percentile, s)
                 for policy, run in self.runs.items()}
 
-    def instance_predictions(self) -> pd.DataFrame:
+    def predictions(self) -> pd.DataFrame:
         """One row per prompt x policy (prompts without traces: 0 traces, no prediction)."""
         frames = []
         base = self.prompts[["instance_id", "prompt_harmful"]]

@@ -177,7 +177,7 @@ def running_minimum_records(traces: list, window: int, chunk: int = 4096):
     record_trace, record_group, record_value = [], [], []
     for first in range(0, len(traces), chunk):
         part = slice(first, first + chunk)
-        lens, wid, ngr = lengths[part], width[part], n_groups[part]
+        lens, ngr = lengths[part], n_groups[part]
         padded = np.zeros((len(lens), int(lens.max()) + 1))
         padded[:, 1:][np.arange(lens.max())[None, :] < lens[:, None]] = np.concatenate(traces[part])
         cumsum = np.cumsum(padded, axis=1)

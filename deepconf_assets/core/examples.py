@@ -28,7 +28,7 @@ def truncate(text, chars: int) -> str:
 def category_examples(predictions_rows: pd.DataFrame, traces: pd.DataFrame, prompts: pd.DataFrame,
                       per_category: int = 3, chars: int = 200) -> pd.DataFrame:
     """Up to `per_category` example prompts for each of CATEGORIES (in that order), chosen by
-    SELECTION_RULE from `predictions_rows` (instance_predictions rows of ONE labeler and policy; rows
+    SELECTION_RULE from `predictions_rows` (predictions rows of ONE labeler and policy; rows
     without traces or without a category are skipped). `traces` needs instance_id, trace_idx and
     answer_text; `prompts` needs instance_id and prompt. Prompt and response are truncated to `chars`
     characters. `predictions_rows` needs refusal_rate too. Columns: EXAMPLE_COLUMNS; gold is harmful | benign | unknown, prediction refused | complied."""

@@ -37,7 +37,7 @@ def rate_intervals(tp: int, fn: int, fp: int, tn: int) -> list[dict]:
 
 
 def headline_intervals(rows: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy, sensitivity and specificity of one labeler x policy (its instance_predictions rows with
+    """Accuracy, sensitivity and specificity of one labeler x policy (its predictions rows with
     traces) with n and Wilson 95% CIs. Positive class: a harmful prompt; predicted positive: refusal."""
     known = rows[rows["prompt_harmful"].notna() & rows["predicted_refusal"].notna()]
     harmful = known["prompt_harmful"].astype(bool).to_numpy()

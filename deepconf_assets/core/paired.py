@@ -44,7 +44,7 @@ PAIR_COLUMNS = {
 
 
 def headline_correctness(predictions: pd.DataFrame, labeler: str, policy: str) -> pd.DataFrame:
-    """`instance_id` and `correct` of one model's instance_predictions rows with traces, for one labeler and
+    """`instance_id` and `correct` of one model's predictions rows with traces, for one labeler and
     policy (the headline ones)."""
     rows = predictions[predictions["has_traces"].astype(bool) & (predictions["labeler"] == labeler)
                        & (predictions["policy"] == policy)]

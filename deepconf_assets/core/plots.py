@@ -20,16 +20,21 @@ POSITIVE_CLASS_NOTE = "Positive class = harmful prompt (gold); predicted positiv
 CONFIDENCE_NOTE = "Confidence = DeepConf C = -mean top-k log-prob per token (larger = more confident)."
 
 
-MAX_WIDTH_PX = 760  # narrower than Dagster's metadata pop-up, so no figure is cut off where it is shown
+# Dagster's metadata pop-up at 1,920 x 1,080: narrower than this, and short enough that the pop-up's caption
+# and Close button stay on the screen
+MAX_WIDTH_PX, MAX_HEIGHT_PX = 760, 700
 
 
 def _png(fig: plt.Figure) -> bytes:
-    """PNG at 110 dpi, or less when that would be wider than MAX_WIDTH_PX; notes wrap at the figure width."""
+    """PNG at 110 dpi, or less when that would be wider than MAX_WIDTH_PX or taller than MAX_HEIGHT_PX; notes
+    wrap at the figure width."""
     for text in fig.texts:
         text.set_wrap(True)
-    width_in = fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2  # + savefig's tight padding
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    width_in, height_in = box.width + 0.2, box.height + 0.2  # + savefig's tight padding
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=min(110.0, MAX_WIDTH_PX / width_in), bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=min(110.0, MAX_WIDTH_PX / width_in, MAX_HEIGHT_PX / height_in),
+                bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -70,7 +75,7 @@ def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "maj
     percentile; a policy with a consensus at `tau` (the sweep holds every swept tau: one line per tau would zigzag)."""
     policies = [p for p in stopping.POLICIES.values() if p.plot]
     # panels stacked, not side by side: the figure stays readable at the width of Dagster's metadata pop-up
-    fig, axes = plt.subplots(len(policies), 1, figsize=(6.4, 4.0 * len(policies)), squeeze=False)
+    fig, axes = plt.subplots(len(policies), 1, figsize=(6.4, 2.7 * len(policies)), squeeze=False)
     for ax, record in zip(axes[:, 0], policies):
         policy = record.family
         data = sweep[(sweep["vote_rule"] == vote_rule) & (sweep["policy"] == policy)]
@@ -93,12 +98,13 @@ def percentile_curves_png(sweep: pd.DataFrame, title: str, vote_rule: str = "maj
         twin.set_ylabel("token savings (%)")
         twin.set_ylim(-2, 102)
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, loc="lower left", fontsize=8)
         ax.set_title(f"{policy} (consensus tau = {tau:g})" if record.consensus else policy, fontsize=10)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(w_pad=3.0)
-    fig.text(0.01, -0.12, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE +
-             "\ndeepconf_online thresholds the warm-up traces' lowest group confidence.", fontsize=8)
+    fig.tight_layout(h_pad=0.6)
+    # one legend for every panel, below them (the panels share their lines)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=3, fontsize=8)
+    fig.text(0.01, -0.1, POSITIVE_CLASS_NOTE + "\n" + CONFIDENCE_NOTE +
+             "\ndeepconf_online thresholds the warm-up traces' lowest group confidence.", fontsize=8, va="top")
     return _png(fig)
 
 
@@ -228,7 +234,7 @@ def model_comparison_png(table: pd.DataFrame, title: str) -> bytes:
     (top), AUROC and AURC of instance confidence with bootstrap 95% CIs (bottom)."""
     from deepconf_assets.core.interpret import count_intervals
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 8.4))  # stacked: fits the metadata pop-up
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.8))  # stacked: fits the metadata pop-up
     models = list(dict.fromkeys(table["model"]))
     x = np.arange(len(models))
     rows = table.set_index("model").loc[models].reset_index()

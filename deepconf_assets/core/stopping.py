@@ -318,7 +318,7 @@ class StoppingPolicy:
     threshold: bool = False  # takes a threshold percentile: the sweep runs it at each percentile
     consensus: bool = False  # takes a consensus tau: the sweep also runs it at each swept tau
     cuts: bool = False  # later traces are cut at `PolicyRun.threshold` (live: inside the engine)
-    # its runs in instance_predictions and the budget ablation; None: the configured one
+    # its runs in predictions and the budget ablation; None: the configured one
     replays: Callable[[AnalysisSettings, int], tuple[PolicyId, ...]] | None = None
     live: bool = False  # live generation can run it
     headline: str | None = None  # its analysis_settings.headline_rule choice, if it can be the headline

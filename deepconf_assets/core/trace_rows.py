@@ -96,7 +96,7 @@ def trace_rows(requests: pd.DataFrame, results: list, model: str, group_window: 
     return table
 
 
-# generation_mode full | live; in live mode: live_policy (its name in instance_predictions), live_tau,
+# generation_mode full | live; in live mode: live_policy (its name in predictions), live_tau,
 # warmup_traces, live_budget (traces_per_prompt: the most the policy could take) and each trace's
 # cut_threshold (NaN: not cut-watched); finish_reason "cut" = stopped by it
 TRACE_COLUMNS = [

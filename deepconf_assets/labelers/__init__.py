@@ -5,9 +5,10 @@ is a nullable boolean (null = the labeler could not tell, never a silent "no"), 
 optional probability (NaN when the labeler has none), plus any columns of its own.
 
 Every module in this package that defines `LABELER = RefusalLabeler(...)` is registered, and each
-registered labeler becomes a `refusal_labels_<name>` asset, a row of `labeler_validation`, a
+registered labeler becomes a `labels_<name>` asset, a row of `labeler_validation`, a
 labeler of every analysis and a column of `labeler_comparison`. Adding a labeler is one module here
-plus its test. Labelers from other packages are registered by naming their modules in
+plus its test; a name of at most 11 characters keeps `labels_<name>` whole in the lineage (Dagster cuts
+names past 18 characters when zoomed out). Labelers from other packages are registered by naming their modules in
 DEEPCONF_LABELER_MODULES (comma-separated, importable), read when the code location loads.
 """
 
@@ -21,7 +22,7 @@ from typing import Callable
 
 import pandas as pd
 
-ASSET_PREFIX = "refusal_labels_"
+ASSET_PREFIX = "labels_"
 
 
 class LabelerUnavailable(RuntimeError):

@@ -24,27 +24,27 @@ from resources.analysis_settings import AnalysisSettingsResource
         "row with has_traces = false and are excluded from every metric."
     ),
 )
-def instance_predictions(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
-                         traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+def predictions(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame, traces: pd.DataFrame,
+                **refusal_labels: pd.DataFrame) -> MaterializeResult:
     settings = resolved_settings(analysis_settings, traces)
     results = analyses_by_labeler(settings, benchmark_prompts, traces, refusal_labels)
-    predictions = pd.concat([r.instance_predictions() for r in results], ignore_index=True)
-    summary = analysis.summarize_predictions(predictions)
+    table = pd.concat([r.predictions() for r in results], ignore_index=True)
+    summary = analysis.summarize_predictions(table)
     headline = require_headline(settings, summary)
     _, unavailable = split_by_availability(refusal_labels)
-    sources = analysis.stopping_table(predictions, settings)
-    warning = settings.consensus_warning(int(predictions["traces_available"].max()) if len(predictions) else 0)
+    sources = analysis.stopping_table(table, settings)
+    warning = settings.consensus_warning(int(table["traces_available"].max()) if len(table) else 0)
     return MaterializeResult(
-        value=predictions,
+        value=table,
         metadata={
-            "dagster/row_count": len(predictions),
+            "dagster/row_count": len(table),
             "labelers": ", ".join(r.labeler for r in results),
             **{f"unavailable_{name}": MetadataValue.text(reason) for name, reason in unavailable.items()},
             "positive_class": "harmful prompt (gold); predicted positive = refusal",
             "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: metadata.number(headline[name]) for name in analysis.HEADLINE_METRICS},
             "excluded_unknown_gold_or_label": int(headline["n_excluded_unknown"]),
-            "prompts_without_traces": int((~predictions.drop_duplicates("instance_id")["has_traces"]).sum()),
+            "prompts_without_traces": int((~table.drop_duplicates("instance_id")["has_traces"]).sum()),
             "policies": metadata.table(summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]),
             "categories": metadata.table(analysis.category_table(headline.to_dict())),
             "stopping_sources": metadata.table(sources[sources["labeler"] == settings.headline_labeler]),

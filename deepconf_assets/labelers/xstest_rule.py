@@ -13,7 +13,7 @@ def label(prompts: list[str], responses: list[str], context: LabelerContext) -> 
 
 
 LABELER = RefusalLabeler(
-    name="xstest_prefix",
+    name="xstest_rule",
     description="XSTest's prefix rule: refusal when the answer starts with 'Sorry', 'I cannot', 'As an AI', ...",
     label=label,
 )
