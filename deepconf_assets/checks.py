@@ -66,7 +66,7 @@ def confidence_sign(traces: pd.DataFrame) -> dict:
     else:
         description = f"Every confidence column ({', '.join(TRACE_METRICS)}) passes the sign check"
     return {"passed": not failing, "description": description,
-            "metadata": {"columns": table(rows, floatfmt=".3g"),
+            "metadata": {"columns": table(rows),
                          **{f"spearman_{column}_vs_mean_logprob": number(result["spearman"])
                             for column, result in results.items()},
                          "failing_columns": ", ".join(failing) or "none",

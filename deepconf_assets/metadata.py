@@ -9,19 +9,21 @@ import numpy as np
 import pandas as pd
 from dagster import MetadataValue
 
+from deepconf_assets.core import html_report
 
-def _cell(value, width: int = 100):
-    if not isinstance(value, str):
-        return value
-    text = " ".join(value.split()).replace("|", "\\|")
+
+def _flat(text: str, width: int = 100) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
     return text if len(text) <= width else text[: width - 1] + "… (full text in the asset's parquet)"
 
 
-def table(df: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 40) -> MetadataValue:
-    """A markdown table; long or multi-line text is flattened and shortened."""
-    shown = df.head(max_rows).map(_cell)
+def table(df: pd.DataFrame, max_rows: int = 40) -> MetadataValue:
+    """A markdown table in the report's one format (core.html_report.formatted: percentages, p-values, counts,
+    p10); long or multi-line text is flattened and shortened, saying where the full text is."""
+    shown = html_report.formatted(df.head(max_rows)).map(_flat)
+    align = ["left" if df[c].dtype == object or c in html_report.KEY_COLUMNS else "right" for c in df.columns]
     note = "" if len(df) <= max_rows else f"\n\n_{len(df) - max_rows} more rows in the parquet file._"
-    return MetadataValue.md(shown.to_markdown(index=False, floatfmt=floatfmt) + note)
+    return MetadataValue.md(shown.to_markdown(index=False, colalign=align, disable_numparse=True) + note)
 
 
 def image(png: bytes, caption: str) -> MetadataValue:
@@ -33,6 +35,13 @@ def image(png: bytes, caption: str) -> MetadataValue:
 def percent(value) -> MetadataValue:
     """A percentage as a person reads it: one decimal (36.8, not 36.8199); n/a when undefined."""
     return number(None if value is None else round(float(value), 1))
+
+
+def p_value(value) -> MetadataValue:
+    """A p-value to three significant digits (0.00491, 3.2e-06): rounding to decimals would show a small p as 0."""
+    if value is None or not math.isfinite(float(value)):
+        return MetadataValue.text("n/a")
+    return MetadataValue.float(float(f"{float(value):.3g}"))
 
 
 def number(value) -> MetadataValue:

@@ -25,6 +25,9 @@ from deepconf_assets.core import analysis, calibration, metrics, plots
 from deepconf_assets.core.analysis import AnalysisSettings
 from resources.analysis_settings import AnalysisSettingsResource
 
+PROGRESS_EVERY_S = 5.0  # a progress line at most this often while drawing (and one when done)
+
+
 @dataclass(frozen=True)
 class Figure:
     """One figure. `draw(partition key, settings, inputs)` returns the PNG; `inputs` maps each name of
@@ -229,12 +232,14 @@ def figures_asset(registry: list[Figure]) -> AssetsDefinition:
         settings = resolved_settings(analysis_settings)
         inputs = {name: values[name] for name in ins if name not in LABEL_INS}
         inputs[LABELS] = {name: values[name] for name in LABEL_INS if name in values}
-        pngs, started = {}, time.monotonic()
+        pngs, started, logged = {}, time.monotonic(), 0.0
         for done, figure in enumerate(registry, start=1):
             pngs[figure.name] = figure.draw(context.partition_key, settings, inputs)
             elapsed = time.monotonic() - started
-            context.log.info(f"figures: {done}/{len(registry)} drawn ({figure.name}), {elapsed:.0f}s so far, "
-                             f"ETA {elapsed / done * (len(registry) - done):.0f}s")
+            if elapsed - logged >= PROGRESS_EVERY_S or done == len(registry):
+                logged = elapsed
+                context.log.info(f"figures: {done}/{len(registry)} drawn ({figure.name}), {elapsed:.0f}s so far, "
+                                 f"ETA {elapsed / done * (len(registry) - done):.0f}s")
         return MaterializeResult(value=pngs, metadata={
             figure.name: metadata.image(pngs[figure.name], figure.heading) for figure in registry})
 

@@ -79,7 +79,7 @@ def model_pairs(
         metadata={"models": ", ".join(correctness), "pairs": len(table),
                   "established": int((table["p_holm"] < paired.ALPHA).sum()),
                   "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
-                  "paired comparison": metadata.table(table, floatfmt=".4g"), **metadata.settings(settings)},
+                  "paired comparison": metadata.table(table), **metadata.settings(settings)},
     )
 
 
@@ -144,8 +144,7 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
          html_report.Section("Provenance", "", provenance, collapsed=True),
          html_report.Section("Every policy and labeler", "", model_comparison, collapsed=True),
          html_report.Section("Metrics against model size", png=fig_model_comparison)])
-    pair_p = {f"mcnemar_p {pair.model_a} vs {pair.model_b}":  # unrounded: a small p must not read as 0
-              MetadataValue.float(float(pair.mcnemar_p)) if pd.notna(pair.mcnemar_p) else MetadataValue.text("n/a")
+    pair_p = {f"mcnemar_p {pair.model_a} vs {pair.model_b}": metadata.p_value(pair.mcnemar_p)
               for pair in model_pairs.itertuples(index=False)}
     return MaterializeResult(value=page, metadata={
         "headline": MetadataValue.text(headline), "models": ", ".join(rows["model"]), "size_bytes": len(page),

@@ -102,19 +102,18 @@ def _cell(value, count: bool, kind: str = "number") -> str:
     return str(value)
 
 
+def formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every cell as a person reads it (`_cell`): the report's tables and the UI's metadata tables."""
+    return pd.DataFrame({column: [_cell(value, _is_count(df[column]), column_kind(column))
+                                  for value in df[column].astype(object)] for column in df.columns},
+                        columns=df.columns)
 
 
 def _table_html(df: pd.DataFrame, css: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    kinds = {c: column_kind(c) for c in df.columns}
-    counts = {c: _is_count(df[c]) for c in df.columns}
     body = []
-    for row in df.astype(object).itertuples(index=False):
-        cells = []
-        for column, value in zip(df.columns, row):
-            text = _cell(value, counts[column], kinds[column])
-            cls = ' class="text"' if isinstance(value, str) and len(value) > 24 else ""
-            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+    for row in formatted(df).itertuples(index=False):
+        cells = [('<td class="text">' if len(text) > 24 else "<td>") + html.escape(text) + "</td>" for text in row]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>' + "".join(body) + "</tbody></table>")
 
