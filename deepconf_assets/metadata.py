@@ -44,6 +44,21 @@ def p_value(value) -> MetadataValue:
     return MetadataValue.float(float(f"{float(value):.3g}"))
 
 
+def numbers(values: dict) -> dict:
+    """Scalar metadata named and shown as a person reads it, by the report's column kinds
+    (core.html_report.column_kind): a proportion becomes `<name>_pct` (a difference `<name>_pp`) in percent with
+    one decimal, a p-value keeps 3 significant digits, a percentage one decimal, any other number `number`."""
+    shown = {}
+    for name, value in values.items():
+        kind = html_report.column_kind(name)
+        if kind == "proportion":
+            unit = "_pp" if "diff" in name else "_pct"
+            shown[name + unit] = percent(None if value is None else 100.0 * float(value))
+        else:
+            shown[name] = {"p": p_value, "pct": percent}.get(kind, number)(value)
+    return shown
+
+
 def number(value) -> MetadataValue:
     """Ints stay ints; NaN (an undefined rate, e.g. specificity without benign prompts) shows n/a."""
     if isinstance(value, (int, np.integer)):

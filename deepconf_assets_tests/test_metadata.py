@@ -19,3 +19,11 @@ def test_percentages_have_one_decimal_and_counts_stay_integers():
     assert metadata.number(np.int64(21913)).value == 21913
     assert metadata.number(19525.863701792532).value == 19525.8637
     assert metadata.number(math.inf).text == "n/a"
+
+
+def test_scalar_metadata_says_its_unit_in_its_name():
+    shown = metadata.numbers({"accuracy": 0.61556, "diff_ci_low": -0.0213, "p_holm": 0.0000412, "n": 450,
+                              "token_savings_pct": 34.6612, "compliance_auroc": 0.41049})
+    assert {name: value.value for name, value in shown.items()} == {
+        "accuracy_pct": 61.6, "diff_ci_low_pp": -2.1, "p_holm": 4.12e-05, "n": 450, "token_savings_pct": 34.7,
+        "compliance_auroc": 0.4105}

@@ -100,7 +100,7 @@ def test_metadata_visible_in_the_ui(xstest_demo_run):
         m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("predictions")
     }
     meta = materializations["predictions"]
-    assert 0 <= meta["accuracy"].value <= 1
+    assert 0 <= meta["accuracy_pct"].value <= 100 and "accuracy" not in meta  # a percentage, named so
     assert "fixed_n=all" in meta["policies"].value
     assert meta["prompts_without_traces"].value == 0
     figures = result.asset_materializations_for_node("figures")[0].metadata

@@ -135,8 +135,7 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, predictions: pd
             "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: str(headline[name]) for name in ("verdict", "verdict_why", "verdict_compliances", "direction",
                                                       "verdict_stratified", "verdict_benign", "verdict_harmful")},
-            **{name: (metadata.p_value if name.endswith(("_p", "p_holm")) else metadata.number)(headline[name])
-               for name in numbers},
+            **metadata.numbers({name: headline[name] for name in numbers}),
             **metadata.settings(settings),
         },
     )

@@ -42,7 +42,7 @@ def predictions(analysis_settings: AnalysisSettingsResource, benchmark_prompts: 
             **{f"unavailable_{name}": MetadataValue.text(reason) for name, reason in unavailable.items()},
             "positive_class": "harmful prompt (gold); predicted positive = refusal",
             "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
-            **{name: metadata.number(headline[name]) for name in analysis.HEADLINE_METRICS},
+            **metadata.numbers({name: headline[name] for name in analysis.HEADLINE_METRICS}),
             "excluded_unknown_gold_or_label": int(headline["n_excluded_unknown"]),
             "prompts_without_traces": int((~table.drop_duplicates("instance_id")["has_traces"]).sum()),
             "policies": metadata.table(summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]),

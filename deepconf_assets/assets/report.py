@@ -226,9 +226,8 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         "answer": MetadataValue.md(summary_markdown(answer) + "\n\n" + "\n\n".join(answer_lines)),
         "headline": MetadataValue.text(headline),
         "interpretation": MetadataValue.md("\n".join(f"- {sentence}" for sentence in reading)),
-        **{f"{row.metric}": metadata.number(row.value) for row in intervals.itertuples()},
-        **{f"{row.metric}_ci_low": metadata.number(row.ci_low) for row in intervals.itertuples()},
-        **{f"{row.metric}_ci_high": metadata.number(row.ci_high) for row in intervals.itertuples()},
+        **metadata.numbers({f"{row.metric}{end}": value for row in intervals.itertuples()
+                            for end, value in (("", row.value), ("_ci_low", row.ci_low), ("_ci_high", row.ci_high))}),
         "size_bytes": len(page),
         "metrics": metadata.table(metrics),
         **metadata.settings(settings),
