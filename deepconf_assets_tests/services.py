@@ -69,7 +69,7 @@ class DagsterDev:
     def __exit__(self, *exc) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(30)
+            self.process.wait(10)  # a graceful stop; nothing of it is tested, so do not wait longer
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()

@@ -194,7 +194,7 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
         assert len(tick["runIds"]) == len(MODELS)
 
         instance = DagsterInstance.get()
-        runs = wait_for(lambda: finished(instance, tick["runIds"]), 420, "the tick's runs", interval=5)
+        runs = wait_for(lambda: finished(instance, tick["runIds"]), 420, "the tick's runs", interval=2)
         assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), dev.log_path.read_text()[-4000:]
         assert {r.tags["dagster/partition"] for r in runs} == {f"xstest|{m}" for m in MODELS}
         assert {r.tags["dagster/run_key"] for r in runs} == set(tick["runKeys"])
@@ -215,7 +215,7 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
             return event if created >= max(predictions_done) else None
 
         comparison_event = wait_for(comparison_after_every_model, 240,
-                                    "model_comparison from the automation sensor", interval=5)
+                                    "model_comparison from the automation sensor", interval=2)
 
     comparison_run = instance.get_run_by_id(comparison_event.run_id)
     assert comparison_run.status == DagsterRunStatus.SUCCESS
