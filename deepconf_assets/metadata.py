@@ -37,9 +37,13 @@ def percent(value) -> MetadataValue:
     return number(None if value is None else round(float(value), 1))
 
 
+def _undefined(value) -> bool:
+    return value is None or not math.isfinite(float(value))
+
+
 def p_value(value) -> MetadataValue:
     """A p-value to three significant digits (0.00491, 3.2e-06): rounding to decimals would show a small p as 0."""
-    if value is None or not math.isfinite(float(value)):
+    if _undefined(value):
         return MetadataValue.text("n/a")
     return MetadataValue.float(float(f"{float(value):.3g}"))
 
@@ -63,7 +67,7 @@ def number(value) -> MetadataValue:
     """Ints stay ints; NaN (an undefined rate, e.g. specificity without benign prompts) shows n/a."""
     if isinstance(value, (int, np.integer)):
         return MetadataValue.int(int(value))
-    if value is None or not math.isfinite(float(value)):
+    if _undefined(value):
         return MetadataValue.text("n/a")
     return MetadataValue.float(round(float(value), 4))  # 19525.8637, not 19525.863701792532
 

@@ -28,14 +28,13 @@ def model_comparison(
     predictions: dict[str, pd.DataFrame],
 ) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
-    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in predictions.items()}
+    by_model = {benchmark_and_model(key)[1]: table for key, table in predictions.items()}
     rows = []
     for model in models_by_size(by_model):
         # fixed_n=all is also the token-savings baseline of summarize_predictions
-        predictions = by_model[model]
-        predictions = predictions[predictions["policy"].isin([settings.headline.display, analysis.ALL_TRACES])]
-        calibration = analysis.calibration_table(predictions)[["labeler", "policy", *CALIBRATION, *CALIBRATION_CIS]]
-        summary = analysis.summarize_predictions(predictions).merge(calibration, on=["labeler", "policy"])
+        kept = by_model[model][by_model[model]["policy"].isin([settings.headline.display, analysis.ALL_TRACES])]
+        calibration = analysis.calibration_table(kept)[["labeler", "policy", *CALIBRATION, *CALIBRATION_CIS]]
+        summary = analysis.summarize_predictions(kept).merge(calibration, on=["labeler", "policy"])
         summary.insert(0, "model", model)
         rows.append(summary)
     if not rows:
@@ -67,7 +66,7 @@ def model_pairs(
     predictions: dict[str, pd.DataFrame],
 ) -> MaterializeResult:
     settings = resolved_settings(analysis_settings)
-    by_model = {benchmark_and_model(key)[1]: predictions for key, predictions in predictions.items()}
+    by_model = {benchmark_and_model(key)[1]: table for key, table in predictions.items()}
     if not by_model:
         raise ValueError(_no_model_partition(context.partition_key))
     correctness = {model: paired.headline_correctness(by_model[model], settings.headline_labeler,

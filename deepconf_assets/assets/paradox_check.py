@@ -56,7 +56,7 @@ def paradox_sentence(table: pd.DataFrame) -> str:
     ),
 )
 def paradox_check(analysis_settings: AnalysisSettingsResource, benchmark_prompts: pd.DataFrame,
-                           traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
+                  traces: pd.DataFrame, **refusal_labels: pd.DataFrame) -> MaterializeResult:
     core = resolved_settings(analysis_settings, traces)
     available, unavailable = split_by_availability(refusal_labels)
     labeler = core.headline_labeler
