@@ -179,23 +179,33 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
         started = dev.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
         assert started["__typename"] == "ScheduleStateResult" and started["scheduleState"]["status"] == "RUNNING"
 
+        def ticks():
+            return dev.graphql(TICKS, {"selector": selector})["scheduleOrError"]["scheduleState"]["ticks"]
+
         def first_tick():
-            ticks = dev.graphql(TICKS, {"selector": selector})["scheduleOrError"]["scheduleState"]["ticks"]
-            done = [t for t in ticks if t["status"] != "STARTED"]
+            done = [t for t in ticks() if t["status"] != "STARTED"]
             return min(done, key=lambda t: t["timestamp"]) if done else None
 
-        tick = wait_for(first_tick, 150, "the schedule's first tick")
-        # the cron fires every minute here: turn the schedule off so this stays the only tick
+        tick = wait_for(first_tick, 150, "the schedule's first tick", interval=1)
+        # the cron fires every minute here: turn the schedule off after its first tick. A loaded machine may
+        # still let a second minute's tick start before the stop lands; its runs are counted, not failed.
         stopped = dev.graphql(STOP_SCHEDULE, {"id": started["scheduleState"]["id"]})["stopRunningSchedule"]
         assert stopped["scheduleState"]["status"] == "STOPPED"
         assert tick["status"] == "SUCCESS", tick  # launched, not skipped
-        scheduled = datetime.fromtimestamp(tick["timestamp"], timezone.utc).replace(second=0, microsecond=0)
-        assert sorted(tick["runKeys"]) == sorted(f"xstest|{m}@{scheduled:%Y-%m-%dT%H:%MZ}" for m in MODELS), tick
-        assert len(tick["runIds"]) == len(MODELS)
+        all_ticks = wait_for(lambda: (lambda ts: all(t["status"] != "STARTED" for t in ts) and ts)(ticks()),
+                             60, "the ticks under way when the schedule stopped")
+        assert len(all_ticks) <= 2 and all(t["status"] == "SUCCESS" for t in all_ticks), all_ticks
+        for each in all_ticks:  # one run per model partition, its run key from the tick's time
+            scheduled = datetime.fromtimestamp(each["timestamp"], timezone.utc).replace(second=0, microsecond=0)
+            assert sorted(each["runKeys"]) == sorted(f"xstest|{m}@{scheduled:%Y-%m-%dT%H:%MZ}" for m in MODELS), each
+            assert len(each["runIds"]) == len(MODELS)
 
         instance = DagsterInstance.get()
-        runs = wait_for(lambda: finished(instance, tick["runIds"]), 420, "the tick's runs", interval=2)
-        assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), dev.log_path.read_text()[-4000:]
+        tick_run_ids = [run_id for each in all_ticks for run_id in each["runIds"]]
+        wait_for(lambda: finished(instance, tick_run_ids), 420, "the ticks' runs", interval=2)
+        runs = finished(instance, tick["runIds"])
+        assert all(r.status == DagsterRunStatus.SUCCESS for r in finished(instance, tick_run_ids)), \
+            dev.log_path.read_text()[-4000:]
         assert {r.tags["dagster/partition"] for r in runs} == {f"xstest|{m}" for m in MODELS}
         assert {r.tags["dagster/run_key"] for r in runs} == set(tick["runKeys"])
         assert all(r.tags["deepconf/schedule"] == SCHEDULE for r in runs)
@@ -227,8 +237,8 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
     comparison = pd.read_parquet(Path(env["DEEPCONF_STORAGE_DIR"]) / "assets" / "model_comparison" / "xstest.parquet")
     assert set(comparison["model"]) == set(MODELS)
 
-    intervals = gpu_step_intervals(instance, [r.run_id for r in runs])
-    assert len(intervals) == len(MODELS) * len(GPU_STEPS), intervals
+    intervals = gpu_step_intervals(instance, tick_run_ids)
+    assert len(intervals) == len(tick_run_ids) * len(GPU_STEPS), intervals
     for (_, end, first), (start, _, second) in zip(intervals, intervals[1:]):
         assert start >= end, f"{second} started before {first} ended: the gpu pool was not respected"
 
@@ -237,10 +247,10 @@ def test_weekly_schedule_tick_runs_model_partitions_then_comparison(
     # a fresh instance's raw files are observed once each (raw_benchmark_files_sensor), quickly and successfully
     observations = [r for r in all_runs if r.job_name == "observe_raw_benchmarks"]
     assert len(observations) <= len(BENCHMARKS) and all(r.status == DagsterRunStatus.SUCCESS for r in observations)
-    # the tick's model runs, and one or two comparison runs (two when the runs overlapped), nothing else
-    assert len(all_runs) == len(MODELS) + len(comparison_runs) + len(observations), \
+    # the ticks' model runs, and one or two comparison runs per tick (two when its runs overlapped), nothing else
+    assert len(all_runs) == len(tick_run_ids) + len(comparison_runs) + len(observations), \
         [(r.job_name, r.tags.get("dagster/partition")) for r in all_runs]
-    assert 1 <= len(comparison_runs) <= len(MODELS)
+    assert 1 <= len(comparison_runs) <= len(tick_run_ids)
     if pg is not None:  # the runs live in Postgres, not in files under DAGSTER_HOME
         with pg.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM runs")
