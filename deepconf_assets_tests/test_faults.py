@@ -3,12 +3,10 @@ and a prompt is sent exactly as the benchmark holds it or quarantined with a rea
 
 import errno
 import importlib.util
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from dagster._core.instance.ref import InstanceRef
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.retries import is_transient
 from deepconf_assets_tests.test_bad_input import GOOD, xstest_file
-from deepconf_assets_tests.test_resume import REPO, environment, latest_traces_metadata, shard_rows
+from deepconf_assets_tests.test_resume import COMMAND, REPO, TOTAL, environment, latest_traces_metadata, shard_rows
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.generation import GenerationResource
 
@@ -227,10 +225,7 @@ def test_a_transient_fault_is_retried_and_a_permanent_one_is_not(demo_model_dir,
 @pytest.mark.slow
 def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp_path, sig):
     env = environment(tmp_path, demo_model_dir)
-    config = {"ops": {"traces": {"config": {"traces_per_prompt": 4}}},
-              "resources": {"generator": {"config": {"batch_sequences": 64}}}}
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "deepconf_assets.definitions",
-               "--select", "benchmark_prompts,traces", "--partition", "xstest|demo", "--config-json", json.dumps(config)]
+    command = COMMAND  # test_resume's `dagster asset materialize` of benchmark_prompts and traces
     def default_signals():  # as from a terminal, whatever started pytest (under `nohup` SIGHUP is ignored)
         for hangup in (signal.SIGHUP, signal.SIGQUIT):
             signal.signal(hangup, signal.SIG_DFL)
@@ -253,7 +248,7 @@ def test_an_interrupt_stops_the_run_and_the_next_run_resumes(demo_model_dir, tmp
     run = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])).get_runs(limit=1)[0]
     assert run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED), run.status  # never left "started"
     kept = shard_rows(env)
-    assert 0 < kept < 450 * 4
+    assert 0 < kept < TOTAL
     if sig != signal.SIGINT:
         return  # resuming is the same for every signal: once is enough
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -106,4 +106,12 @@ def test_a_qwen3_gguf_in_the_model_dir_is_de_quantised_and_runs_as_the_same_mode
     before = model_registry.weights_fingerprint("qwen3-0.6b", built)
     with open(folder / "qwen3-0.6b-f32.gguf", "ab") as handle:
         handle.write(b"\0" * 32)  # GGUF files are padded to 32 bytes: still a valid file
-    assert model_registry.weights_fingerprint("qwen3-0.6b", model_registry.resolve_model_dir("qwen3-0.6b")) != before
+    rebuilt = model_registry.resolve_model_dir("qwen3-0.6b")
+    assert model_registry.weights_fingerprint("qwen3-0.6b", rebuilt) != before
+    # a damaged file in the de-quantised folder: built again, identical to what the manifest recorded
+    manifest = json.loads((rebuilt / gguf_weights.MANIFEST).read_text())
+    with open(rebuilt / "tokenizer_config.json", "a") as handle:
+        handle.write(" ")
+    messages = []
+    assert model_registry.resolve_model_dir("qwen3-0.6b", messages.append) == rebuilt and messages
+    assert json.loads((rebuilt / gguf_weights.MANIFEST).read_text())["files"] == manifest["files"]

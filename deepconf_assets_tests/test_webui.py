@@ -269,7 +269,7 @@ def test_a_graphql_launch_whose_partition_tags_disagree_is_refused(ui):
 
 
 def test_cancel_from_the_ui_stops_the_run_and_the_next_run_resumes(ui):
-    config = {"ops": {"traces": {"config": {"traces_per_prompt": 4, "max_new_tokens": 192}}},
+    config = {"ops": {"traces": {"config": {"traces_per_prompt": 4, "max_new_tokens": 192, "max_prompts": 100}}},
               "resources": {"generator": {"config": {"batch_sequences": 64}}}}
     shards = Path(ui.env["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo"
     before = len(list(shards.glob("*.parquet")))
@@ -284,5 +284,5 @@ def test_cancel_from_the_ui_stops_the_run_and_the_next_run_resumes(ui):
     assert len(list(shards.glob("*.parquet"))) == kept  # generation stopped with the run
     resumed = launch_experiment(ui, PARTITION, config, assets=("benchmark_prompts", "traces"))
     assert wait_until_done(ui, resumed) == "SUCCESS", ui.log_path.read_text()[-4000:]
-    found = re.search(r"(\d+) of 1800 traces found in the shard store", run_messages(ui, resumed))
+    found = re.search(r"(\d+) of 400 traces found in the shard store", run_messages(ui, resumed))
     assert found and int(found.group(1)) >= 64 * 2, found
