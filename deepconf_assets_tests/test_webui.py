@@ -11,6 +11,7 @@ from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 
 from deepconf_assets.assets.figures import FIGURES
+from deepconf_assets.definitions import ASSETS
 from deepconf_assets_tests.services import (  # noqa: F401 (chromium is a fixture)
     ARTIFACTS, REPO, DagsterDev, chromium, listening_addresses, service_environment, wait_for,
 )
@@ -141,6 +142,23 @@ def test_graphql_launch_materializes_the_partition(ui, launched_run):
     assert (Path(storage) / "assets" / "report" / "xstest" / "demo.html").exists()
 
 
+def orientation_item(to: str) -> str:
+    """XPath of the graph context menu's item that changes the orientation `to` ('vertical', 'horizontal')."""
+    text = f"Change graph to {to} orientation"
+    return f"//*[contains(normalize-space(.), '{text}') and not(*[contains(normalize-space(.), '{text}')])]"
+
+
+def change_orientation(driver, to: str) -> None:
+    """Right-click the graph's background (its bottom-left corner, clear of nodes) and pick the orientation."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    viewport = driver.find_element(By.CSS_SELECTOR, "[data-svg-viewport]")
+    ActionChains(driver).move_to_element_with_offset(
+        viewport, -viewport.size["width"] // 2 + 12, viewport.size["height"] // 2 - 12).context_click().perform()
+    wait_for(lambda: driver.find_elements(By.XPATH, orientation_item(to)), 30, "the graph's context menu",
+             interval=0.5)[0].click()
+
+
 def lineage_labels(driver) -> list[str]:
     """The texts of the lineage's leaf elements (node names among them) in the current view."""
     return driver.execute_script(
@@ -148,16 +166,50 @@ def lineage_labels(driver) -> list[str]:
         " && e.getBoundingClientRect().width > 0).map(e => e.textContent.trim());")
 
 
+def names_in_view(driver) -> set[str]:
+    """The lineage's texts a person sees without panning: wholly inside the graph's viewport, and on top at
+    both ends (not under the toolbar that overlays the graph's top edge)."""
+    return set(driver.execute_script(
+        "const v = document.querySelector('[data-svg-viewport]').getBoundingClientRect();"
+        "const onTop = (e, x, y) => { const hit = document.elementFromPoint(x, y);"
+        " return hit && (hit === e || e.contains(hit) || hit.contains(e)); };"
+        "return [...document.querySelectorAll('[data-svg-viewport] *')].filter(e => !e.childElementCount"
+        " && e.textContent.trim()).filter(e => { const r = e.getBoundingClientRect(), y = (r.top + r.bottom) / 2;"
+        " return r.width > 0 && r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom"
+        " && onTop(e, r.left + 1, y) && onTop(e, r.right - 1, y); }).map(e => e.textContent.trim());"))
+
+
 def test_asset_graph_in_the_browser(ui, launched_run, chromium):
-    # in the first view at 1,920 x 1,080: the flow's start, from the raw file every experiment asset depends on
-    # (its version makes them stale), through the labels; no name is cut (Dagster cuts past 18 characters)
+    # in the first view at 1,920 x 1,080 (Dagster's horizontal default): the flow's start, from the raw file every
+    # experiment asset depends on (its version makes them stale), through the labels; no name is cut (Dagster
+    # cuts past 18 characters)
     names = ("raw_benchmark_file", "benchmark_prompts", "traces", "labels_heuristic", "labels_xstest_rule")
-    text = open_page(chromium, f"{ui.url}/locations/deepconf_assets/asset-groups/experiment/lineage",
-                     lambda d: all(n in (t := page_text(d)) for n in names) and t, "the experiment lineage",
-                     "ui-asset-graph.png")
+    lineage = f"{ui.url}/locations/deepconf_assets/asset-groups/experiment/lineage"
+    text = open_page(chromium, lineage, lambda d: all(n in (t := page_text(d)) for n in names) and t,
+                     "the experiment lineage", "ui-asset-graph.png")
     cut = [label for label in lineage_labels(chromium) if "…" in label and not label.startswith("Materialize")]
     assert not cut, cut
     assert "Materialize all" in text
+    # the README's route to the whole flow on one screen: right-click the graph, vertical orientation (the
+    # browser remembers it). From the next visit every experiment asset's name is in view, whole.
+    experiment = {a.key.to_user_string() for a in ASSETS
+                  if getattr(a, "group_names_by_key", {}).get(a.key) == "experiment"}
+    change_orientation(chromium, "vertical")
+    chromium.refresh()  # the next visit opens in the orientation the browser remembers, fitted to the screen
+    try:
+        wait_for(lambda: "report" in page_text(chromium), 60, "the vertical lineage", interval=1)
+        time.sleep(2)  # the layout settles
+        seen = wait_for(lambda: experiment <= (v := names_in_view(chromium)) and v, 30,
+                        "every experiment asset in the vertical view", interval=1) or set()
+    except TimeoutError:
+        seen = names_in_view(chromium)
+    finally:
+        chromium.save_screenshot(str(ARTIFACTS / "ui-asset-graph-vertical.png"))
+    try:
+        assert experiment <= seen, sorted(experiment - seen)  # the raw file's link, another group, sits above
+        assert not [n for n in seen if "…" in n]
+    finally:  # back to Dagster's default for the other browser tests
+        change_orientation(chromium, "horizontal")
     # the README's route for one partition or a backfill: the group's Materialize button opens the partition picker
     for button in chromium.find_elements(By.XPATH, "//button[starts-with(normalize-space(), 'Materialize all')]"):
         button.click()
