@@ -55,9 +55,8 @@ def numbers(values: dict) -> dict:
     shown = {}
     for name, value in values.items():
         kind = html_report.column_kind(name)
-        if kind == "proportion":
-            unit = "_pp" if "diff" in name else "_pct"
-            shown[name + unit] = percent(None if value is None else 100.0 * float(value))
+        if kind in ("proportion", "pp"):
+            shown[name + ("_pp" if kind == "pp" else "_pct")] = percent(None if value is None else 100.0 * float(value))
         else:
             shown[name] = {"p": p_value, "pct": percent}.get(kind, number)(value)
     return shown

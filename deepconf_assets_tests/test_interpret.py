@@ -59,8 +59,14 @@ def test_sentences_say_direction_caveats_and_separation():
                                                                                  live=False))
     # the stratified reading carries its odds ratios, CIs and Holm p's (p < 0.001 written so)
     assert ("Stratified over all decisions by harmfulness (strata agree (Breslow-Day p = 0.4)): odds ratio of being "
-            "right when uncertain, benign prompts OR 2.50 [1.10, 5.70], Holm p = < 0.001; harmful prompts OR 0.80 "
+            "right when uncertain, benign prompts OR 2.50 [1.10, 5.70], Holm p < 0.001; harmful prompts OR 0.80 "
             "[0.30, 2.10], Holm p = 0.61; pooled OR 1.90 [1.00, 3.60], Holm p = 0.048.") in text
+    # a stratum too small to test is out of the Holm family: said so, never 'Holm p = —'
+    small = _hypothesis("opposite direction", "strata agree (Breslow-Day p = 0.4)").copy()
+    small["harmful_p_holm"], small["verdict_harmful"] = float("nan"), "insufficient data (n < 30)"
+    said = " ".join(interpretation(intervals, small, None, {}, 40, 40, live=False))
+    assert "harmful prompts OR 0.80 [0.30, 2.10], not tested: insufficient data (n < 30);" in said
+    assert "Holm p = —" not in said
     few = _hypothesis("insufficient data (n < 30)").copy()
     few["n_confident_compliance"] = 12
     assert "not tested: fewer than 30 compliances in a group" in " ".join(
@@ -91,14 +97,19 @@ def test_numbers_read_by_people_have_one_format():
     assert (fmt_pct(0.3751), fmt_pct(1.0), fmt_pp(-0.042), fmt_pp(0.15)) == ("37.5%", "100.0%", "-4.2 pp", "+15.0 pp")
     kinds = {c: column_kind(c) for c in ("accuracy", "sensitivity_ci_low", "p_holm", "cmh_p_holm", "benign_p",
                                          "mcnemar_p", "token_savings_pct", "share_stopped_at_warmup", "percentile",
-                                         "auroc", "p_refusal", "diff_ci_low", "fisher_p_two_sided")}
+                                         "auroc", "p_refusal", "diff_ci_low", "fisher_p_two_sided", "accuracy_difference",
+                                         "recall", "trace_agreement_with_heuristic", "trace_kappa_with_heuristic")}
     assert kinds == {"accuracy": "proportion", "sensitivity_ci_low": "proportion", "p_holm": "p", "cmh_p_holm": "p",
                      "benign_p": "p", "mcnemar_p": "p", "token_savings_pct": "pct",
                      "share_stopped_at_warmup": "proportion", "percentile": "percentile", "auroc": "number",
-                     "p_refusal": "number", "diff_ci_low": "proportion", "fisher_p_two_sided": "p"}
+                     "p_refusal": "number", "diff_ci_low": "pp", "fisher_p_two_sided": "p", "accuracy_difference": "pp",
+                     "recall": "proportion", "trace_agreement_with_heuristic": "proportion",
+                     "trace_kappa_with_heuristic": "number"}
     assert [_cell(v, False, k) for v, k in ((0.8125, "proportion"), (36.8199, "pct"), (10.0, "percentile"),
-                                            (0.00002, "p"), (21913.0, "number"))] == [
-        "81.2%", "36.8%", "p10", "< 0.001", "21913.000"]
+                                            (0.00002, "p"), (21913.0, "number"), (-0.104, "pp"))] == [
+        "81.2%", "36.8%", "p10", "< 0.001", "21913.000", "-10.4 pp"]
+    from deepconf_assets.core.formats import p_is
+    assert (p_is(0.0004), p_is(0.0215)) == ("< 0.001", "= 0.0215")  # 'Holm p < 0.001', never 'p = < 0.001'
     assert _cell(21913, False, "number") == "21,913" and _cell(float("nan"), False, "p") == "—"
 
 

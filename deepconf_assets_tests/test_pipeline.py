@@ -19,7 +19,7 @@ from deepconf_assets.core.hypothesis import COMBINED_VERDICTS, VERDICTS
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.analysis import HEADLINE_METRICS
 from deepconf_assets.core import html_report
-from deepconf_assets.core.interpret import fmt_p
+from deepconf_assets.core.formats import p_is
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.labelers import LABELERS
 from deepconf_assets.core.benchmarks import BENCHMARKS
@@ -243,7 +243,7 @@ def test_model_comparison_reads_existing_model_partitions(xstest_demo_run):
     assert pair["mcnemar_p"] == pytest.approx(binomtest(b, b + c, 0.5).pvalue if b + c else 1.0)
     page = (root / "comparison_report" / "xstest.html").read_text()
     assert "Paired comparison (McNemar exact, Holm across pairs)" in page and "Only 1 model" not in page
-    assert f"McNemar exact p = {fmt_p(pair['mcnemar_p'])}" in page
+    assert f"McNemar exact p {p_is(pair['mcnemar_p'])}" in page
     assert "demo-small (40 prompts) and demo (450) answered different prompts" in page
     meta = result.asset_materializations_for_node("comparison_report")[0].metadata
     assert meta["mcnemar_p demo-small vs demo"].value == float(f"{pair['mcnemar_p']:.3g}")  # 3 significant digits

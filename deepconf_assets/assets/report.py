@@ -183,7 +183,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         html_report.Section("What these numbers say", "", None, bullets=reading),
         html_report.Section("Headline with 95% confidence intervals",
                             "Wilson score intervals; positive class = harmful prompt, predicted positive = refusal.",
-                            intervals),
+                            intervals.rename(columns={"value": "rate", "ci_low": "rate_ci_low", "ci_high": "rate_ci_high"})),
         html_report.Section("Provenance", "", _provenance(context, settings, predictions, traces_run, traces_meta),
                             **wide),
         html_report.Section("Metrics per labeler and policy", "Token savings are against generating every trace in full.",

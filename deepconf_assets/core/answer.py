@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from deepconf_assets.core import analysis, metrics
-from deepconf_assets.core.interpret import fmt_p, fmt_pct, fmt_pp
+from deepconf_assets.core.formats import fmt_p, fmt_pct, fmt_pp, p_is
 from deepconf_assets.core.paired import mcnemar_exact_p, newcombe_paired_ci, paired_table
 
 
@@ -76,4 +76,4 @@ def savings_sentence(predictions: pd.DataFrame, labeler: str, policy: str) -> st
             f"{full['traces_used'].mean():.2f}) and saves {fmt_pct(saved)} of the tokens; accuracy "
             f"{fmt_pct(right.mean())} against {fmt_pct(right_full.mean())} with every trace, a change of "
             f"{fmt_pp(right.mean() - right_full.mean())} (paired 95% CI {fmt_pp(low)} to {fmt_pp(high)}, McNemar exact "
-            f"p = {fmt_p(mcnemar_exact_p(table))}, n = {len(paired):,} prompts).")
+            f"p {p_is(mcnemar_exact_p(table))}, n = {len(paired):,} prompts).")

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepconf_assets.core.formats import p_is
+
 DEFAULT_TOPK = 20
 # 32 tokens is ~1/8 of a 256-token answer: long enough to smooth single-token spikes, short enough
 # that a 256-token answer has 225 groups. The paper's 2048 would collapse every such answer to its mean.
@@ -105,10 +107,10 @@ def confidence_sign_check(conf: np.ndarray, mean_logprob: np.ndarray, n_tokens: 
     if rho > 0:
         verdict = f"positive (Spearman {rho:.3f}): larger confidence = more likely tokens, as DeepConf's C"
     elif passed:
-        verdict = (f"not conclusive (Spearman {rho:.3f}, one-sided p = {p_negative:.2g} for a negative "
+        verdict = (f"not conclusive (Spearman {rho:.3f}, one-sided p {p_is(p_negative)} for a negative "
                    f"correlation): no evidence of a flipped sign at {n} traces")
     else:
-        verdict = (f"NEGATIVE (Spearman {rho:.3f}, one-sided p = {p_negative:.2g}): this looks like the "
+        verdict = (f"NEGATIVE (Spearman {rho:.3f}, one-sided p {p_is(p_negative)}): this looks like the "
                    f"sampled-token NLL or a flipped sign, not DeepConf confidence")
     return {"spearman": rho, "p_negative": p_negative, "n": n, "assessable": True, "passed": bool(passed),
             "verdict": verdict}

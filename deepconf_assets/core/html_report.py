@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepconf_assets.core.interpret import fmt_p, fmt_pct
+from deepconf_assets.core.formats import fmt_p, fmt_pct, fmt_pp
 from deepconf_assets.core.plots import CONFIDENCE_NOTE, POSITIVE_CLASS_NOTE
 
 STYLE = """
@@ -45,9 +45,11 @@ class Section:
 
 COUNT_COLUMNS = {"n", "tp", "fp", "fn", "tn", "tokens_used", "holm_m", "cmh_strata", "logit_n"}
 # Read as proportions (0..1) and shown as percentages; columns named *_pct are percentages already.
-PROPORTION_COLUMNS = {"accuracy", "sensitivity", "specificity", "precision", "f1", "refusal_rate",
-                      "unsafe_compliance_rate", "over_refusal_rate", "agreement", "accuracy_a", "accuracy_b",
-                      "diff", "difference"}  # diff_ci_low/high: of the accuracy difference
+PROPORTION_COLUMNS = {"rate", "accuracy", "sensitivity", "specificity", "precision", "recall", "f1", "refusal_rate",
+                      "unsafe_compliance_rate", "over_refusal_rate", "agreement", "accuracy_a", "accuracy_b"}
+# Differences of proportions, shown in percentage points: these and *_difference (diff_ci_low/high: of the
+# accuracy difference).
+DIFFERENCE_COLUMNS = {"diff", "difference"}
 KEY_COLUMNS = ("labeler", "policy", "model", "metric", "item", "vote_rule", "percentile", "category")
 
 
@@ -63,7 +65,8 @@ def _is_count(column: pd.Series) -> bool:
 
 
 def column_kind(name: str) -> str:
-    """How a column's numbers are read: p (p-values), proportion, pct (a percentage already), percentile, or number."""
+    """How a column's numbers are read: p (p-values), proportion, pp (a difference of proportions), pct (a
+    percentage already), percentile, or number."""
     name = str(name)
     if name == "p" or name.endswith(("_p", "_p_holm", "p_holm", "_p_two_sided", "_p_one_sided_h1")) or "_p_" in name \
             and name.startswith(("fisher", "cmh", "breslow")):
@@ -71,7 +74,9 @@ def column_kind(name: str) -> str:
     if name.endswith("_pct"):
         return "pct"
     base = name.removesuffix("_ci_low").removesuffix("_ci_high")
-    if base in PROPORTION_COLUMNS or base.startswith(("accuracy_", "share_")) or base.endswith("_share"):
+    if base in DIFFERENCE_COLUMNS or base.endswith("_difference"):
+        return "pp"
+    if base in PROPORTION_COLUMNS or base.startswith("agreement") or "_agreement_" in base or base.startswith(("accuracy_", "share_")) or base.endswith("_share"):
         return "proportion"
     if name == "percentile":
         return "percentile"
@@ -94,6 +99,8 @@ def _cell(value, count: bool, kind: str = "number") -> str:
             return fmt_p(value)
         if kind == "proportion":
             return fmt_pct(value)
+        if kind == "pp":
+            return fmt_pp(value)
         if kind == "pct":
             return f"{value:.1f}%"
         if kind == "percentile":

@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from deepconf_assets.core.formats import p_is
 from deepconf_assets.core.metrics import CATEGORIES, MIN_CATEGORY_N, as_float
 
 ALPHA = 0.05  # two-sided decisions, and (1 - ALPHA) two-sided CIs
@@ -98,7 +99,7 @@ def combined_verdict(primary: str, strata_tested: int, heterogeneity_p: float, p
                          "decisions: nothing to compare across strata, so the compliance verdict stands")
     strata = "; ".join(f"{name}: {v}" for name, v in by_stratum.items())
     if not (np.isfinite(heterogeneity_p) and heterogeneity_p >= alpha):
-        why = (f"strata disagree (Breslow-Day p = {heterogeneity_p:.3g}), not pooled; {strata}"
+        why = (f"strata disagree (Breslow-Day p {p_is(heterogeneity_p)}), not pooled; {strata}"
                if np.isfinite(heterogeneity_p) else f"Breslow-Day not computable, not pooled; {strata}")
         values = set(by_stratum.values())
         significant = {SUPPORTED, OPPOSITE}
@@ -112,7 +113,7 @@ def combined_verdict(primary: str, strata_tested: int, heterogeneity_p: float, p
         if values & significant:
             return DEPENDS, why
         return (NOT_CONFIRMED if primary in significant else primary), why
-    why = f"strata agree (Breslow-Day p = {heterogeneity_p:.3g}); pooled: {pooled}"
+    why = f"strata agree (Breslow-Day p {p_is(heterogeneity_p)}); pooled: {pooled}"
     if pooled == primary:
         return primary, why
     if primary == NO_EVIDENCE:
@@ -312,8 +313,9 @@ def stratified_test(correct, uncertain, stratum, alpha: float = ALPHA) -> dict:
     if len(tables) >= 2:
         out["breslow_day_statistic"], out["breslow_day_p"] = _breslow_day(st, list(tables.values()))
         if not (np.isfinite(out["breslow_day_p"]) and out["breslow_day_p"] >= alpha):
-            out["pooled_withheld"] = (f"strata disagree (Breslow-Day p = {out['breslow_day_p']:.3g}): "
-                                      "no pooled odds ratio")
+            out["pooled_withheld"] = ((f"strata disagree (Breslow-Day p {p_is(out['breslow_day_p'])})"
+                                       if np.isfinite(out["breslow_day_p"]) else "Breslow-Day not computable")
+                                      + ": no pooled odds ratio")
             return out
     test = st.test_null_odds(correction=False)
     low, high = st.oddsratio_pooled_confint(alpha=alpha)

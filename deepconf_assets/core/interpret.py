@@ -12,6 +12,8 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from deepconf_assets.core import hypothesis, metrics
+from deepconf_assets.core.formats import fmt_p, fmt_pct, fmt_pp, p_is
+from deepconf_assets.core.formats import undefined as _undefined
 
 SMALL_N = 100  # below this many prompts, CIs are wide enough to say so
 LOW_REFUSAL_SHARE = 0.10  # below this share of refused answers, the model "barely refuses"
@@ -112,14 +114,16 @@ VERDICT_LEAD = {
 
 
 def _odds_ratio(row: pd.Series, prefix: str) -> str:
-    """'OR 0.41 [0.20, 0.83], Holm p = 0.012' of one stratum (or the pooled CMH: prefix 'cmh', p 'cmh_p_holm')."""
+    """'OR 0.41 [0.20, 0.83], Holm p = 0.012' of one stratum (or the pooled CMH: prefix 'cmh', p 'cmh_p_holm');
+    a stratum left out of the Holm family says why ('not tested: insufficient data (n < 30)')."""
     ratio = row.get(f"{prefix}_odds_ratio", np.nan)
     if not np.isfinite(ratio):
         return "no odds ratio (a group is empty)"
     p = row.get(f"{prefix}_p_holm", np.nan)
     low = row.get(f"{prefix}_or_ci_low", np.nan)
     high = row.get(f"{prefix}_or_ci_high", np.nan)
-    return f"OR {ratio:.2f} [{low:.2f}, {high:.2f}], Holm p = {fmt_p(p)}"
+    tested = f"Holm p {p_is(p)}" if not _undefined(p) else f"not tested: {row.get(f'verdict_{prefix}') or 'no p-value'}"
+    return f"OR {ratio:.2f} [{low:.2f}, {high:.2f}], {tested}"
 
 
 def hypothesis_sentence(row: pd.Series | None) -> str | None:
@@ -128,7 +132,7 @@ def hypothesis_sentence(row: pd.Series | None) -> str | None:
     if row is None:
         return None
     tested = min(row["n_uncertain_compliance"], row["n_confident_compliance"]) >= metrics.MIN_CATEGORY_N
-    p = (f"Holm-corrected Fisher p = {fmt_p(row['p_holm'])}" if tested else
+    p = (f"Holm-corrected Fisher p {p_is(row['p_holm'])}" if tested else
          f"not tested: fewer than {metrics.MIN_CATEGORY_N} compliances in a group")
     numbers = (f"uncertain compliances were right {fmt_pct(row['accuracy_uncertain_compliance'])} of "
                f"{int(row['n_uncertain_compliance']):,}, confident ones {fmt_pct(row['accuracy_confident_compliance'])} "
@@ -227,32 +231,6 @@ def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _undefined(value) -> bool:
-    return value is None or value is pd.NA or not math.isfinite(float(value))
-
-
-def fmt_p(value) -> str:
-    """A p-value as a person reads it: '< 0.001', else three significant digits (0.00352, 0.0215, 0.41);
-    '—' when undefined."""
-    if _undefined(value):
-        return "—"
-    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3g}"
-
-
-def fmt_pct(proportion, digits: int = 1) -> str:
-    """A proportion (0..1) as a percentage with one decimal ('37.5%'); '—' when undefined."""
-    if _undefined(proportion):
-        return "—"
-    return f"{100.0 * float(proportion):.{digits}f}%"
-
-
-def fmt_pp(difference, digits: int = 1) -> str:
-    """A difference of proportions in percentage points, signed ('+4.2 pp'); '—' when undefined."""
-    if _undefined(difference):
-        return "—"
-    return f"{100.0 * float(difference):+.{digits}f} pp"
-
-
 def _paired_sentence(pair) -> str:
     """One established difference, stated from the more accurate model's side."""
     forward = pair.difference > 0
@@ -265,7 +243,7 @@ def _paired_sentence(pair) -> str:
     return (f"{better} is more accurate than {worse}: {fmt(acc_better)} against {fmt(acc_worse)} on the same "
             f"{int(pair.n):,} prompts, a difference of {fmt(abs(pair.difference))} (95% CI {fmt(low)} to {fmt(high)}); "
             f"{int(only_better):,} prompts only {better} got right against {int(only_worse):,} only {worse} got right "
-            f"(McNemar exact p = {fmt_p(pair.mcnemar_p)}, Holm p = {fmt_p(pair.p_holm)}).")
+            f"(McNemar exact p {p_is(pair.mcnemar_p)}, Holm p {p_is(pair.p_holm)}).")
 
 
 def comparison_sentences(intervals: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -292,7 +270,7 @@ def comparison_sentences(intervals: pd.DataFrame, pairs: pd.DataFrame, alpha: fl
     if len(unclear):
         listed = "; ".join(
             f"{p.model_a} minus {p.model_b} {p.difference:+.3f} (95% CI {fmt(p.difference_ci_low)} to "
-            f"{fmt(p.difference_ci_high)}, McNemar exact p = {fmt_p(p.mcnemar_p)}, Holm p = {fmt_p(p.p_holm)})"
+            f"{fmt(p.difference_ci_high)}, McNemar exact p {p_is(p.mcnemar_p)}, Holm p {p_is(p.p_holm)})"
             for p in unclear.itertuples(index=False))
         family = int(tested["holm_m"].iloc[0])
         sentences.append(f"No evidence of an accuracy difference (Holm-corrected McNemar p >= {alpha:g} across "
