@@ -7,7 +7,8 @@ Demo models (about 30-100 s each to build) are built once per recipe and kept be
 resources/demo_model.py (a hash of the recipe and of the synthetic prompts it trains on) plus the
 versions of torch, transformers, tokenizers and numpy, so an edit to the recipe or a library upgrade builds a
 new model. A session copies the cached model into its own storage root (tests may damage their copy); a
-missing one is built in the cache first, under a lock file (a second session waits rather than builds
+missing one is copied from the committed seed (`model_seed/<recipe>/`, the same build, when the recipe and
+library versions match) or else built in the cache first, under a lock file (a second session waits rather than builds
 too) and with ensure_demo_model's own build-in-a-temporary-folder-then-rename, so a killed build or two
 sessions building at once never leave half a model there. A test that changes the recipe (fewer training
 steps) neither reads nor fills the cache. test_demo_model.py's build tests still build from scratch (into
@@ -196,6 +197,14 @@ def pytest_runtest_makereport(item, call):
 # ----------------------------------------------------------------------------- demo model cache
 
 
+# Demo models as this recipe builds them with the libraries CI installs, committed (2.6 MB) so a fresh
+# machine copies them into the cache instead of training for a minute and a half. A seed is used only under
+# its own key (recipe version and library versions, as the cache's): the build is deterministic
+# (test_demo_model.py, which still builds from scratch), so a seed is the model a build would give.
+# `python -m deepconf_assets_tests.conftest` refreshes it from the cache after a recipe or library change.
+MODEL_SEED = REPO / "deepconf_assets_tests" / "model_seed"
+
+
 def model_cache_dir() -> Path | None:
     """`<cache>/models/<recipe>` for this recipe and these libraries, or None when the cache is off."""
     from resources import demo_model
@@ -260,6 +269,10 @@ def _seed_from_cache(model_dir: Path, variant: str) -> None:
     if _as_json(list(demo_model.variant_recipe(variant))) != _PRISTINE_RECIPES.get(variant):
         return  # a test changed the recipe (fewer steps): its model is neither taken from nor put in the cache
     cached = cache / variant
+    seed = MODEL_SEED / cache.name / variant
+    if not demo_model.is_built(cached, variant) and demo_model.is_built(seed, variant) \
+            and _manifest_recipe(seed) == _PRISTINE_RECIPES[variant]:
+        _copy_in(seed, cached)  # the committed build of this recipe with these libraries: nothing to train
     if not demo_model.is_built(cached, variant):
         cache.mkdir(parents=True, exist_ok=True)
         with open(cache / f".{variant}.lock", "w") as lock:
@@ -306,3 +319,19 @@ def generator(demo_model_dir):
     from resources.generation import GenerationResource
 
     return GenerationResource()
+
+
+def refresh_model_seed() -> None:
+    """Replace the committed seed with this machine's cached builds (after a test session built them)."""
+    from resources import demo_model
+
+    cache = model_cache_dir()
+    shutil.rmtree(MODEL_SEED, ignore_errors=True)
+    for variant in demo_model.VARIANTS:
+        if cache is not None and demo_model.is_built(cache / variant, variant):
+            _copy_in(cache / variant, MODEL_SEED / cache.name / variant)
+            print(f"seeded {MODEL_SEED / cache.name / variant}")
+
+
+if __name__ == "__main__":  # python -m deepconf_assets_tests.conftest
+    refresh_model_seed()
