@@ -152,11 +152,18 @@ def change_orientation(driver, to: str) -> None:
     """Right-click the graph's background (its bottom-left corner, clear of nodes) and pick the orientation."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    viewport = driver.find_element(By.CSS_SELECTOR, "[data-svg-viewport]")
-    ActionChains(driver).move_to_element_with_offset(
-        viewport, -viewport.size["width"] // 2 + 12, viewport.size["height"] // 2 - 12).context_click().perform()
-    wait_for(lambda: driver.find_elements(By.XPATH, orientation_item(to)), 30, "the graph's context menu",
-             interval=0.5)[0].click()
+    def menu_item():
+        items = driver.find_elements(By.XPATH, orientation_item(to))
+        if items:
+            return items
+        for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+            button.click()  # the first-visit newsletter dialog, which may open late, covers the graph
+        viewport = driver.find_element(By.CSS_SELECTOR, "[data-svg-viewport]")
+        ActionChains(driver).move_to_element_with_offset(
+            viewport, -viewport.size["width"] // 2 + 12, viewport.size["height"] // 2 - 12).context_click().perform()
+        return driver.find_elements(By.XPATH, orientation_item(to))
+
+    wait_for(menu_item, 60, "the graph's context menu", interval=1)[0].click()
 
 
 def lineage_labels(driver) -> list[str]:
