@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import math
 
 import numpy as np
 import pandas as pd
 from dagster import MetadataValue
 
 from deepconf_assets.core import html_report
+from deepconf_assets.core.formats import undefined as _undefined
 
 
 def _flat(text: str, width: int = 100) -> str:
@@ -35,10 +35,6 @@ def image(png: bytes, caption: str) -> MetadataValue:
 def percent(value) -> MetadataValue:
     """A percentage as a person reads it: one decimal (36.8, not 36.8199); n/a when undefined."""
     return number(None if value is None else round(float(value), 1))
-
-
-def _undefined(value) -> bool:
-    return value is None or not math.isfinite(float(value))
 
 
 def p_value(value) -> MetadataValue:

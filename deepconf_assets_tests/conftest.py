@@ -197,7 +197,7 @@ def pytest_runtest_makereport(item, call):
 # ----------------------------------------------------------------------------- demo model cache
 
 
-# Demo models as this recipe builds them with the libraries CI installs, committed (2.6 MB) so a fresh
+# Demo models as this recipe builds them with the libraries CI installs, committed (2.7 MB) so a fresh
 # machine copies them into the cache instead of training for a minute and a half. A seed is used only under
 # its own key (recipe version and library versions, as the cache's): the build is deterministic
 # (test_demo_model.py, which still builds from scratch), so a seed is the model a build would give.

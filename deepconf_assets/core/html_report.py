@@ -76,7 +76,8 @@ def column_kind(name: str) -> str:
     base = name.removesuffix("_ci_low").removesuffix("_ci_high")
     if base in DIFFERENCE_COLUMNS or base.endswith("_difference"):
         return "pp"
-    if base in PROPORTION_COLUMNS or base.startswith("agreement") or "_agreement_" in base or base.startswith(("accuracy_", "share_")) or base.endswith("_share"):
+    if base in PROPORTION_COLUMNS or base.startswith(("accuracy_", "share_", "agreement")) or base.endswith("_share") \
+            or "_agreement_" in base:
         return "proportion"
     if name == "percentile":
         return "percentile"
