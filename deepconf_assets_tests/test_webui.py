@@ -108,14 +108,19 @@ def show_markdown_of(entry: str) -> str:
     return f"//tr[td[1][normalize-space()='{entry}']]{SHOW_MARKDOWN}"
 
 
+def skip_first_visit_dialog(driver) -> None:
+    """Dismiss Dagster's first-visit newsletter dialog, which may open late and cover the page."""
+    for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+        button.click()
+
+
 def open_page(driver, url: str, ready, what: str, screenshot: str, click: str = ""):
     """Load a UI page, dismiss the first-visit newsletter dialog, click what a user would click (`click`:
     an XPath), wait until `ready(driver)` holds, and keep a screenshot either way."""
     driver.get(url)
 
     def check():
-        for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
-            button.click()
+        skip_first_visit_dialog(driver)
         if click and not ready(driver):
             for element in driver.find_elements(By.XPATH, click)[:1]:
                 try:
@@ -156,8 +161,7 @@ def change_orientation(driver, to: str) -> None:
         items = driver.find_elements(By.XPATH, orientation_item(to))
         if items:
             return items
-        for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
-            button.click()  # the first-visit newsletter dialog, which may open late, covers the graph
+        skip_first_visit_dialog(driver)
         viewport = driver.find_element(By.CSS_SELECTOR, "[data-svg-viewport]")
         ActionChains(driver).move_to_element_with_offset(
             viewport, -viewport.size["width"] // 2 + 12, viewport.size["height"] // 2 - 12).context_click().perform()
@@ -207,7 +211,7 @@ def test_asset_graph_in_the_browser(ui, launched_run, chromium):
         wait_for(lambda: "report" in page_text(chromium), 60, "the vertical lineage", interval=1)
         time.sleep(2)  # the layout settles
         seen = wait_for(lambda: experiment <= (v := names_in_view(chromium)) and v, 30,
-                        "every experiment asset in the vertical view", interval=1) or set()
+                        "every experiment asset in the vertical view", interval=1)
     except TimeoutError:
         seen = names_in_view(chromium)
     finally:
