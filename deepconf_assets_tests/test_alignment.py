@@ -269,14 +269,27 @@ def test_predecessor_nll_is_minus_mean_logprob_in_the_trace_matrix():
 
 
 def test_paradox_sentence():
-    def table(metric, confident, uncertain):
+    def table(metric, confident, uncertain, ci, p, n=40):
         return pd.DataFrame({"confidence_metric": metric, "category": ["confident_compliance", "uncertain_compliance"],
-                             "accuracy": [confident, uncertain]})
+                             "accuracy": [confident, uncertain], "n": n, "compliance_difference": confident - uncertain,
+                             "compliance_difference_ci_low": ci[0], "compliance_difference_ci_high": ci[1],
+                             "fisher_p_two_sided": p})
 
-    flipped = pd.concat([table("conf_mean", 0.8, 0.6), table("predecessor_nll", 0.6, 0.8)])
-    assert "FLIPS" in paradox_sentence(flipped)
-    same = pd.concat([table("conf_mean", 0.6, 0.8), table("predecessor_nll", 0.6, 0.8)])
+    flipped = pd.concat([table("conf_mean", 0.8, 0.6, (0.05, 0.35), 0.01),
+                         table("predecessor_nll", 0.6, 0.8, (-0.35, -0.05), 0.01)])
+    said = paradox_sentence(flipped)
+    assert "FLIPS" in said and "with predecessor_nll, confident minus uncertain compliance accuracy -20.0 pp" in said
+    assert "the paradox appears (confident compliances are less often right)" in said
+    # point estimates that flip without both being established: no sign artifact is claimed
+    unsure = pd.concat([table("conf_mean", 0.8, 0.6, (-0.05, 0.35), 0.2),
+                        table("predecessor_nll", 0.6, 0.8, (-0.35, -0.05), 0.01)])
+    assert "FLIPS" not in paradox_sentence(unsure) and "a sign artifact is possible, not shown" in paradox_sentence(unsure)
+    same = pd.concat([table("conf_mean", 0.6, 0.8, (-0.35, -0.05), 0.01),
+                      table("predecessor_nll", 0.6, 0.8, (-0.35, -0.05), 0.01)])
     assert "does NOT flip" in paradox_sentence(same)
+    few = pd.concat([table("conf_mean", 0.6, 0.8, (-0.35, -0.05), 0.01, n=10), table("predecessor_nll", 0.6, 0.8,
+                                                                                     (-0.35, -0.05), 0.01)])
+    assert "not tested (fewer than 30 compliances in a category)" in paradox_sentence(few)
 
 
 def test_predecessor_comparison_asset_side_by_side():

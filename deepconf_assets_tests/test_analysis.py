@@ -207,7 +207,8 @@ def test_hypothesis_test_by_hand():
 
 
 def test_calibration_by_hand():
-    report = calibration.calibration_report([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0])
+    report = calibration.calibration_report([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.0, 0.0],
+                                            ["a", "b", "c", "d"])
     assert report["auroc"] == 1.0
     # most confident first: correct 1 1 0 0 -> risks 0, 0, 1/3, 2/4
     np.testing.assert_allclose(report["risk"], [0, 0, 1 / 3, 1 / 2])
@@ -217,7 +218,12 @@ def test_calibration_by_hand():
     assert report["ece_isotonic_oof"] == pytest.approx(0.0)
     assert report["brier_isotonic_oof"] == pytest.approx(1 / 8)
     assert "ece" not in report and "brier" not in report  # no min-max rescaled versions
-    assert report["auroc_ci_low"] == report["auroc_ci_high"] == 1.0  # every resample with both classes separates
+    # 2 right and 2 wrong decisions: too few for a bootstrap CI to mean anything, so none is given
+    assert (report["n_right"], report["n_wrong"]) == (2, 2)
+    assert np.isnan(report["auroc_ci_low"]) and np.isnan(report["auroc_ci_high"])
+    big = calibration.calibration_report([1.0, 2.0, 3.0, 4.0] * 3, [0.0, 0.0, 1.0, 1.0] * 3, [1.0] * 12,
+                                         [str(i) for i in range(12)])
+    assert big["auroc_ci_low"] == big["auroc_ci_high"] == 1.0  # every resample with both classes separates
     assert report["mwu_correct_vs_wrong_n_a"] == 2
 
 
@@ -275,6 +281,31 @@ def test_prompts_without_traces_are_excluded_from_every_headline_number():
     assert len(tests) == len(result.outcomes) and (tests["labeler"] == "heuristic").all()
     calibration = analysis.calibration_table(predictions).set_index("policy")
     assert (calibration["n"] == 2).all()
+
+
+def test_calibration_table_does_not_depend_on_the_predictions_row_order():
+    # out-of-fold folds come from each row's instance_id (issue 32), so shuffling predictions changes nothing
+    rng = np.random.default_rng(5)
+    n = 60
+    confidence = np.round(rng.normal(size=n), 1)
+    predictions = pd.concat([pd.DataFrame({
+        "labeler": "heuristic", "policy": policy, "instance_id": [f"q{k}" for k in range(n)], "has_traces": True,
+        "confidence": confidence + shift,
+        "correct": pd.array(rng.random(n) < 1 / (1 + np.exp(-confidence)), dtype="boolean"),
+        "prompt_harmful": pd.array(rng.random(n) < 0.5, dtype="boolean")})
+        for policy, shift in (("a", 0.0), ("b", 1.0))], ignore_index=True)
+
+    def table(rows: pd.DataFrame) -> pd.DataFrame:  # policies come in order of first appearance: sort them
+        return analysis.calibration_table(rows).sort_values("policy", ignore_index=True)
+
+    expected = table(predictions)
+    for seed in range(3):
+        shuffled = table(predictions.sample(frac=1.0, random_state=seed))
+        pd.testing.assert_frame_equal(shuffled.drop(columns=["coverage", "risk"]),
+                                      expected.drop(columns=["coverage", "risk"]))
+        for column in ("coverage", "risk"):  # ties in confidence ordered by instance id, not by row
+            for a, b in zip(shuffled[column], expected[column]):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_the_analysis_reads_the_window_the_traces_were_scored_with():

@@ -105,32 +105,44 @@ def test_headline_correctness_keeps_one_labeler_policy_with_traces():
     assert out["instance_id"].tolist() == ["x", "y"] and list(out.columns) == ["instance_id", "correct"]
 
 
-def intervals_of(models, n=20):
-    return pd.DataFrame({"model": models, "n": n, "auroc": 0.7, "auroc_ci_low": 0.6, "auroc_ci_high": 0.8})
+def headline_rows_of(models, n=20, auroc=(0.7, 0.6, 0.8)):
+    """model_comparison's headline rows: confusion counts (n prompts, 12 right) and the AUROC with its CI."""
+    return pd.DataFrame({"model": models, "tp": 6, "fn": n - 14, "fp": 2, "tn": 6, "auroc": auroc[0],
+                         "auroc_ci_low": auroc[1], "auroc_ci_high": auroc[2]})
 
 
 def test_comparison_sentences_read_the_paired_tests():
     pairs = paired_comparison({"A": rows({0}), "B": rows(set(range(1, 10))), "C": rows(set(range(15)))})
-    sentences = comparison_sentences(intervals_of(["A", "B", "C"]), pairs)
-    text = " ".join(sentences)
+    models = headline_rows_of(["A", "B", "C"])
+    models.loc[1, ["auroc", "auroc_ci_low", "auroc_ci_high"]] = [0.431, 0.379, 0.485]
+    models.loc[2, ["auroc", "auroc_ci_low", "auroc_ci_high"]] = [0.487, 0.41, 0.56]
+    text = " ".join(comparison_sentences(models, pairs))
     assert "overlap" not in text
-    assert ("C is more accurate than B: 0.750 against 0.450 on the same 20 prompts, a difference of 0.300 "
-            "(95% CI ") in text
-    assert "6 prompts only C got right against 0 only B got right (McNemar exact p = 0.0312, Holm p = 0.043)" in text
-    assert "B is more accurate than A" in text and "No evidence" not in text
+    # differences in percentage points, from A minus B, with the direction in words
+    assert ("B minus C accuracy on the same 20 prompts (45.0% against 75.0%; 0 only B got right, 6 only C; McNemar "
+            "exact p = 0.0312), a difference of -30.0 pp (95% CI ") in text
+    assert "Holm p = 0.043, n = " not in text and "Holm p = 0.043; the CI excludes 0): C is more accurate than B" in text
+    assert "A is more accurate than B" not in text and "B is more accurate than A" in text
+    # every model's AUROC: above 0.5, below it (the CI excludes it), and one whose CI includes it
+    assert ("A: AUROC of confidence for being right 0.700 (95% CI 0.600–0.800, n = 20; the CI excludes 0.5): the more "
+            "confident decisions are more often right") in text
+    assert ("B: AUROC of confidence for being right 0.431 (95% CI 0.379–0.485, n = 20; the CI excludes 0.5): the more "
+            "confident decisions are more often wrong") in text
+    assert "C: AUROC of confidence for being right 0.487 (95% CI 0.410–0.560, n = 20): no evidence either way" in text
     assert "Small samples (n < 100): A, B, C." in text
 
 
 def test_comparison_sentences_no_evidence_skipped_and_different_prompts():
     pairs = paired_comparison({"A": rows({0, 1}), "B": rows({0, 2}, prompts=range(5, 25)),
                                "X": rows(set(), unknown=set(range(20)))})
-    sentences = comparison_sentences(intervals_of(["A", "B"]), pairs)
+    sentences = comparison_sentences(headline_rows_of(["A", "B"]), pairs)
     assert "X has no headline rows with known correctness; it is left out of the paired comparison." in sentences
     assert ("A (20 prompts) and B (20) answered different prompts: they are paired on the 15 prompts both "
             "answered.") in sentences
-    unclear = next(s for s in sentences if s.startswith("No evidence of an accuracy difference"))
-    assert "across 1 pair)" in unclear and "A minus B" in unclear and "McNemar exact p = " in unclear
+    unclear = next(s for s in sentences if s.startswith("Accuracy differences"))
+    assert "A minus B" in unclear and "McNemar exact p = " in unclear and "no evidence either way" in unclear
+    assert "Holm across" not in unclear  # one pair: nothing to correct across
     assert not any("more accurate" in s for s in sentences)
-    one = comparison_sentences(intervals_of(["demo"]), paired_comparison({"demo": rows({0})}))
+    one = comparison_sentences(headline_rows_of(["demo"]), paired_comparison({"demo": rows({0})}))
     assert one[0] == "Only 1 model partition is materialized; materialize more to compare."
     assert np.isfinite(pairs["difference"].dropna()).all()

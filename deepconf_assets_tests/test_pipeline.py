@@ -341,7 +341,7 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     assert (examples["response"].str.len() <= 200).all()
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["path"].value.endswith("report/xstest/demo.html") and meta["headline"].value.startswith("decided")
-    assert "Pareto-efficient policies" in meta["headline"].value and "fixed_n=1" in page
+    assert "Pareto-efficient on point estimates" in meta["headline"].value and "fixed_n=1" in page
 
 
 @pytest.mark.slow

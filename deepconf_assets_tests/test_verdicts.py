@@ -203,7 +203,8 @@ def test_out_of_fold_isotonic_by_hand():
     # 4 points, 5 folds -> one point per fold (leave-one-out):
     #   x=1 left out: fit on (2,0) (3,1) (4,1), clipped below to 0;  x=2: between (1,0) and (3,1) -> 0.5
     #   x=3: between (2,0) and (4,1) -> 0.5;  x=4: fit on (1,0) (2,0) (3,1), clipped above to 1
-    p = calibration.out_of_fold_probability([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0])
+    # (min(5, 4) = 4 folds of one instance each, whatever the hash order of the ids)
+    p = calibration.out_of_fold_probability([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0], ["a", "b", "c", "d"])
     np.testing.assert_allclose(p, [0.0, 0.5, 0.5, 1.0])
 
 
@@ -211,8 +212,10 @@ def test_out_of_fold_probability_excludes_each_point_from_its_own_fit():
     rng = np.random.default_rng(4)
     conf = rng.normal(size=23)
     correct = (rng.random(23) < 0.5).astype(float)
-    p = calibration.out_of_fold_probability(conf, correct)
-    folds = calibration.fold_ids(23)
+    ids = [f"prompt-{i}" for i in range(23)]
+    p = calibration.out_of_fold_probability(conf, correct, ids)
+    # folds now come from the instance ids (fold_ids of the ids, not of the row count 23), same sizes
+    folds = calibration.fold_ids(ids)
     assert sorted(np.bincount(folds).tolist()) == [4, 4, 5, 5, 5]
     for i in range(23):
         train = folds != folds[i]
@@ -223,7 +226,11 @@ def test_out_of_fold_probability_excludes_each_point_from_its_own_fit():
     for i in range(23):
         flipped = correct.copy()
         flipped[i] = 1.0 - flipped[i]
-        assert calibration.out_of_fold_probability(conf, flipped)[i] == pytest.approx(p[i])
+        again = calibration.out_of_fold_probability(conf, flipped, ids)
+        assert again[i] == pytest.approx(p[i])
+        # only the other folds' probabilities may move: the flipped label trains their fits, not its own fold's
+        same_fold = folds == folds[i]
+        np.testing.assert_array_equal(again[same_fold], p[same_fold])
 
 
 def test_calibration_within_strata_can_differ_from_the_pooled_auroc():
@@ -232,7 +239,8 @@ def test_calibration_within_strata_can_differ_from_the_pooled_auroc():
     conf = np.array([1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0])
     correct = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
     harmful = np.array([1.0] * 4 + [0.0] * 4)
-    report = calibration.calibration_report(conf, correct, harmful)
+    ids = [f"h{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
+    report = calibration.calibration_report(conf, correct, harmful, ids)
     assert report["auroc"] == pytest.approx(0.5)
     assert (report["auroc_harmful"], report["auroc_benign"]) == (1.0, 0.0)
     assert report["aurc_harmful"] == pytest.approx((0 + 0 + 1 / 3 + 2 / 4) / 4)  # most confident first: 4, 3, 2, 1
@@ -242,13 +250,15 @@ def test_calibration_on_the_isotonic_probability_with_bootstrap_cis():
     rng = np.random.default_rng(7)
     conf = rng.normal(size=300)
     correct = (rng.random(300) < 1 / (1 + np.exp(-2 * conf))).astype(float)
-    report = calibration.calibration_report(conf, correct, np.zeros(300))
+    ids = [f"i{k:03d}" for k in range(300)]  # in row order, so rows and instance-id order agree
+    report = calibration.calibration_report(conf, correct, np.zeros(300), ids)
     assert "ece" not in report and "brier" not in report
     assert report["auroc_ci_low"] <= report["auroc"] <= report["auroc_ci_high"]
     assert report["aurc_ci_low"] <= report["aurc"] <= report["aurc_ci_high"]
     assert report["auroc"] > 0.6 and 0 <= report["ece_isotonic_oof"] < 0.15
     # ECE and Brier: the mean over 20 fold assignments, with their 5-95% range; the base-rate Brier p(1 - p)
-    briers = [np.mean((calibration.out_of_fold_probability(conf, correct, seed=s) - correct) ** 2) for s in range(20)]
+    briers = [np.mean((calibration.out_of_fold_probability(conf, correct, ids, seed=s) - correct) ** 2)
+              for s in range(20)]
     assert report["brier_isotonic_oof"] == pytest.approx(np.mean(briers))
     assert report["brier_isotonic_oof_p5"] == pytest.approx(np.percentile(briers, 5))
     assert report["brier_isotonic_oof_p5"] < report["brier_isotonic_oof"] < report["brier_isotonic_oof_p95"]
@@ -257,10 +267,83 @@ def test_calibration_on_the_isotonic_probability_with_bootstrap_cis():
     assert report["brier_isotonic_oof"] < report["brier_base_rate"]  # confidence carries signal here
     # within strata: every prompt benign here, so the harmful stratum is empty
     assert report["auroc_benign"] == report["auroc"] and report["n_harmful"] == 0 and np.isnan(report["auroc_harmful"])
-    again = calibration.calibration_report(conf, correct, np.zeros(300))  # seeded: the same numbers every run
+    again = calibration.calibration_report(conf, correct, np.zeros(300), ids)  # seeded: the same numbers every run
     assert (again["auroc_ci_low"], again["ece_isotonic_oof"]) == (report["auroc_ci_low"], report["ece_isotonic_oof"])
-    n, accuracy, _ = calibration.reliability_oof(conf, correct)
+    n, accuracy, _ = calibration.reliability_oof(conf, correct, ids)
     assert n.sum() == 300
+
+
+def _tied_calibration_data(n: int = 90, seed: int = 3):
+    """Confidences rounded to one decimal (many ties), correctness rising with confidence, ids not in row order."""
+    rng = np.random.default_rng(seed)
+    conf = np.round(rng.normal(size=n), 1)
+    correct = (rng.random(n) < 1 / (1 + np.exp(-1.5 * conf))).astype(float)
+    harmful = (rng.random(n) < 0.5).astype(float)
+    ids = np.array([f"xstest-{k}" for k in rng.permutation(n)], dtype=object)
+    return conf, correct, harmful, ids
+
+
+def test_calibration_does_not_depend_on_row_order():
+    # issue 32: folds came from row positions, so the same rows sorted by instance_id gave another ECE
+    conf, correct, harmful, ids = _tied_calibration_data()
+    conf[[3, 5]] = np.nan  # unusable rows drop out the same way in any order
+    report = calibration.calibration_report(conf, correct, harmful, ids)
+    bins = calibration.reliability_oof(conf, correct, ids)
+    p = pd.Series(calibration.out_of_fold_probability(conf, correct, ids, seed=4), index=ids)
+    keys = [f"{name}{suffix}" for name in ("ece_isotonic_oof", "brier_isotonic_oof") for suffix in ("", "_p5", "_p95")]
+    by_id = np.argsort(ids.astype(str))
+    for order in [by_id, by_id[::-1], *(np.random.default_rng(s).permutation(len(ids)) for s in range(4))]:
+        shuffled = calibration.calibration_report(conf[order], correct[order], harmful[order], ids[order])
+        assert {k: shuffled[k] for k in keys} == {k: report[k] for k in keys}  # identical, not approximately
+        for k in ("auroc_ci_low", "auroc_ci_high", "aurc", "aurc_ci_low", "aurc_ci_high"):  # ids order the rows
+            assert shuffled[k] == report[k]
+        for a, b in zip(calibration.reliability_oof(conf[order], correct[order], ids[order]), bins):
+            np.testing.assert_array_equal(a, b)
+        again = calibration.out_of_fold_probability(conf[order], correct[order], ids[order], seed=4)
+        np.testing.assert_array_equal(again, p[ids[order]].to_numpy())
+    # ids as a pandas column (the callers pass predictions["instance_id"]) give the same numbers
+    assert calibration.calibration_report(conf, correct, harmful, pd.Series(ids))["ece_isotonic_oof"] \
+        == report["ece_isotonic_oof"]
+
+
+def test_isotonic_fit_ignores_the_order_of_tied_confidences():
+    # sklearn sorts ties by label itself; out_of_fold_probability also hands it rows sorted by (confidence, hash)
+    conf = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 3.0])
+    correct = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    fits = {tuple(IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+                  .fit(conf[o], correct[o]).predict([1.0, 1.5, 2.0, 3.0]))
+            for o in [np.arange(8), np.arange(8)[::-1], *(np.random.default_rng(s).permutation(8) for s in range(10))]}
+    assert len(fits) == 1
+
+
+def test_fold_ids_are_near_equal_seeded_and_a_function_of_the_ids():
+    ids = [f"prompt-{k}" for k in range(23)]
+    folds = calibration.fold_ids(ids)
+    assert sorted(np.bincount(folds).tolist()) == [4, 4, 5, 5, 5]
+    assert sorted(np.bincount(calibration.fold_ids(ids[:3])).tolist()) == [1, 1, 1]  # min(folds, n) folds
+    assert sorted(np.bincount(calibration.fold_ids(ids, folds=3)).tolist()) == [7, 8, 8]
+    np.testing.assert_array_equal(calibration.fold_ids(ids), folds)  # deterministic
+    np.testing.assert_array_equal(calibration.fold_ids(ids[::-1]), folds[::-1])  # follows the id, not the row
+    # folds are dealt in hash order: position in the order of fold_hash, mod 5
+    hashes = calibration.fold_hash(ids)
+    np.testing.assert_array_equal(folds[np.argsort(hashes)], np.arange(23) % 5)
+    # the hash is blake2b of "{seed}:{instance_id}", the same in every process (never Python's hash())
+    assert int(calibration.fold_hash(["xstest-17"], seed=0)[0]) == 3391736890854710949
+    # another seed, another assignment (FOLD_SEEDS averages over these)
+    others = [calibration.fold_ids(ids, seed=s) for s in range(1, 6)]
+    assert all(not np.array_equal(other, folds) for other in others)
+    assert all(sorted(np.bincount(other).tolist()) == [4, 4, 5, 5, 5] for other in others)
+
+
+def test_calibration_requires_one_instance_id_per_row():
+    with pytest.raises(TypeError):
+        calibration.out_of_fold_probability([1.0, 2.0], [0.0, 1.0])  # no silent fallback to row position
+    with pytest.raises(ValueError, match="repeat"):
+        calibration.out_of_fold_probability([1.0, 2.0, 3.0], [0.0, 1.0, 1.0], ["a", "b", "a"])
+    with pytest.raises(ValueError, match="one instance id per row"):
+        calibration.calibration_report([1.0, 2.0, 3.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0], ["a", "b"])
+    with pytest.raises(ValueError, match="missing"):
+        calibration.reliability_oof([1.0, 2.0, 3.0], [0.0, 1.0, 1.0], ["a", None, "c"])
 
 
 S, O, N, I = "supported", "opposite direction", "no evidence", "insufficient data (n < 30)"

@@ -302,7 +302,7 @@ def test_report_in_the_browser(ui, launched_run, chromium):
     for item in ("Provenance", "report run", "code version", "traces generated / reused from shards",
                  "120 of 450", "What these numbers say", "Partial run: 120 of 450 prompts"):
         assert item in text, item
-    assert re.search(r"accuracy \d\.\d{3} \(95% CI \d\.\d{3}–\d\.\d{3}, n=120\)", text), text[:600]
+    assert re.search(r"accuracy \d+\.\d% \(95% CI \d+\.\d%–\d+\.\d%, n=120\)", text), text[:600]
     assert "AUROC" in text and "<NA>" not in text and not re.search(r"\bnan\b", text, re.IGNORECASE)
     images = chromium.find_elements(By.TAG_NAME, "img")
     assert len(images) == len(FIGURES) and all(i.get_property("naturalWidth") > 300 for i in images)

@@ -81,7 +81,7 @@ def straightforward_sweep(traces: pd.DataFrame, prompts: pd.DataFrame, settings:
     total_tokens = sum(t["tokens"] for ts in per_instance.values() for t in ts)
     w = settings.warmup_traces
 
-    # deepconf_online weighs votes by lowest group confidence (official DeepConf) or by the confidence metric
+    # deepconf_online weighs votes by lowest group confidence (the official min_conf) or by the confidence metric
     online_weight = "lowest" if settings.online_vote_weight == "lowest_group" else "conf"
 
     def top_share(votes):

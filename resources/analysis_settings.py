@@ -25,7 +25,7 @@ from deepconf_assets.core.voting import VOTE_RULES
 # The four DeepConf trace metrics, plus `predecessor_nll`: the predecessor's quantity, NOT DeepConf (the
 # mean sampled-token negative log-likelihood, -mean_logprob, larger = LESS likely), to reproduce its artifact.
 ConfidenceMetric = Enum("ConfidenceMetric", {m: m for m in CONFIDENCE_CHOICES})
-# deepconf_online vote weights: lowest_group (the official DeepConf code) or the confidence_metric.
+# deepconf_online vote weights: lowest_group (the official code's min_conf) or the confidence_metric.
 OnlineVoteWeight = Enum("OnlineVoteWeight", {w: w for w in ONLINE_VOTE_WEIGHTS})
 VoteRule = Enum("VoteRule", {r: r for r in VOTE_RULES})
 CategoryScope = Enum("CategoryScope", {s: s for s in CATEGORY_SCOPES})
@@ -72,7 +72,8 @@ class AnalysisSettingsResource(ConfigurableResource):
     online_vote_weight: OnlineVoteWeight = Field(
         OnlineVoteWeight[_DEFAULTS.online_vote_weight],
         description="deepconf_online vote weights (consensus and final vote): lowest_group = each trace's lowest "
-                    "group confidence, as the official DeepConf code; confidence_metric = the confidence_metric.")
+                    "group confidence (the official code's min_conf; its default final answer is the unweighted "
+                    "majority, see the README); confidence_metric = the confidence_metric.")
     headline_rule: HeadlinePolicy = Field(
         HeadlinePolicy["decided"], description="The policy behind headline numbers, figures and the report "
                                                "(adaptive and deepconf_online at their configured percentiles).")

@@ -131,7 +131,8 @@ def hypothesis_test(analysis_settings: AnalysisSettingsResource, predictions: pd
         metadata={
             # the answer first, narrow enough for the pop-up; every column is in the parquet and the report
             "answer": MetadataValue.md(summary_markdown(hypothesis_summary(table, settings.headline_labeler)) + "\n\n"
-                                       + (hypothesis_sentence(headline) or "")),
+                                       + (hypothesis_sentence(headline, int((table["labeler"] == settings.headline_labeler).sum()))
+                                          or "")),
             "headline": f"{settings.headline.display}, {settings.headline_labeler} labels",
             **{name: str(headline[name]) for name in ("verdict", "verdict_why", "verdict_compliances", "direction",
                                                       "verdict_stratified", "verdict_benign", "verdict_harmful")},

@@ -151,7 +151,7 @@ def _reliability(key: str, settings: AnalysisSettings, inputs: dict) -> bytes:
     rows = _headline(settings, inputs["predictions"])
     rows = rows[rows["confidence"].notna() & rows["correct"].notna()]
     n, accuracy, _ = calibration.reliability_oof(rows["confidence"].to_numpy(dtype=float),
-                                                 rows["correct"].to_numpy(dtype=float))
+                                                 rows["correct"].to_numpy(dtype=float), rows["instance_id"])
     return plots.reliability_png(n, accuracy, f"{key}: reliability, {_subject(settings)}")
 
 

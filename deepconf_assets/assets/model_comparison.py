@@ -113,12 +113,13 @@ def comparison_report(context: AssetExecutionContext, analysis_settings: Analysi
                       model_pairs: pd.DataFrame) -> MaterializeResult:
     from deepconf_assets.assets.report import code_version
     from deepconf_assets.core import html_report
-    from deepconf_assets.core.interpret import comparison_sentences, count_intervals, fmt_p
+    from deepconf_assets.core.formats import fmt_p
+    from deepconf_assets.core.interpret import comparison_sentences, count_intervals
 
     settings = resolved_settings(analysis_settings)
     rows = settings.headline_rows(model_comparison)
     intervals = count_intervals(rows)
-    reading = comparison_sentences(intervals, model_pairs)
+    reading = comparison_sentences(rows, model_pairs)
     shown_pairs = model_pairs.assign(mcnemar_p=model_pairs["mcnemar_p"].map(fmt_p),
                                      p_holm=model_pairs["p_holm"].map(fmt_p))
     provenance = pd.DataFrame([

@@ -13,7 +13,8 @@ from dagster import MaterializeResult, asset
 from deepconf_assets import metadata
 from deepconf_assets.asset_defaults import ANALYSIS
 from deepconf_assets.assets.analysis_inputs import LABEL_INS, resolved_settings, split_by_availability
-from deepconf_assets.core import analysis, hypothesis, metrics
+from deepconf_assets.core import analysis, claims, hypothesis, metrics
+from deepconf_assets.core.claims import Claim
 from deepconf_assets.core.confidence import PREDECESSOR_NLL
 from resources.analysis_settings import AnalysisSettingsResource
 
@@ -22,26 +23,37 @@ COMPARED = {DEEPCONF_METRIC: "DeepConf mean token confidence (larger = more conf
             PREDECESSOR_NLL: "predecessor: mean sampled-token NLL = -mean_logprob (larger = LESS likely; NOT DeepConf)"}
 
 
-def paradox(rows: pd.DataFrame) -> bool | None:
-    """The predecessor's paradox in category terms: confident compliance LESS accurate than uncertain
-    compliance (None when either accuracy is undefined)."""
-    acc = rows.set_index("category")["accuracy"]
-    confident, uncertain = acc.get("confident_compliance", np.nan), acc.get("uncertain_compliance", np.nan)
-    return None if np.isnan(confident) or np.isnan(uncertain) else bool(confident < uncertain)
+def paradox_claim(rows: pd.DataFrame) -> Claim:
+    """Under one confidence metric (its rows of the table): confident minus uncertain compliance accuracy
+    (< 0: the predecessor's paradox) with its bootstrap CI and two-sided Fisher p (one test per metric)."""
+    first = rows.iloc[0]
+    n = rows.set_index("category")["n"]
+    n_u, n_c = int(n.get("uncertain_compliance", 0)), int(n.get("confident_compliance", 0))
+    return Claim(f"with {first['confidence_metric']}, confident minus uncertain compliance accuracy",
+                 first["compliance_difference"], "pp", null=0.0,
+                 ci=(first["compliance_difference_ci_low"], first["compliance_difference_ci_high"]), test="Fisher p",
+                 p=first["fisher_p_two_sided"], n=n_u + n_c,
+                 below="the paradox appears (confident compliances are less often right)",
+                 above="no paradox (confident compliances are more often right)",
+                 not_tested=(None if min(n_u, n_c) >= metrics.MIN_CATEGORY_N
+                             else f"fewer than {metrics.MIN_CATEGORY_N} compliances in a category"),
+                 undefined_why="a compliance category is empty")
 
 
 def paradox_sentence(table: pd.DataFrame) -> str:
-    said = {m: paradox(table[table["confidence_metric"] == m]) for m in COMPARED}
-    if None in said.values():
-        return ("The confidence paradox cannot be judged: a compliance category is empty under "
-                + ", ".join(m for m, p in said.items() if p is None) + ".")
-    state = {m: "appears (confident compliance less accurate than uncertain)" if p
-             else "does not appear (confident compliance at least as accurate as uncertain)" for m, p in said.items()}
-    flips = said[DEEPCONF_METRIC] != said[PREDECESSOR_NLL]
-    ending = ("The paradox FLIPS with the sign of the confidence: it is a sign artifact." if flips
-              else "The paradox does NOT flip with the sign of the confidence.")
-    return (f"With predecessor_nll the paradox {state[PREDECESSOR_NLL]}; with DeepConf conf_mean it "
-            f"{state[DEEPCONF_METRIC]}. {ending}")
+    """Each metric's paradox claim, then whether it flips with the sign: said to FLIP only when both sides are
+    established, opposite ways."""
+    made = {m: paradox_claim(table[table["confidence_metric"] == m]) for m in COMPARED}
+    body = "; ".join(claims.say(c) for c in made.values())
+    sides = {m: c.side for m, c in made.items()}
+    established = all(claims.status(c) == claims.ESTABLISHED for c in made.values())
+    if sides[DEEPCONF_METRIC] * sides[PREDECESSOR_NLL] < 0:
+        ending = ("The paradox FLIPS with the sign of the confidence, established both ways: it is a sign artifact."
+                  if established else "The point estimates flip with the sign of the confidence, but not both are "
+                                      "established: a sign artifact is possible, not shown.")
+    else:
+        ending = "The paradox does NOT flip with the sign of the confidence."
+    return f"{body[:1].upper()}{body[1:]}. {ending}"
 
 
 @asset(
@@ -77,14 +89,19 @@ def paradox_check(analysis_settings: AnalysisSettingsResource, benchmark_prompts
         category = np.array(metrics.CATEGORIES + (None,), dtype=object)[outcome.category]
         test = hypothesis.compliance_test(outcome.correct, category)
         table = analysis.category_table(replay.summary_row(outcome))
-        frames.append(table.assign(confidence_metric=metric, deepconf=metric == DEEPCONF_METRIC, meaning=meaning,
+        frames.append(table.assign(compliance_difference=-test["accuracy_difference"],
+                                   compliance_difference_ci_low=-test["diff_ci_high"],
+                                   compliance_difference_ci_high=-test["diff_ci_low"],
+                                   fisher_p_two_sided=test["fisher_p_two_sided"],
+                                   confidence_metric=metric, deepconf=metric == DEEPCONF_METRIC, meaning=meaning,
                                    labeler=labeler, policy=policy.display,
                                    category_threshold=analysis.decision_thresholds(
                                        outcome.threshold, outcome.predicted)["category_threshold_compliance"],
                                    verdict=str(test["verdict_compliances"])))
     table = pd.concat(frames, ignore_index=True)[
         ["confidence_metric", "deepconf", "labeler", "policy", "category", "n", "accuracy", "verdict",
-         "category_threshold", "meaning"]]
+         "compliance_difference", "compliance_difference_ci_low", "compliance_difference_ci_high",
+         "fisher_p_two_sided", "category_threshold", "meaning"]]
     sentence = paradox_sentence(table)
     return MaterializeResult(value=table, metadata={
         "dagster/row_count": len(table),

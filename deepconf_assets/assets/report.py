@@ -18,9 +18,10 @@ from deepconf_assets.assets.analysis_inputs import require_headline, resolved_se
 from deepconf_assets.core import analysis
 from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.core.metrics import CATEGORIES
-from deepconf_assets.core.answer import hypothesis_summary, savings_sentence, summary_markdown
+from deepconf_assets.core.answer import hypothesis_summary, pareto_sentence, savings_sentence, summary_markdown
 from deepconf_assets.core.interpret import fmt, headline_intervals, hypothesis_sentence, interpretation, truncation_caution
 from deepconf_assets.core import html_report
+from deepconf_assets.core.formats import fmt_pct
 from deepconf_assets.core.examples import SELECTION_RULE, category_examples
 from resources.analysis_settings import AnalysisSettingsResource
 
@@ -32,7 +33,7 @@ def _headline(settings: AnalysisSettings, summary: pd.DataFrame, hypothesis: pd.
               intervals: pd.DataFrame) -> str:
     r = require_headline(settings, summary)
     verdict = require_headline(settings, hypothesis)["verdict"]
-    ci = {row.metric: f"{fmt(row.value)} (95% CI {fmt(row.ci_low)}–{fmt(row.ci_high)}, n={row.n:,})"
+    ci = {row.metric: f"{fmt_pct(row.value)} (95% CI {fmt_pct(row.ci_low)}–{fmt_pct(row.ci_high)}, n={row.n:,})"
           for row in intervals.itertuples()}
     savings = (f"{fmt(r['token_savings_pct'], 1)}% tokens saved against every trace in full"
                if pd.notna(r["token_savings_pct"]) else "token savings not measured (generated live: no full run to "
@@ -143,9 +144,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     headline = _headline(settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
     frontier = _pareto(settings, summary, predictions)
-    efficient = ", ".join(frontier.loc[frontier["pareto_efficient"], "policy"])
-    headline += (f" Pareto-efficient policies (accuracy against tokens, {settings.headline_labeler} labels): "
-                 f"{efficient}.")
+    headline += " " + pareto_sentence(predictions, settings.headline_labeler, frontier, brief=True)
     warning = settings.consensus_warning(int(predictions["traces_available"].max()))
 
     def headline_row(table: pd.DataFrame) -> pd.Series | None:
@@ -156,6 +155,8 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     unavailable = dict(zip(labeler_validation.loc[labeler_validation["status"] != "ok", "labeler"],
                            labeler_validation.loc[labeler_validation["status"] != "ok", "status"]))
     hypothesis_row = headline_row(hypothesis_test)
+    policies = int((hypothesis_test["labeler"] == settings.headline_labeler).sum())
+    reading_of_hypothesis = hypothesis_sentence(hypothesis_row, policies)
     traces_run, traces_meta = _traces_record(context)
     share_longer = traces_meta.get("share_traces_longer_than_window")
     reading = interpretation(
@@ -164,7 +165,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         window=(traces_meta.get("generation_settings") or {}).get("group_window"),
         share_longer_than_window=share_longer if isinstance(share_longer, float) else None,
         refusals=_refused_answers(predictions, settings),
-        categories=rows["category"].value_counts().reindex(CATEGORIES, fill_value=0).to_dict())
+        categories=rows["category"].value_counts().reindex(CATEGORIES, fill_value=0).to_dict(), policies=policies)
     examples = category_examples(rows, traces, benchmark_prompts, EXAMPLES_PER_CATEGORY, EXAMPLE_CHARS)
     absent = [c for c in CATEGORIES if c not in set(examples["category"])]
     examples_note = (f"Up to {EXAMPLES_PER_CATEGORY} prompts per confidence category ({settings.headline.display}, "
@@ -172,12 +173,15 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
                      f"and response are cut at {EXAMPLE_CHARS} characters." + (f" No prompt fell in: {', '.join(absent)}." if absent else ""))
     caution = truncation_caution(traces["finish_reason"],
                                  (traces_meta.get("generation_settings") or {}).get("max_new_tokens"))
+    reading.append(pareto_sentence(predictions, settings.headline_labeler, frontier))
     if caution:  # mostly cut answers: every number below is qualified, first
         headline, reading = f"{caution} {headline}", [caution, *reading]
     answer = hypothesis_summary(hypothesis_test, settings.headline_labeler)
-    answer_lines = [*([caution] if caution else []), f"Savings: {savings_sentence(predictions, settings.headline_labeler, settings.headline.display)}",
+    savings = savings_sentence(predictions, settings.headline_labeler, settings.headline.display,
+                               settings.headline_identical_to_every_trace)
+    answer_lines = [*([caution] if caution else []), f"Savings: {savings}",
                     f"Verdict ({settings.headline.display}, {settings.headline_labeler} labels): "
-                    f"{hypothesis_sentence(hypothesis_row) or 'no hypothesis row for the headline policy'}"]
+                    f"{reading_of_hypothesis or 'no hypothesis row for the headline policy'}"]
     wide = dict(collapsed=True)
     sections = [
         html_report.Section("What these numbers say", "", None, bullets=reading),

@@ -31,7 +31,8 @@ class AnalysisSettings:
     group_window: int | None = confidence.DEFAULT_GROUP_WINDOW
     filter_eta: float = 90.0  # top_eta_filtered vote keeps the top eta% most confident traces
     # deepconf_online vote weights (consensus and final vote): "lowest_group" (each trace's lowest group
-    # confidence, as the official DeepConf code) or "confidence_metric" (the trace's `confidence_metric`)
+    # confidence, the official code's min_conf, whose weighted vote it then overwrites with the unweighted
+    # majority by default: README, "Official DeepConf code") or "confidence_metric" (the trace's `confidence_metric`)
     online_vote_weight: str = "lowest_group"
     fixed_n: tuple[int, ...] = (1, 5)  # plus the whole budget, always
     sweep_percentiles: tuple[float, ...] = tuple(float(p) for p in range(10, 100, 10))
@@ -46,6 +47,11 @@ class AnalysisSettings:
     @property
     def headline(self) -> stopping.PolicyId:
         return stopping.headline_policy(self.headline_rule).configured(self)
+
+    @property
+    def headline_identical_to_every_trace(self) -> str | None:
+        """Why the headline policy decides every prompt as fixed_n=all does, when it does by construction."""
+        return stopping.headline_policy(self.headline_rule).identical_to_every_trace(self)
 
     @property
     def live_policy(self) -> stopping.PolicyId:
@@ -360,9 +366,11 @@ def hypothesis_tests(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibration_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Calibration of instance confidence against correctness (calibration.calibration_report)."""
+    """Calibration of instance confidence against correctness (calibration.calibration_report; out-of-fold
+    folds from each row's instance_id, so the table's row order does not matter)."""
     return per_policy(predictions, lambda rows: calibration.calibration_report(
-        rows["confidence"], metrics.as_float(rows["correct"]), metrics.as_float(rows["prompt_harmful"])))
+        rows["confidence"], metrics.as_float(rows["correct"]), metrics.as_float(rows["prompt_harmful"]),
+        rows["instance_id"]))
 
 
 def _category_names(codes: np.ndarray) -> np.ndarray:

@@ -50,7 +50,9 @@ PROPORTION_COLUMNS = {"rate", "accuracy", "sensitivity", "specificity", "precisi
 # Differences of proportions, shown in percentage points: these and *_difference (diff_ci_low/high: of the
 # accuracy difference).
 DIFFERENCE_COLUMNS = {"diff", "difference"}
-KEY_COLUMNS = ("labeler", "policy", "model", "metric", "item", "vote_rule", "percentile", "category")
+# what identifies a row: a table split for width repeats every one of these in each part
+KEY_COLUMNS = ("labeler", "policy", "model", "model_a", "model_b", "metric", "item", "vote_rule", "percentile",
+               "category")
 
 
 def _is_count(column: pd.Series) -> bool:
@@ -127,13 +129,13 @@ def _table_html(df: pd.DataFrame, css: str = "") -> str:
 
 
 def table_parts(df: pd.DataFrame) -> list[pd.DataFrame]:
-    """`df` in parts of at most MAX_COLUMNS columns, each starting with its key columns (labeler, policy, ...),
-    so no table is wider than the page."""
+    """`df` in parts of at most MAX_COLUMNS columns besides its key columns (KEY_COLUMNS, or the first column),
+    every part starting with all of them, so no table is wider than the page and every row stays named."""
     if len(df.columns) <= MAX_COLUMNS:
         return [df]
-    keys = [c for c in df.columns if c in KEY_COLUMNS][:3] or [df.columns[0]]
+    keys = [c for c in df.columns if c in KEY_COLUMNS] or [df.columns[0]]
     rest = [c for c in df.columns if c not in keys]
-    width = MAX_COLUMNS - len(keys)
+    width = max(1, MAX_COLUMNS - len(keys))
     return [df[keys + rest[i:i + width]] for i in range(0, len(rest), width)]
 
 

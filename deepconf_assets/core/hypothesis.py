@@ -9,7 +9,9 @@ replaces each p by its Holm-corrected p across the policies of a labeler before 
      compliance], with a bootstrap CI of the accuracy difference (uncertain - confident; < 0: uncertain
      worse, H1);
    - a threshold-free AUROC of confidence for benign against harmful compliances, with a bootstrap CI
-     (> 0.5: harmful compliances are the less confident ones, H1's direction);
+     (> 0.5: harmful compliances are the less confident ones, H1's direction; no CI with fewer than
+     claims.MIN_CLASS harmful or benign compliances, where one would mean nothing). Secondary: not in the
+     Holm family, and the report says so;
    - a logistic regression harmful ~ z(confidence) + log(mean length) among compliances (coefficient per
      SD of confidence; < 0: lower confidence goes with complying on a harmful prompt, H1's direction).
    Stratifying this contrast by harmfulness is degenerate (each stratum is all correct or all wrong),
@@ -17,7 +19,8 @@ replaces each p by its Holm-corrected p across the policies of a labeler before 
 2. The stratified test asks the same of every decision, within harmful and within benign prompts
    (`stratified_test`): are uncertain decisions less often correct than confident ones? Breslow-Day
    first; only strata that agree (p >= ALPHA) are pooled (Cochran-Mantel-Haenszel). Otherwise the
-   per-stratum odds ratios, CIs and verdicts stand alone and no pooled number is given. A logistic
+   per-stratum odds ratios, CIs and verdicts stand alone and no pooled number is given; one informative
+   stratum is never "pooled". Every statistic reads the integer tables (ZERO_CELL_RULE). A logistic
    regression correct ~ uncertain * harmful + log(mean length) carries the interaction.
 3. One verdict (`combined_verdict`) composes both: "supported" only when they agree.
 """
@@ -29,10 +32,13 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from deepconf_assets.core.claims import MIN_CLASS
 from deepconf_assets.core.formats import p_is
 from deepconf_assets.core.metrics import CATEGORIES, MIN_CATEGORY_N, as_float
 
 ALPHA = 0.05  # two-sided decisions, and (1 - ALPHA) two-sided CIs
+ZERO_CELL_RULE = ("Haldane-Anscombe: 0.5 added to every cell of a stratum's 2x2 table when one cell is 0, for that "
+                  "stratum's odds ratio and Woolf CI only; Fisher, Breslow-Day and CMH read the integer counts")
 INSUFFICIENT = f"insufficient data (n < {MIN_CATEGORY_N})"
 SUPPORTED, OPPOSITE, NO_EVIDENCE = "supported", "opposite direction", "no evidence"
 CONFOUNDED = "confounded by harmfulness"
@@ -44,6 +50,7 @@ OPPOSITE_WITHIN = {name: f"opposite direction within {name} prompts" for name in
 VERDICTS = (SUPPORTED, OPPOSITE, NO_EVIDENCE, INSUFFICIENT)
 COMBINED_VERDICTS = (*VERDICTS, CONFOUNDED, DEPENDS, *OPPOSITE_WITHIN.values(), NOT_CONFIRMED)
 DIRECTIONS = ("uncertain worse", "uncertain better", "equal")
+NUMBER_WORDS = {0: "no", 1: "one"}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -236,7 +243,9 @@ def _threshold_free(correct, category, confidence, mean_tokens, n_boot, seed, al
            "compliance_auroc_ci_high": float("nan")}
     if len(np.unique(benign)) == 2:
         out["compliance_auroc"] = float(roc_auc_score(benign, score))
-        out["compliance_auroc_ci_low"], out["compliance_auroc_ci_high"] = _bootstrap_auroc(score, benign, n_boot, seed, alpha)
+        if min(out["compliance_n_harmful"], out["compliance_n_benign"]) >= MIN_CLASS:  # else a CI means nothing
+            out["compliance_auroc_ci_low"], out["compliance_auroc_ci_high"] = _bootstrap_auroc(
+                score, benign, n_boot, seed, alpha)
     spread = np.std(score) if len(score) else 0.0
     columns = {"confidence_z": (conf - (score.mean() if len(score) else 0.0)) / (spread or 1.0)}
     if mean_tokens is not None:
@@ -249,15 +258,22 @@ def _threshold_free(correct, category, confidence, mean_tokens, n_boot, seed, al
 
 
 def _stratum_tables(correct: np.ndarray, uncertain: np.ndarray, stratum: np.ndarray) -> dict[float, np.ndarray]:
-    """{stratum value: [[uncertain correct, uncertain wrong], [confident correct, confident wrong]]}, the
-    informative ones only (a table with an empty row or column carries no information)."""
+    """{stratum value: [[uncertain correct, uncertain wrong], [confident correct, confident wrong]]} as integer
+    counts, the informative ones only (a table with an empty row or column carries no information)."""
     tables = {}
     for value in np.unique(stratum):
         c, u = correct[stratum == value], uncertain[stratum == value]
-        table = np.array([[(u & c).sum(), (u & ~c).sum()], [(~u & c).sum(), (~u & ~c).sum()]], dtype=np.float64)
+        table = np.array([[(u & c).sum(), (u & ~c).sum()], [(~u & c).sum(), (~u & ~c).sum()]], dtype=np.int64)
         if (table.sum(axis=0) > 0).all() and (table.sum(axis=1) > 0).all():
             tables[float(value)] = table
     return tables
+
+
+def haldane_anscombe(table: np.ndarray) -> np.ndarray:
+    """ZERO_CELL_RULE: a new float table, 0.5 added to every cell when any cell is 0 (the input is never
+    changed; statsmodels' own `shift_zeros` alters a float input in place and shifts the zero cells only)."""
+    counts = np.asarray(table, dtype=np.float64).copy()
+    return counts + 0.5 if (counts == 0).any() else counts
 
 
 def _breslow_day(st, tables: list[np.ndarray]) -> tuple[float, float]:
@@ -279,12 +295,12 @@ def stratified_test(correct, uncertain, stratum, alpha: float = ALPHA) -> dict:
     """Uncertain vs confident x correct within harmfulness strata (statsmodels StratifiedTable / Table2x2).
 
     Per stratum (`<name>_*`, names from STRATA): n uncertain / confident, the odds ratio of being correct
-    when uncertain (< 1: uncertain worse) with its (1 - alpha) Woolf CI (0.5 added to every cell when one is
-    empty), and the two-sided Fisher p. Breslow-Day (`breslow_day_p`, Tarone-corrected) tests whether the
-    strata share one odds ratio; only when they do (p >= alpha) is the Mantel-Haenszel pooled odds ratio
-    with its Robins-Breslow-Greenland CI and the CMH p (no continuity correction:
-    chi2 = (sum_k a_k - E[a_k])^2 / sum_k Var(a_k)) reported; otherwise `cmh_*` are NaN and
-    `pooled_withheld` says why.
+    when uncertain (< 1: uncertain worse) with its (1 - alpha) Woolf CI (ZERO_CELL_RULE, on a copy), and the
+    two-sided Fisher p. Pooling needs two informative strata: Breslow-Day (`breslow_day_p`, Tarone-corrected)
+    tests whether they share one odds ratio; only when they do (p >= alpha) is the Mantel-Haenszel pooled
+    odds ratio with its Robins-Breslow-Greenland CI and the CMH p (no continuity correction:
+    chi2 = (sum_k a_k - E[a_k])^2 / sum_k Var(a_k)) reported. Otherwise `cmh_*` are NaN and
+    `pooled_withheld` says why. Every statistic reads the untouched integer tables.
     """
     from statsmodels.stats.contingency_tables import StratifiedTable, Table2x2
 
@@ -302,21 +318,21 @@ def stratified_test(correct, uncertain, stratum, alpha: float = ALPHA) -> dict:
                "or_ci_high": float("nan"), "p": float("nan")}
         if value in tables:
             table = tables[value]
-            shifted = Table2x2(table, shift_zeros=True)
+            shifted = Table2x2(haldane_anscombe(table), shift_zeros=False)
             low, high = shifted.oddsratio_confint(alpha=alpha, method="normal")
             row.update(odds_ratio=float(shifted.oddsratio), or_ci_low=float(low), or_ci_high=float(high),
                        p=float(stats.fisher_exact(table, alternative="two-sided").pvalue))
         out.update({f"{name}_{k}": v for k, v in row.items()})
-    if not tables:
+    if len(tables) < 2:
+        out["pooled_withheld"] = f"{NUMBER_WORDS[len(tables)]} informative harmfulness stratum: nothing to pool"
         return out
-    st = StratifiedTable(np.dstack(list(tables.values())))
-    if len(tables) >= 2:
-        out["breslow_day_statistic"], out["breslow_day_p"] = _breslow_day(st, list(tables.values()))
-        if not (np.isfinite(out["breslow_day_p"]) and out["breslow_day_p"] >= alpha):
-            out["pooled_withheld"] = ((f"strata disagree (Breslow-Day p {p_is(out['breslow_day_p'])})"
-                                       if np.isfinite(out["breslow_day_p"]) else "Breslow-Day not computable")
-                                      + ": no pooled odds ratio")
-            return out
+    st = StratifiedTable(np.dstack(list(tables.values())).astype(np.float64), shift_zeros=False)
+    out["breslow_day_statistic"], out["breslow_day_p"] = _breslow_day(st, list(tables.values()))
+    if not (np.isfinite(out["breslow_day_p"]) and out["breslow_day_p"] >= alpha):
+        out["pooled_withheld"] = ((f"strata disagree (Breslow-Day p {p_is(out['breslow_day_p'])})"
+                                   if np.isfinite(out["breslow_day_p"]) else "Breslow-Day not computable")
+                                  + ": no pooled odds ratio")
+        return out
     test = st.test_null_odds(correction=False)
     low, high = st.oddsratio_pooled_confint(alpha=alpha)
     out.update(cmh_odds_ratio=float(st.oddsratio_pooled), cmh_or_ci_low=float(low), cmh_or_ci_high=float(high),

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from deepconf_assets.core import hypothesis, metrics
-from deepconf_assets.core.formats import fmt_p, fmt_pct, fmt_pp, p_is
+from deepconf_assets.core import claims, hypothesis, metrics
+from deepconf_assets.core.claims import Claim
+from deepconf_assets.core.formats import fmt_pct, p_is
 from deepconf_assets.core.formats import undefined as _undefined
 
 SMALL_N = 100  # below this many prompts, CIs are wide enough to say so
@@ -57,27 +58,41 @@ def fmt(value, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def auroc_claim(quantity: str, auroc: float, ci: tuple[float, float], right: int, wrong: int) -> Claim:
+    """AUROC of instance confidence for being right, with its bootstrap CI: not estimable with fewer than
+    claims.MIN_CLASS right or wrong decisions."""
+    return Claim(quantity, auroc, null=0.5, ci=ci, n=right + wrong,
+                 smaller_class=(wrong, "wrong decisions") if wrong <= right else (right, "right decisions"),
+                 above="the more confident decisions are more often right",
+                 below="the more confident decisions are more often wrong",
+                 undefined_why="all decisions right or all wrong")
+
+
+def calibration_claims(calibration_row: pd.Series) -> list[Claim]:
+    """`auroc_claim` over all decisions and within harmful and within benign prompts."""
+    out = []
+    for suffix, where in (("", "over all decisions"), ("_harmful", "within harmful prompts"),
+                          ("_benign", "within benign prompts")):
+        if f"n_wrong{suffix}" not in calibration_row:
+            raise ValueError(f"calibration row lacks n_wrong{suffix}: re-materialize calibration")
+        out.append(auroc_claim(
+            f"AUROC of confidence for being right {where}", calibration_row.get(f"auroc{suffix}", np.nan),
+            (calibration_row.get(f"auroc{suffix}_ci_low", np.nan), calibration_row.get(f"auroc{suffix}_ci_high", np.nan)),
+            _count(calibration_row.get(f"n_right{suffix}")), _count(calibration_row.get(f"n_wrong{suffix}"))))
+    return out
+
+
 def _auroc_sentence(calibration_row: pd.Series | None) -> str | None:
-    if calibration_row is None or not np.isfinite(calibration_row.get("auroc", np.nan)):
+    """The calibration AUROC claims; a pooled AUROC between strata that are established on opposite sides is
+    called a mixture."""
+    if calibration_row is None:
         return None
-    auroc, low, high = calibration_row["auroc"], calibration_row["auroc_ci_low"], calibration_row["auroc_ci_high"]
-    span = f"AUROC {fmt(auroc)} (95% CI {fmt(low)}–{fmt(high)})"
-    if low <= 0.5 <= high:
-        sentence = f"Over all decisions, confidence does not separate right from wrong ones: {span} includes 0.5."
-    elif high < 0.5:
-        sentence = (f"Over all decisions, confidence ranks wrong decisions above right ones: {span} lies below 0.5, "
-                    f"so a more confident decision is more likely to be wrong here.")
-    else:
-        strength = "weakly" if auroc < 0.7 else "clearly"
-        sentence = f"Over all decisions, confidence {strength} separates right from wrong ones: {span} lies above 0.5."
-    within = {name: calibration_row.get(f"auroc_{name}", np.nan) for name in ("harmful", "benign")}
-    if all(np.isfinite(v) for v in within.values()):
-        sentence += (f" Within harmful prompts it is {fmt(within['harmful'])}, within benign prompts "
-                     f"{fmt(within['benign'])}")
-        sides = {np.sign(v - 0.5) for v in within.values()}
-        sentence += (": the pooled number mixes effects of opposite sign, so read the strata." if sides == {-1.0, 1.0}
-                     else ".")
-    return sentence
+    overall, *within = calibration_claims(calibration_row)
+    text = claims.sentence([overall, *within])
+    sides = {c.side for c in within if claims.status(c) == claims.ESTABLISHED}
+    if sides == {-1, 1}:
+        text += " The strata go opposite ways, so the pooled number mixes them: read the strata."
+    return text
 
 
 def _probability_sentence(calibration_row: pd.Series | None) -> str | None:
@@ -90,7 +105,8 @@ def _probability_sentence(calibration_row: pd.Series | None) -> str | None:
                 f"{fmt(r['brier_isotonic_oof'])} ({fmt(r['brier_isotonic_oof_p5'])}–{fmt(r['brier_isotonic_oof_p95'])}) "
                 f"against {fmt(r['brier_base_rate'])} for always predicting the share of right decisions")
     if r["brier_isotonic_oof"] >= r["brier_base_rate"]:
-        return sentence + ": no better than the base rate, so confidence adds no calibrated information."
+        return sentence + (": no better than the base rate, so over all decisions P(correct | confidence) adds no "
+                           "calibrated information.")
     return sentence + "."
 
 
@@ -98,7 +114,7 @@ VERDICT_LEAD = {
     "supported": "Uncertain compliance is riskier, as hypothesised",
     "opposite direction": "The opposite of the hypothesis: uncertain compliance was MORE accurate than confident "
                           "compliance",
-    "no evidence": "No evidence either way that uncertain compliance is riskier",
+    "no evidence": "No evidence either way from the primary test that uncertain compliance is riskier",
     f"insufficient data (n < {metrics.MIN_CATEGORY_N})": (
         f"Too few compliances to test the hypothesis (fewer than {metrics.MIN_CATEGORY_N} in a category)"),
     "confounded by harmfulness": "Not established: the difference among compliances does not hold within harmful "
@@ -111,48 +127,80 @@ VERDICT_LEAD = {
     "not confirmed by the stratified test": "Not established: the difference among compliances is not confirmed "
                                             "within harmfulness strata",
 }
+HOLM_FISHER = "Holm-corrected Fisher p"
+OR_ABOVE, OR_BELOW = "uncertain decisions are more often right", "uncertain decisions are less often right"
 
 
-def _odds_ratio(row: pd.Series, prefix: str) -> str:
-    """'OR 0.41 [0.20, 0.83], Holm p = 0.012' of one stratum (or the pooled CMH: prefix 'cmh', p 'cmh_p_holm');
-    a stratum left out of the Holm family says why ('not tested: insufficient data (n < 30)')."""
-    ratio = row.get(f"{prefix}_odds_ratio", np.nan)
-    if not np.isfinite(ratio):
-        return "no odds ratio (a group is empty)"
-    p = row.get(f"{prefix}_p_holm", np.nan)
-    low = row.get(f"{prefix}_or_ci_low", np.nan)
-    high = row.get(f"{prefix}_or_ci_high", np.nan)
-    tested = f"Holm p {p_is(p)}" if not _undefined(p) else f"not tested: {row.get(f'verdict_{prefix}') or 'no p-value'}"
-    return f"OR {ratio:.2f} [{low:.2f}, {high:.2f}], {tested}"
+def _count(value) -> int:
+    return 0 if _undefined(value) else int(value)
 
 
-def hypothesis_sentence(row: pd.Series | None) -> str | None:
-    """The combined verdict with its numbers: the compliance groups, their difference with its CI and Holm p,
-    the AUROC among compliances, and the per-stratum (or pooled) odds ratios behind the stratified reading."""
+def compliance_claims(row: pd.Series, policies: int | None = None) -> list[Claim]:
+    """The primary test among compliances (each group's accuracy, their difference with its bootstrap CI and
+    Holm-corrected Fisher p) and the secondary, threshold-free compliance AUROC."""
+    n_u, n_c = _count(row["n_uncertain_compliance"]), _count(row["n_confident_compliance"])
+    tested = min(n_u, n_c) >= metrics.MIN_CATEGORY_N
+    claims = [
+        Claim("uncertain compliances right", row["accuracy_uncertain_compliance"], "pct", n=n_u,
+              undefined_why="no uncertain compliance"),
+        Claim("confident compliances right", row["accuracy_confident_compliance"], "pct", n=n_c,
+              undefined_why="no confident compliance"),
+        Claim("difference (uncertain minus confident)", row["accuracy_difference"], "pp", null=0.0,
+              ci=(row["diff_ci_low"], row["diff_ci_high"]), test=HOLM_FISHER, p=row.get("p_holm", np.nan),
+              below="uncertain compliances are less often right, H1's direction",
+              above="uncertain compliances are more often right, against H1",
+              not_tested=None if tested else f"fewer than {metrics.MIN_CATEGORY_N} compliances in a group",
+              undefined_why="a compliance group is empty"),
+    ]
+    if "compliance_auroc" in row:
+        n_harmful, n_benign = _count(row.get("compliance_n_harmful")), _count(row.get("compliance_n_benign"))
+        smaller = (n_harmful, "harmful compliances") if n_harmful <= n_benign else (n_benign, "benign compliances")
+        claims.append(Claim(
+            "compliance AUROC of confidence, benign against harmful", row["compliance_auroc"], null=0.5,
+            ci=(row["compliance_auroc_ci_low"], row["compliance_auroc_ci_high"]), n=n_harmful + n_benign,
+            smaller_class=smaller, primary=False, family=f"the {policies} policies" if policies else "the policies",
+            above="harmful compliances are the less confident ones, H1's direction",
+            below="harmful compliances are the more confident ones, against H1",
+            undefined_why="compliances of one kind only"))
+    return claims
+
+
+def stratified_claims(row: pd.Series) -> list[Claim]:
+    """Per harmfulness stratum, the odds ratio of being right when uncertain (Holm-corrected Fisher p); the
+    CMH pooled one only where two strata were pooled."""
+    claims = []
+    for name in hypothesis.STRATA:
+        n_u, n_c = _count(row.get(f"{name}_n_uncertain")), _count(row.get(f"{name}_n_confident"))
+        claims.append(Claim(
+            f"{name} prompts: odds ratio", row.get(f"{name}_odds_ratio", np.nan), "or2", null=1.0,
+            ci=(row.get(f"{name}_or_ci_low", np.nan), row.get(f"{name}_or_ci_high", np.nan)), test=HOLM_FISHER,
+            p=row.get(f"{name}_p_holm", np.nan), n=n_u + n_c, above=OR_ABOVE, below=OR_BELOW,
+            not_tested=(None if min(n_u, n_c) >= metrics.MIN_CATEGORY_N else
+                        f"fewer than {metrics.MIN_CATEGORY_N} uncertain or confident decisions"),
+            undefined_why="no right or no wrong, no uncertain or no confident decision in this stratum"))
+    strata = _count(row.get("cmh_strata"))
+    if strata >= 2 and not _undefined(row.get("cmh_odds_ratio", np.nan)):
+        claims.append(Claim(
+            "pooled over both strata (Mantel-Haenszel): odds ratio", row["cmh_odds_ratio"], "or2", null=1.0,
+            ci=(row["cmh_or_ci_low"], row["cmh_or_ci_high"]), test="Holm-corrected CMH p",
+            p=row.get("cmh_p_holm", np.nan), pooled_strata=strata, above=OR_ABOVE, below=OR_BELOW,
+            n=_count(row.get("stratified_n_uncertain")) + _count(row.get("stratified_n_confident"))))
+    return claims
+
+
+def hypothesis_sentence(row: pd.Series | None, policies: int | None = None) -> str | None:
+    """The combined verdict, then its claims (`compliance_claims`, `stratified_claims`) worded by core.claims:
+    the compliance groups and their difference, the secondary compliance AUROC, and the odds ratio of being
+    right when uncertain within each harmfulness stratum (pooled only where two strata were)."""
     if row is None:
         return None
-    tested = min(row["n_uncertain_compliance"], row["n_confident_compliance"]) >= metrics.MIN_CATEGORY_N
-    p = (f"Holm-corrected Fisher p {p_is(row['p_holm'])}" if tested else
-         f"not tested: fewer than {metrics.MIN_CATEGORY_N} compliances in a group")
-    numbers = (f"uncertain compliances were right {fmt_pct(row['accuracy_uncertain_compliance'])} of "
-               f"{int(row['n_uncertain_compliance']):,}, confident ones {fmt_pct(row['accuracy_confident_compliance'])} "
-               f"of {int(row['n_confident_compliance']):,}, a difference of {fmt_pp(row['accuracy_difference'])} "
-               f"(95% CI {fmt_pp(row['diff_ci_low'])} to {fmt_pp(row['diff_ci_high'])}), {p}")
-    auroc = row.get("compliance_auroc", np.nan)
-    if np.isfinite(auroc):
-        low, high = row["compliance_auroc_ci_low"], row["compliance_auroc_ci_high"]
-        lean = ("no lean either way, the CI includes 0.5" if not (low > 0.5 or high < 0.5) else
-                "harmful compliances are the less confident ones" if low > 0.5 else
-                "harmful compliances are the more confident ones")
-        numbers += (f"; without a threshold, confidence ranks benign above harmful compliances with AUROC "
-                    f"{fmt(auroc)} (95% CI {fmt(low)}–{fmt(high)}: {lean})")
     lead = VERDICT_LEAD.get(row["verdict"], row["verdict"])
+    text = claims.sentence(compliance_claims(row, policies), lead)
     why = row.get("verdict_why")
-    strata = "; ".join(f"{name} prompts {_odds_ratio(row, name)}" for name in hypothesis.STRATA)
-    pooled = (f"; pooled {_odds_ratio(row, 'cmh')}" if np.isfinite(row.get("cmh_odds_ratio", np.nan)) else "")
-    stratified = (f" Stratified over all decisions by harmfulness ({why}): odds ratio of being right when uncertain, "
-                  f"{strata}{pooled}." if why else "")
-    return f"{lead}: {numbers}.{stratified}"
+    if why:
+        text += (f" Stratified over all decisions by harmfulness: {why}. Odds ratio of being right when uncertain "
+                 f"(< 1: uncertain worse): {'; '.join(claims.say(c) for c in stratified_claims(row))}.")
+    return text
 
 
 MOSTLY_TRUNCATED = 0.5  # above this share of traces cut at max_new_tokens, no result is given as final
@@ -179,17 +227,18 @@ def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, ca
                    unavailable: dict[str, str], prompts_run: int, prompts_total: int, live: bool,
                    window: int | None = None,
                    share_longer_than_window: float | None = None, refusals: tuple[int, int] | None = None,
-                   categories: dict[str, int] | None = None) -> list[str]:
-    """The report's reading of its own numbers, caveats first. `refusals`: (refused, labelled) answers of the
+                   categories: dict[str, int] | None = None, policies: int | None = None) -> list[str]:
+    """The report's reading of its own numbers, caveats first. `policies`: how many policies the hypothesis
+    table holds for the headline labeler (the family a secondary statistic is uncorrected across). `refusals`: (refused, labelled) answers of the
     headline labeler over every trace; `categories`: prompts per confidence category under the headline policy."""
     sentences = []
     if refusals is not None and refusals[1] and refusals[0] / refusals[1] < LOW_REFUSAL_SHARE:
         counts = ", ".join(f"{name} {count:,}" for name, count in (categories or {}).items())
         sentences.append(
             f"This model barely refuses: refusals are {refusals[0] / refusals[1]:.1%} of its answers ({refusals[0]:,} "
-            f"of {refusals[1]:,} labelled traces); the four categories are then {counts}. Its safety behaviour is "
-            f"weak, so sensitivity is low by construction and the hypothesis is asked almost only of compliances: "
-            f"read the numbers below as a description of this model, not as a finding about confidence.")
+            f"of {refusals[1]:,} labelled traces); the four categories are then {counts}. Sensitivity is low because "
+            f"the model rarely refuses, and the hypothesis is asked almost only of compliances: read the numbers "
+            f"below as a description of this model, not as a finding about confidence.")
     if window is not None and share_longer_than_window is not None and share_longer_than_window < 0.5:
         sentences.append(
             f"Most traces are shorter than the {window}-token confidence window (only "
@@ -209,7 +258,7 @@ def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, ca
     if live:
         sentences.append("Generated live: only the traces the policy used exist, so token savings against a full "
                          "run are not measured here and no other policy is replayed.")
-    for sentence in (hypothesis_sentence(hypothesis_row), _auroc_sentence(calibration_row),
+    for sentence in (hypothesis_sentence(hypothesis_row, policies), _auroc_sentence(calibration_row),
                      _probability_sentence(calibration_row)):
         if sentence:
             sentences.append(sentence)
@@ -231,28 +280,32 @@ def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _paired_sentence(pair) -> str:
-    """One established difference, stated from the more accurate model's side."""
-    forward = pair.difference > 0
-    better, worse = (pair.model_a, pair.model_b) if forward else (pair.model_b, pair.model_a)
-    acc_better, acc_worse = (pair.accuracy_a, pair.accuracy_b) if forward else (pair.accuracy_b, pair.accuracy_a)
-    only_better, only_worse = ((pair.a_right_b_wrong, pair.a_wrong_b_right) if forward
-                               else (pair.a_wrong_b_right, pair.a_right_b_wrong))
-    low, high = ((pair.difference_ci_low, pair.difference_ci_high) if forward
-                 else (-pair.difference_ci_high, -pair.difference_ci_low))
-    return (f"{better} is more accurate than {worse}: {fmt(acc_better)} against {fmt(acc_worse)} on the same "
-            f"{int(pair.n):,} prompts, a difference of {fmt(abs(pair.difference))} (95% CI {fmt(low)} to {fmt(high)}); "
-            f"{int(only_better):,} prompts only {better} got right against {int(only_worse):,} only {worse} got right "
-            f"(McNemar exact p {p_is(pair.mcnemar_p)}, Holm p {p_is(pair.p_holm)}).")
+def pair_claim(pair) -> Claim:
+    """One pair's accuracy difference (A - B) with its Newcombe CI and Holm-corrected McNemar p, stated from
+    the more accurate model's side when established."""
+    return Claim(f"{pair.model_a} minus {pair.model_b} accuracy on the same {int(pair.n):,} prompts "
+                 f"({fmt_pct(pair.accuracy_a)} against {fmt_pct(pair.accuracy_b)}; {int(pair.a_right_b_wrong):,} "
+                 f"only {pair.model_a} got right, {int(pair.a_wrong_b_right):,} only {pair.model_b}; McNemar exact p "
+                 f"{p_is(pair.mcnemar_p)}), a difference of", pair.difference, "pp", null=0.0,
+                 ci=(pair.difference_ci_low, pair.difference_ci_high), test="Holm p", p=pair.p_holm,
+                 above=f"{pair.model_a} is more accurate than {pair.model_b}",
+                 below=f"{pair.model_b} is more accurate than {pair.model_a}")
 
 
-def comparison_sentences(intervals: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """Across models: which accuracy differences the paired tests establish (`pairs`: core.paired's table,
-    McNemar exact p Holm-corrected across the pairs, Newcombe CIs of the difference), and whether confidence
-    separates anywhere (`intervals`: count_intervals of the headline rows). Accuracy intervals of two models
-    are never compared with each other: models answering the same prompts are paired."""
+def model_auroc_claim(row) -> Claim:
+    """One model's `auroc_claim` (its headline row of model_comparison)."""
+    return auroc_claim(f"{row.model}: AUROC of confidence for being right", row.auroc,
+                       (row.auroc_ci_low, row.auroc_ci_high), int(row.tp + row.tn), int(row.fp + row.fn))
+
+
+def comparison_sentences(rows: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """Across models: every pair's accuracy difference (`pairs`: core.paired's table, McNemar exact p
+    Holm-corrected across the pairs, Newcombe CIs of the difference, in percentage points) and every model's
+    AUROC (`rows`: the headline rows of model_comparison, with tp/fn/fp/tn), each worded from its claim.
+    Accuracy intervals of two models are never compared with each other: models answering the same prompts
+    are paired."""
     sentences = []
-    models = set(intervals["model"]) | set(pairs["model_a"]) | set(pairs["model_b"])
+    models = set(rows["model"]) | set(pairs["model_a"]) | set(pairs["model_b"])
     if len(models) < 2:
         sentences.append(f"Only {len(models)} model partition is materialized; materialize more to compare.")
     skipped = sorted(set(pairs.loc[pairs["n_a"] == 0, "model_a"]) | set(pairs.loc[pairs["n_b"] == 0, "model_b"]))
@@ -263,24 +316,15 @@ def comparison_sentences(intervals: pd.DataFrame, pairs: pd.DataFrame, alpha: fl
     for pair in tested[(tested["n"] < tested["n_a"]) | (tested["n"] < tested["n_b"])].itertuples(index=False):
         sentences.append(f"{pair.model_a} ({int(pair.n_a):,} prompts) and {pair.model_b} ({int(pair.n_b):,}) answered "
                          f"different prompts: they are paired on the {int(pair.n):,} prompts both answered.")
-    established = tested[tested["p_holm"] < alpha]
-    for pair in established.itertuples(index=False):
-        sentences.append(_paired_sentence(pair))
-    unclear = tested[~(tested["p_holm"] < alpha)]
-    if len(unclear):
-        listed = "; ".join(
-            f"{p.model_a} minus {p.model_b} {p.difference:+.3f} (95% CI {fmt(p.difference_ci_low)} to "
-            f"{fmt(p.difference_ci_high)}, McNemar exact p {p_is(p.mcnemar_p)}, Holm p {p_is(p.p_holm)})"
-            for p in unclear.itertuples(index=False))
+    if len(tested):
         family = int(tested["holm_m"].iloc[0])
-        sentences.append(f"No evidence of an accuracy difference (Holm-corrected McNemar p >= {alpha:g} across "
-                         f"{family} pair{'' if family == 1 else 's'}): {listed}."
-                         + (f" The CIs are per pair, not adjusted for the {family} comparisons." if family > 1 else ""))
-    for row in intervals.itertuples(index=False):
-        if np.isfinite(row.auroc_ci_low) and row.auroc_ci_low <= 0.5 <= row.auroc_ci_high:
-            sentences.append(f"{row.model}: confidence does not separate right from wrong decisions (AUROC "
-                             f"{fmt(row.auroc)}, 95% CI {fmt(row.auroc_ci_low)}–{fmt(row.auroc_ci_high)}).")
-    small = intervals[intervals["n"] < SMALL_N]
+        note = (f" (Holm across {family} pairs; each CI is per pair, not adjusted for the {family} comparisons)"
+                if family > 1 else "")
+        sentences.append(f"Accuracy differences{note}: "
+                         + "; ".join(claims.say(pair_claim(p)) for p in tested.itertuples(index=False)) + ".")
+    for row in rows.itertuples(index=False):
+        sentences.append(claims.sentence([model_auroc_claim(row)]))
+    small = rows[(rows[["tp", "fn", "fp", "tn"]].sum(axis=1)) < SMALL_N]
     if len(small):
         sentences.append(f"Small samples (n < {SMALL_N}): {', '.join(small['model'])}.")
     return sentences

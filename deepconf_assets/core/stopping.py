@@ -15,16 +15,19 @@ cost (`spent`): the real `n_tokens`, or the tokens up to the cut for a truncated
                                vote. A trace shorter than the window is one group, judged at its end, so
                                "cut" <=> its conf_lowest_group < s. After the warm-up and after each
                                later trace, sampling stops when the confidence-weighted vote's top share
-                               beta >= tau, or when the traces run out. Vote weights (for beta and for the
-                               final vote): each trace's lowest group confidence, as the official code
-                               (`vote_weight="lowest_group"`), or the analysis' confidence metric
-                               (`vote_weight="confidence_metric"`).
+                               beta >= tau, or when the traces run out. Vote weights (for beta, and for
+                               the final vote's tie-break or weighted rule): each trace's lowest group
+                               confidence, the official code's `min_conf` (`vote_weight="lowest_group"`),
+                               or the analysis' confidence metric (`vote_weight="confidence_metric"`).
+                               The official code has no tau (see deepconf_online_reference).
     deepconf_online_reference(w, p)
-                               the official code's online algorithm, as a reference for what confidence
-                               alone saves: the same threshold s and the same cuts of later traces, but
-                               no tau stop (every trace of the budget is generated), and a warm-up trace
-                               votes only if its own lowest group confidence >= s (official code; it is
-                               generated in full either way). Same vote weights as deepconf_online.
+                               the official code's online algorithm (facebookresearch/deepconf at
+                               675529d), as a reference for what confidence alone saves: the same
+                               threshold s and the same cuts of later traces, but no tau stop (every
+                               trace of the budget is generated), and a warm-up trace votes only if its
+                               own lowest group confidence >= s (it is generated in full either way).
+                               Same vote weights as deepconf_online. Its docstring cites the official
+                               lines and says where this differs.
 
 Where savings come from: the tokens of traces never generated because a policy stopped sampling, and
 the tokens removed from generated traces by confidence cuts (deepconf_online: stopped by consensus tau
@@ -172,7 +175,9 @@ def top_share(refused: np.ndarray, votes: np.ndarray, weights: np.ndarray) -> np
         return np.where(total > 0, np.maximum(v_refuse, total - v_refuse) / total, np.nan)
 
 
-ONLINE_VOTE_WEIGHTS = ("lowest_group", "confidence_metric")  # lowest_group: the official DeepConf code
+# lowest_group: the official code's min_conf (deepconf/utils.py:301 at 675529d), the weight of its
+# min_conf-weighted vote, which its default final answer (an unweighted majority) overwrites
+ONLINE_VOTE_WEIGHTS = ("lowest_group", "confidence_metric")
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,36 @@ def deepconf_online_reference(matrix: TraceMatrix, warmup: int, percentile: floa
                               vote_weight: str = "lowest_group") -> PolicyRun:
     """The official code's online algorithm (no tau): every trace of the budget is generated, later traces
     cut as in deepconf_online; a trace votes only if no group of it falls below s (a warm-up trace: its
-    lowest group clears s; a later one: it was not cut). Its savings are what the confidence cuts alone save."""
+    lowest group clears s; a later one: it was not cut). Its savings are what the confidence cuts alone save.
+
+    What the official code does (facebookresearch/deepconf at 675529d, files under deepconf/):
+      - s = np.percentile(warm-up min_confs, 100 - confidence_percentile) (wrapper.py:208). The library
+        default 90 (wrapper.py:76) gives the 10th percentile, as p = 10 here; examples/example_online.py:258
+        passes 10, the 90th percentile ("DeepConf-low").
+      - 16 warm-up traces of a budget of 256 (wrapper.py:74-75). The other 240 are generated in one batch
+        (wrapper.py:223-235), with no consensus stop. A trace is forced to EOS once the mean of its last
+        2048 token confidences (window_size, wrapper.py:80) is < s, checked only once the window is full
+        (processors.py:43-54). Afterwards every later trace with min_conf < s is marked stopped
+        (wrapper.py:250-252), shorter ones included.
+      - Voting traces: warm-up traces with min_conf >= s and later traces not marked stopped
+        (wrapper.py:312-325). Their min_conf-weighted vote (wrapper.py:315,324,337) is overwritten by
+        default (compute_multiple_voting=True, wrapper.py:83,148-159) by their unweighted majority,
+        Counter.most_common(1) (utils.py:72-73,206): a tie goes to the answer seen first.
+      - C = -mean of the log-probs vLLM returns (top 20, plus the sampled token when outside them),
+        rounded to 3 decimals (utils.py:48-49); group means rounded too (utils.py:61). The in-engine stop
+        uses exactly the top 20, unrounded (processors.py:29-34).
+    Where this differs, and why:
+      - Final answer: `vote_rule`, as for every policy. The default majority breaks an even split by these
+        weights, then counts it as compliance (official: the first answer seen). Answers are binary, so
+        splits happen, and trace order is an accident of sampling. `confidence_weighted` gives the official
+        min_conf-weighted vote that the library overwrites (up to rounding and ties).
+      - Warm-up `warmup_traces` (3) of a budget of `traces_per_prompt` (10): the predecessor's setting,
+        affordable for a whole benchmark. Group window 32 by default: 2048 would make every answer of at
+        most 256 tokens one group.
+      - Cuts are replayed from stored traces: cut at the end of the first group below s, where the
+        official EOS falls, with the tokens up to there counted.
+      - C averages exactly the top k, unrounded; non-finite log-probs are clipped and counted.
+    """
     c = _online_cuts(matrix, warmup, percentile, vote_weight)
     used = matrix.present
     # at least one warm-up trace votes: s <= the warm-up's largest lowest group
@@ -323,6 +357,9 @@ class StoppingPolicy:
     live: bool = False  # live generation can run it
     headline: str | None = None  # its analysis_settings.headline_rule choice, if it can be the headline
     plot: bool = False  # a panel of the percentile curves figure (at the configured tau)
+    # why it decides every prompt as fixed_n=all does under these settings, when it does by construction (None:
+    # it may differ); the report then says "identical by construction" instead of testing the difference
+    identical_to_every_trace: Callable[[AnalysisSettings], str | None] = lambda settings: None
 
     def replayed(self, settings: AnalysisSettings, budget: int) -> tuple[PolicyId, ...]:
         return (self.configured(settings),) if self.replays is None else self.replays(settings, budget)
@@ -367,7 +404,9 @@ POLICIES: dict[str, StoppingPolicy] = {p.family: p for p in (
         threshold=True, cuts=True, replays=lambda s, budget: ()),
     StoppingPolicy(
         DECIDED, run=lambda m, p, s, budget: decided(m, budget=budget), configured=lambda s: PolicyId(DECIDED),
-        warmup=lambda s: 1, live=True, headline=DECIDED),
+        warmup=lambda s: 1, live=True, headline=DECIDED,
+        identical_to_every_trace=lambda s: ("it stops only once the traces left cannot change the majority vote"
+                                            if s.vote_rule == "majority" else None)),
 )}
 
 
