@@ -170,9 +170,9 @@ def say(claim: Claim) -> str:
 
 
 def sentence(claims: list[Claim], lead: str = "") -> str:
-    """Clauses joined with '; ', after `lead` and a colon, ending in a full stop."""
+    """Clauses joined with '; ', after `lead` and a colon, ending in a full stop (names keep their case)."""
     body = "; ".join(say(c) for c in claims)
     if lead:
         return f"{lead}: {body}." if body else f"{lead}."
-    return f"{body[:1].upper()}{body[1:]}." if body else ""
+    return f"{body}." if body else ""
 
