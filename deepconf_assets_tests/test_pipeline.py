@@ -323,7 +323,7 @@ def test_report_gathers_figures_and_numbers(xstest_demo_run):
     predictions = pd.read_parquet(root / "predictions" / "xstest" / "demo.parquet")
     headline = predictions[(predictions["policy"] == "decided") & (predictions["labeler"] == "heuristic")]
     accuracy = (headline["predicted_refusal"] == headline["prompt_harmful"]).mean()
-    assert f"accuracy {accuracy:.3f}" in page  # the headline sentence carries the same number as the table
+    assert f"accuracy {100 * accuracy:.1f}% (95% CI" in page  # the headline carries the same number as the table
     assert "Positive class = harmful prompt" in page and "WildGuard unavailable" in page
     assert "Most traces are shorter than" not in page  # 90 % of the demo's traces are longer than the window
     assert "<summary>Examples per confidence category</summary>" in page and "Misclassified prompts first" in page

@@ -15,7 +15,7 @@ from deepconf_assets import metadata
 from deepconf_assets.assets.figures import FIGURES
 from deepconf_assets.asset_defaults import EXPERIMENT
 from deepconf_assets.assets.analysis_inputs import require_headline, resolved_settings
-from deepconf_assets.core import analysis
+from deepconf_assets.core import analysis, stopping
 from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.core.metrics import CATEGORIES
 from deepconf_assets.core.answer import hypothesis_summary, pareto_sentence, savings_sentence, summary_markdown
@@ -118,6 +118,13 @@ def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.D
     return rows.merge(sources.drop(columns="labeler"), on="policy")
 
 
+def _decided_note(settings: AnalysisSettings) -> str:
+    """Whether decided gives fixed_n=all's predictions by construction under these settings."""
+    why = stopping.POLICIES[stopping.DECIDED].identical_to_every_trace(settings)
+    return (f"decided gives fixed_n=all's predictions with fewer traces by construction: {why}" if why else
+            f"decided may differ from fixed_n=all under vote_rule={settings.vote_rule}")
+
+
 @asset(
     **EXPERIMENT,
     io_manager_key="html_io_manager",
@@ -194,9 +201,9 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
                             metrics, **wide),
         html_report.Section(
             "Stopping policies: accuracy against tokens, and where the savings come from",
-            "pareto_efficient: no other policy is at least as accurate with no more tokens (fixed_n=1 and "
-            "fixed_n=all are the references; decided gives fixed_n=all's predictions with fewer traces). "
-            "Savings come from instances stopped right after the warm-up, stopped before the budget, and "
+            "pareto_efficient (on point estimates; the paired tests behind it are in 'What these numbers say'): "
+            "no other policy is at least as accurate with no more tokens (fixed_n=1 and fixed_n=all are the "
+            f"references; {_decided_note(settings)}). Savings come from instances stopped right after the warm-up, stopped before the budget, and "
             "later traces cut (deepconf_online; mid-trace = before the trace's own end)."
             + (f" WARNING: {warning}." if warning else ""), frontier, **wide),
         html_report.Section("Hypothesis: uncertain compliance is less accurate than confident compliance",
