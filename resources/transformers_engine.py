@@ -83,6 +83,29 @@ def sample_next(scores, seeds, step, settings: SamplingSettings):
     return token, topk, logprobs.gather(1, token[:, None]).squeeze(1)
 
 
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of hardware bfloat16 matrix arithmetic
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU does bfloat16 arithmetic in hardware (AVX512-BF16 or AMX-BF16 among the flags of
+    /proc/cpuinfo), detected, never guessed from the model; False where the flags cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def resolved_dtype(dtype: str, device: str, cpuinfo: str | None = None) -> str:
+    """generator.dtype as the engine loads it: "auto" is bfloat16 on a GPU and on a CPU with native bfloat16
+    arithmetic (`cpu_has_native_bf16`; measured against float32 in perf/bf16_fidelity.py), else float32."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device.startswith("cuda") or cpu_has_native_bf16(cpuinfo) else "float32"
+
+
 class TransformersEngine:
     """A loaded model and tokenizer; `run` generates (prompt, seed) requests with continuous batching."""
 
@@ -93,8 +116,7 @@ class TransformersEngine:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder = Path(folder)
-        torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
-                       "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        torch_dtype = getattr(torch, resolved_dtype(dtype, device))
         self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", trust_remote_code=False)
         on_cpu = device == "cpu"
         if on_cpu:
