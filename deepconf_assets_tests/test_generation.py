@@ -164,13 +164,13 @@ def test_rows_that_join_a_running_batch_sample_as_alone(generator):
         np.testing.assert_allclose(got[i].token_confidence, trace.token_confidence, atol=TOLERANCE)
 
 
-def test_auto_dtype_follows_the_cpu_flags_not_the_model():
+def test_auto_dtype_and_the_cpu_flags():
     from resources.transformers_engine import cpu_has_native_bf16, resolved_dtype
 
     epyc = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
     sapphire = "flags\t\t: fpu avx2 amx_bf16 amx_tile\n"
     older = "flags\t\t: fpu avx2 avx512f avx512_vnni\nbugs\t\t: avx512_bf16_is_not_a_flag_here\n"
     assert cpu_has_native_bf16(epyc) and cpu_has_native_bf16(sapphire) and not cpu_has_native_bf16(older)
-    assert resolved_dtype("auto", "cpu", older) == "float32"
-    assert resolved_dtype("auto", "cuda:1", older) == "bfloat16"  # a GPU: bfloat16 whatever the host CPU
-    assert resolved_dtype("float32", "cpu", epyc) == "float32"  # an explicit dtype is kept
+    # float32 on every CPU: a bfloat16 batch would make a trace depend on its batch (README)
+    assert resolved_dtype("auto", "cpu") == "float32" and resolved_dtype("auto", "cuda:1") == "bfloat16"
+    assert resolved_dtype("bfloat16", "cpu") == "bfloat16"  # an explicit dtype is kept

@@ -32,7 +32,7 @@ from deepconf_assets.core.prompt_subset import stratified_subset
 from deepconf_assets.core.refusal import is_refusal
 from resources.generation import GenerationResource
 from resources.generation_types import SamplingSettings
-from resources.transformers_engine import TransformersEngine
+from resources.transformers_engine import TransformersEngine, cpu_has_native_bf16
 
 
 def teacher_forced_confidence(engine: TransformersEngine, prompt: str, token_ids: list[int], k: int) -> np.ndarray:
@@ -70,6 +70,7 @@ def main() -> None:
                                    [f"fidelity-{i}" for i in range(len(requests))], settings)
     print(f"generated {len(traces)} float32 traces ({sum(len(t.token_ids) for t in traces):,} tokens) in "
           f"{time.perf_counter() - started:.0f} s")
+    print(f"native bfloat16 arithmetic on this CPU (avx512_bf16 / amx_bf16): {cpu_has_native_bf16()}")
     texts = generator.chat_prompts(args.model, requests, settings)
     f32 = generator.engine(args.model)
     bf16 = TransformersEngine(f32.folder, "cpu", "bfloat16")

@@ -52,8 +52,8 @@ class GenerationResource(ConfigurableResource):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                         description="transformers: auto (cuda when available, else cpu) | cpu | cuda | cuda:N")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto = bfloat16 on a GPU and on a CPU with native bfloat16 arithmetic (avx512_bf16 or "
-                            "amx_bf16 flags), float32 on other CPUs; or float32 | bfloat16 | float16")
+        "auto", description="auto = bfloat16 on GPU, float32 on CPU (bfloat16 batches would make a trace depend "
+                            "on its batch on the CPU: README, 'bfloat16 on the CPU'); or float32 | bfloat16 | float16")
     batch_sequences: int = Field(256, ge=1, description="transformers: most sequences per forward batch; both: traces per shard")
     batch_tokens: int = Field(
         65536, ge=1, description="transformers: most prompt + answer tokens per batch (sequences x (longest prompt + "

@@ -98,12 +98,14 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
-def resolved_dtype(dtype: str, device: str, cpuinfo: str | None = None) -> str:
-    """generator.dtype as the engine loads it: "auto" is bfloat16 on a GPU and on a CPU with native bfloat16
-    arithmetic (`cpu_has_native_bf16`; measured against float32 in perf/bf16_fidelity.py), else float32."""
+def resolved_dtype(dtype: str, device: str) -> str:
+    """generator.dtype as the engine loads it: "auto" is bfloat16 on a GPU and float32 on a CPU, also one with
+    native bfloat16 arithmetic (`cpu_has_native_bf16`): measured there (README, "bfloat16 on the CPU"),
+    bfloat16 scores the same tokens faithfully, but a batched bfloat16 forward differs from a lone one, so a
+    trace would depend on its batch and live early stopping would no longer equal its replay."""
     if dtype != "auto":
         return dtype
-    return "bfloat16" if device.startswith("cuda") or cpu_has_native_bf16(cpuinfo) else "float32"
+    return "bfloat16" if device.startswith("cuda") else "float32"
 
 
 class TransformersEngine:
