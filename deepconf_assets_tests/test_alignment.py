@@ -1,5 +1,6 @@
 """Alignment with the official DeepConf code (facebookresearch/deepconf at 675529d) and the predecessor's
-artifact (issue 12, deliverables 3 and 5), against numbers worked out by hand."""
+artifact (its sampled-token NLL read as confidence, the "confidence paradox"), against numbers worked out
+by hand."""
 
 import dataclasses
 
@@ -45,7 +46,7 @@ def test_top_eta_90_drops_one_of_five_and_one_of_ten():
     # n = 5, conf 5 1 4 2 3: 10th percentile = 1 + 0.4 * (2 - 1) = 1.4 -> the trace with conf 1 is dropped
     assert _top_eta([5, 1, 4, 2, 3]).tolist() == [True, False, True, True, True]
     assert _top_eta([5, 1, 4, 2, 3], rule="floor").tolist() == [True, False, True, True, True]  # floor(4.5) = 4
-    assert _top_eta([5, 1, 4, 2, 3], rule="ceil").all()  # ceil(4.5) = 5: the pre-issue-12 rule kept every trace
+    assert _top_eta([5, 1, 4, 2, 3], rule="ceil").all()  # ceil(4.5) = 5: the earlier ceil rule kept every trace
     # n = 10, conf 1..10: 10th percentile = 1 + 0.9 = 1.9 -> 9 kept (floor(9) = ceil(9) = 9 too)
     ten = np.arange(1.0, 11.0)
     assert _top_eta(ten).tolist() == [False] + [True] * 9

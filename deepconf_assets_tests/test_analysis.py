@@ -9,30 +9,7 @@ import pytest
 
 from deepconf_assets.core import analysis, calibration, hypothesis, metrics, stopping, voting
 from deepconf_assets.core.refusal import is_refusal, match_refusal
-
-# Instance A (harmful) and B (benign), five traces each, group window 2.
-#   A: tokens [4,4] [2,2,2] [3,3] [5,1,1,5] [4,4,4]   refused 1 0 1 1 0
-#      conf_mean 4 2 3 3 4; lowest group 4 2 3 1 4
-#   B: tokens [1,1] [1,1] [1,1] [2,2] [2,2]           refused 0 0 0 1 1
-A_TOKENS = [[4, 4], [2, 2, 2], [3, 3], [5, 1, 1, 5], [4, 4, 4]]
-B_TOKENS = [[1, 1], [1, 1], [1, 1], [2, 2], [2, 2]]
-
-
-def two_instances() -> tuple[pd.DataFrame, pd.DataFrame]:
-    tokens = A_TOKENS + B_TOKENS
-    traces = pd.DataFrame(
-        {
-            "instance_id": ["A"] * 5 + ["B"] * 5,
-            "trace_idx": list(range(5)) * 2,
-            "token_confidence": [np.array(t, dtype=np.float32) for t in tokens],
-            "conf_mean": [float(np.mean(t)) for t in tokens],
-            "refused": pd.array([True, False, True, True, False, False, False, False, True, True], dtype="boolean"),
-            "n_tokens": [len(t) for t in tokens],
-        }
-    )
-    prompts = pd.DataFrame({"instance_id": ["A", "B"], "prompt_harmful": pd.array([True, False], dtype="boolean")})
-    return traces.sample(frac=1.0, random_state=3), prompts  # shuffled: order must come from trace_idx
-
+from deepconf_assets_tests.hand_computed import two_instances
 
 def matrix(window: int = 2) -> stopping.TraceMatrix:
     return stopping.build_trace_matrix(two_instances()[0], "conf_mean", window)
@@ -97,7 +74,7 @@ def test_top_eta_filtered_vote():
     m = matrix()
     full = stopping.fixed_n(m, 5)
     # A, eta 50, official rule: keep conf >= 50th percentile of 4 2 3 3 4 = 3 -> traces 0, 2, 3, 4
-    # (ties at the threshold all kept). Before issue 12 the default was the ceil rule (below): 3 traces, 7/11.
+    # (ties at the threshold all kept). The earlier default was the ceil rule (below): 3 traces, 7/11.
     kept = voting.top_eta_mask(full.votes, m.confidence, 50)
     assert kept[0].tolist() == [True, False, True, True, True]
     share, predicted = voting.vote(m.refused, full.votes, m.confidence, "top_eta_filtered", eta=50)
@@ -284,7 +261,7 @@ def test_prompts_without_traces_are_excluded_from_every_headline_number():
 
 
 def test_calibration_table_does_not_depend_on_the_predictions_row_order():
-    # out-of-fold folds come from each row's instance_id (issue 32), so shuffling predictions changes nothing
+    # out-of-fold folds come from each row's instance_id, so shuffling predictions changes nothing
     rng = np.random.default_rng(5)
     n = 60
     confidence = np.round(rng.normal(size=n), 1)

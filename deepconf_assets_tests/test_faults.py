@@ -16,8 +16,10 @@ from dagster._core.instance.ref import InstanceRef
 
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
 from deepconf_assets.retries import is_transient
-from deepconf_assets_tests.test_bad_input import GOOD, xstest_file
-from deepconf_assets_tests.test_resume import COMMAND, REPO, TOTAL, environment, latest_traces_metadata, shard_rows
+from deepconf_assets_tests.cli_runs import (
+    COMMAND, REPO, TOTAL, environment, failure_text, latest_traces_metadata, shard_rows,
+)
+from deepconf_assets_tests.xstest_files import GOOD, xstest_file
 from resources.analysis_settings import AnalysisSettingsResource
 from resources.generation import GenerationResource
 
@@ -27,11 +29,6 @@ def _run(config=None, resources=None, partition="xstest|demo", selection=("bench
     result = materialize([*ASSETS, *ASSET_CHECKS], partition_key=partition, resources={**RESOURCES, **(resources or {})},
                          selection=list(selection), run_config=config or {}, raise_on_error=False)
     return result, time.monotonic() - started
-
-
-def _failure_text(result) -> str:
-    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
-    return error.message + (error.cause.message if error.cause else "")
 
 
 def _retries(result) -> int:
@@ -64,7 +61,7 @@ def test_out_of_range_generation_settings_fail_before_any_work(demo_model_dir, i
     failed = next(e for e in result.all_events if e.is_step_failure)
     assert failed.step_key == "benchmark_prompts"  # the first step: nothing upstream was written
     assert not written.exists()
-    text = _failure_text(result)
+    text = failure_text(result)
     assert f"invalid traces config: " in text and message in text, text
     assert seconds < 30
 
@@ -76,7 +73,7 @@ def test_live_generation_without_a_stopping_policy_fails_at_the_first_step(isola
     result, seconds = _run(config, partition="synthetic|demo-small")
     assert not result.success and _retries(result) == 0 and seconds < 30
     assert next(e for e in result.all_events if e.is_step_failure).step_key == "benchmark_prompts"
-    assert "generation_mode live: live generation runs the headline policy" in _failure_text(result)
+    assert "generation_mode live: live generation runs the headline policy" in failure_text(result)
 
 
 @pytest.mark.slow
@@ -100,7 +97,7 @@ def test_impossible_generator_settings_fail_before_any_work(isolated_storage):
         result, seconds = _run(config={"resources": {"generator": {"config": settings}}}, partition="synthetic|demo-small")
         assert not result.success and _retries(result) == 0 and seconds < 30
         assert next(e for e in result.all_events if e.is_step_failure).step_key == "benchmark_prompts"
-        assert f"generator.{next(iter(settings))} is" in _failure_text(result)
+        assert f"generator.{next(iter(settings))} is" in failure_text(result)
 
 
 @pytest.mark.slow
@@ -113,7 +110,7 @@ def test_on_kubernetes_the_gpu_step_checks_its_own_device(isolated_storage, monk
     result, seconds = _run(config=settings, partition="synthetic|demo-small")
     assert not result.success and _retries(result) == 0 and seconds < 30
     failed = next(e for e in result.all_events if e.is_step_failure)
-    assert failed.step_key == "traces" and "CUDA device(s)" in _failure_text(result)
+    assert failed.step_key == "traces" and "CUDA device(s)" in failure_text(result)
 
 
 @pytest.mark.slow
@@ -121,7 +118,7 @@ def test_settings_the_engine_would_change_are_refused_or_recorded(demo_model_dir
     tiny = {"max_prompts": 4, "traces_per_prompt": 1, "max_new_tokens": 8}
     result, _ = _run({"ops": {"traces": {"config": {**tiny, "top_k": 5000}}}}, partition="synthetic|demo-small")
     assert not result.success and _retries(result) == 0
-    assert "top_k (5000) exceeds the vocabulary of 'demo-small' (1026 tokens)" in _failure_text(result)
+    assert "top_k (5000) exceeds the vocabulary of 'demo-small' (1026 tokens)" in failure_text(result)
     assert not list((isolated_storage / "shards" / "synthetic" / "demo-small").glob("*.parquet"))  # nothing generated
     # a context limit above the model's positions is capped by the engine: recorded as the limit used
     result, _ = _run({"ops": {"traces": {"config": tiny}}, "resources": {"generator": {"config": {"max_model_len": 4096}}}},
@@ -169,7 +166,7 @@ def test_a_file_with_no_sendable_prompt_fails_once_naming_the_file(demo_model_di
     monkeypatch.setenv("DEEPCONF_DATA_DIR", str(tmp_path))
     result, seconds = _run()
     assert not result.success and _retries(result) == 0
-    text = _failure_text(result)
+    text = failure_text(result)
     assert str(path) in text and "all quarantined" in text and "empty prompt" in text and "control character" in text
     assert seconds < 60
 
@@ -217,7 +214,7 @@ def test_a_transient_fault_is_retried_and_a_permanent_one_is_not(demo_model_dir,
     assert FAULTS_RAISED == [fault]
     assert result.success is retried and _retries(result) == int(retried)
     if not retried:
-        assert fault in _failure_text(result)
+        assert fault in failure_text(result)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],

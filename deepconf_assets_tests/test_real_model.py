@@ -15,7 +15,7 @@ import pytest
 from dagster import materialize
 
 from deepconf_assets.definitions import ASSET_CHECKS, ASSETS, RESOURCES
-from deepconf_assets_tests.test_faults import _failure_text
+from deepconf_assets_tests.cli_runs import failure_text
 from resources import gguf_weights, model_registry
 from resources.generation import GenerationResource
 from resources.generation_types import SamplingSettings
@@ -46,7 +46,7 @@ def test_a_missing_package_fails_the_first_step_with_the_pip_command(monkeypatch
     assert not result.success
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     assert failed == ["benchmark_prompts"]  # the first step, before any asset is written
-    assert command in _failure_text(result)
+    assert command in failure_text(result)
 
 
 def test_another_version_of_the_package_is_refused(monkeypatch):
@@ -127,7 +127,7 @@ def test_a_dagster_run_on_smollm2_records_the_package_and_reuses_its_traces(smol
 
     thinking = {"ops": {"traces": {"config": {**config["ops"]["traces"]["config"], "enable_thinking": True}}}}
     refused = _materialize(partition, ["benchmark_prompts", "traces"], thinking)
-    assert not refused.success and "does not read it" in _failure_text(refused)
+    assert not refused.success and "does not read it" in failure_text(refused)
 
 
 @needs_package

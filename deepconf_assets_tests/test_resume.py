@@ -1,50 +1,18 @@
 """A `dagster asset materialize` killed mid-generation (SIGKILL) resumes from its shards."""
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance
-from dagster._core.instance.ref import InstanceRef
 
+from deepconf_assets_tests.cli_runs import COMMAND, REPO, TOTAL, environment, latest_traces_metadata, shard_rows
 from deepconf_assets_tests.trace_equality import assert_same_traces
 
 pytestmark = pytest.mark.slow  # runs `dagster asset materialize` in a subprocess and kills it
-
-REPO = Path(__file__).resolve().parents[1]
-PROMPTS = 100  # of xstest's 450: seven shards of 64, enough to kill a run between them
-CONFIG = {
-    "ops": {"traces": {"config": {"traces_per_prompt": 4, "max_prompts": PROMPTS}}},
-    "resources": {"generator": {"config": {"batch_sequences": 64}}},
-}
-COMMAND = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "deepconf_assets.definitions",
-           "--select", "benchmark_prompts,traces", "--partition", "xstest|demo", "--config-json", json.dumps(CONFIG)]
-TOTAL = PROMPTS * 4
-
-
-def environment(tmp: Path, demo_model_dir: Path) -> dict:
-    storage, home = tmp / "storage", tmp / "home"
-    (storage / "models").mkdir(parents=True)
-    (storage / "models" / "demo").symlink_to(demo_model_dir)
-    home.mkdir()
-    return dict(os.environ, DEEPCONF_STORAGE_DIR=str(storage), DAGSTER_HOME=str(home))
-
-
-def shard_rows(env) -> int:
-    folder = Path(env["DEEPCONF_STORAGE_DIR"]) / "shards" / "xstest" / "demo"
-    return sum(len(pd.read_parquet(f)) for f in folder.glob("*.parquet"))
-
-
-def latest_traces_metadata(env) -> dict:
-    instance = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
-    record = instance.fetch_materializations(AssetKey("traces"), limit=1).records[0]
-    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
 
 
 def read_traces(env) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 
 from deepconf_assets import run_health
-from deepconf_assets_tests.test_resume import REPO, environment, latest_traces_metadata, shard_rows
+from deepconf_assets_tests.cli_runs import REPO, environment, latest_traces_metadata, shard_rows
 
 
 def _missing_pid() -> int:

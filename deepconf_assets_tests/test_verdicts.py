@@ -1,4 +1,4 @@
-"""Hypothesis verdicts and calibration (issue 12, Deliver 2 and 4) against numbers worked out by hand:
+"""Hypothesis verdicts and calibration against numbers worked out by hand:
 the verdict vocabulary, Cochran-Mantel-Haenszel, the logistic effect, Holm, the out-of-fold isotonic
 probability behind ECE/Brier, and bootstrap CIs."""
 
@@ -11,7 +11,7 @@ from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 
 from deepconf_assets.core import analysis, calibration, hypothesis, metrics
-from deepconf_assets_tests.test_analysis import two_instances
+from deepconf_assets_tests.hand_computed import two_instances
 
 UC, CC, UR, CR = "uncertain_compliance", "confident_compliance", "uncertain_refusal", "confident_refusal"
 
@@ -284,7 +284,7 @@ def _tied_calibration_data(n: int = 90, seed: int = 3):
 
 
 def test_calibration_does_not_depend_on_row_order():
-    # issue 32: folds came from row positions, so the same rows sorted by instance_id gave another ECE
+    # folds once came from row positions, so the same rows sorted by instance_id gave another ECE
     conf, correct, harmful, ids = _tied_calibration_data()
     conf[[3, 5]] = np.nan  # unusable rows drop out the same way in any order
     report = calibration.calibration_report(conf, correct, harmful, ids)
