@@ -191,7 +191,7 @@ def test_the_answer_on_one_screen_by_hand():
 def test_pareto_sentence_tests_each_step_of_the_frontier():
     """fixed_n=1 (10 tokens) right on a, b; decided (20) right on a, b, c; fixed_n=all (40) right on a, b, c:
     decided's one extra prompt is within noise; fixed_n=all is dominated by decided (identical accuracy)."""
-    from deepconf_assets.core.answer import pareto_sentence
+    from deepconf_assets.core.answer import pareto_sentences
     from deepconf_assets.core.analysis import pareto_efficient
 
     right = {"fixed_n=1": [True, True, False, False], "decided": [True, True, True, False],
@@ -204,13 +204,13 @@ def test_pareto_sentence_tests_each_step_of_the_frontier():
     frontier = pd.DataFrame({"policy": list(right), "accuracy": [np.mean(v) for v in right.values()],
                              "tokens_used": [4 * tokens[p] for p in right]})
     frontier["pareto_efficient"] = pareto_efficient(frontier["tokens_used"], frontier["accuracy"])
-    text = pareto_sentence(predictions, "heuristic", frontier)
+    brief, text = pareto_sentences(predictions, "heuristic", frontier)
     assert text.startswith("Pareto-efficient on point estimates (accuracy against tokens, heuristic labels), paired "
                            "on the same prompts: fixed_n=1 (fewest tokens of the efficient ones); decided against "
                            "fixed_n=1 (more tokens; 75.0% against 50.0%), a difference of +25.0 pp (95% CI ")
     assert "McNemar exact p = 1, n = 4): no evidence either way" in text
     assert "dominated: fixed_n=all against decided (no fewer tokens; 75.0% against 75.0%), a difference of +0.0 pp" in text
-    assert pareto_sentence(predictions, "heuristic", frontier, brief=True) == (
+    assert brief == (
         "Pareto-efficient on point estimates (accuracy against tokens, heuristic labels): fixed_n=1, decided; none of "
         "the 2 paired accuracy differences behind the frontier is established (McNemar exact p < 0.05): it rests on "
         "differences within noise.")

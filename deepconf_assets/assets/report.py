@@ -18,7 +18,7 @@ from deepconf_assets.assets.analysis_inputs import require_headline, resolved_se
 from deepconf_assets.core import analysis, stopping
 from deepconf_assets.core.analysis import AnalysisSettings
 from deepconf_assets.core.metrics import CATEGORIES
-from deepconf_assets.core.answer import hypothesis_summary, pareto_sentence, savings_sentence, summary_markdown
+from deepconf_assets.core.answer import hypothesis_summary, pareto_sentences, savings_sentence, summary_markdown
 from deepconf_assets.core.interpret import fmt, headline_intervals, hypothesis_sentence, interpretation, truncation_caution
 from deepconf_assets.core import html_report
 from deepconf_assets.core.formats import fmt_pct
@@ -151,7 +151,8 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     headline = _headline(settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
     frontier = _pareto(settings, summary, predictions)
-    headline += " " + pareto_sentence(predictions, settings.headline_labeler, frontier, brief=True)
+    pareto_brief, pareto_full = pareto_sentences(predictions, settings.headline_labeler, frontier)
+    headline += " " + pareto_brief
     warning = settings.consensus_warning(int(predictions["traces_available"].max()))
 
     def headline_row(table: pd.DataFrame) -> pd.Series | None:
@@ -180,7 +181,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
                      f"and response are cut at {EXAMPLE_CHARS} characters." + (f" No prompt fell in: {', '.join(absent)}." if absent else ""))
     caution = truncation_caution(traces["finish_reason"],
                                  (traces_meta.get("generation_settings") or {}).get("max_new_tokens"))
-    reading.append(pareto_sentence(predictions, settings.headline_labeler, frontier))
+    reading.append(pareto_full)
     if caution:  # mostly cut answers: every number below is qualified, first
         headline, reading = f"{caution} {headline}", [caution, *reading]
     answer = hypothesis_summary(hypothesis_test, settings.headline_labeler)
@@ -203,8 +204,9 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
             "Stopping policies: accuracy against tokens, and where the savings come from",
             "pareto_efficient (on point estimates; the paired tests behind it are in 'What these numbers say'): "
             "no other policy is at least as accurate with no more tokens (fixed_n=1 and fixed_n=all are the "
-            f"references; {_decided_note(settings)}). Savings come from instances stopped right after the warm-up, stopped before the budget, and "
-            "later traces cut (deepconf_online; mid-trace = before the trace's own end)."
+            f"references; {_decided_note(settings)}). Savings come from instances stopped right after the "
+            "warm-up, stopped before the budget, and later traces cut (deepconf_online; mid-trace = before the "
+            "trace's own end)."
             + (f" WARNING: {warning}." if warning else ""), frontier, **wide),
         html_report.Section("Hypothesis: uncertain compliance is less accurate than confident compliance",
                             "Among compliances (categories split at the compliances' own confidence median): two-sided "

@@ -7,7 +7,7 @@
     what it costs in accuracy, paired on the same prompts: the difference with Newcombe's paired 95% CI
     and McNemar's exact p (core.paired), or "identical by construction" where the policy decides as
     fixed_n=all by definition;
-  * `pareto_sentence`: the Pareto-efficient policies, each frontier step and each dominated policy tested
+  * `pareto_sentences`: the Pareto-efficient policies, each frontier step and each dominated policy tested
     paired, so a frontier that rests on a prompt or two says so.
 Sentences about numbers are worded from claims (core.claims).
 
@@ -128,23 +128,21 @@ def pareto_claims(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFram
     return list(efficient["policy"]), made
 
 
-def pareto_sentence(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFrame, brief: bool = False) -> str:
-    """The Pareto-efficient policies with every paired claim behind the frontier (`pareto_claims`), so a
-    frontier that rests on a prompt or two reads "no evidence either way". `brief`: the names, and how many of
-    the paired differences are established (for the headline)."""
+def pareto_sentences(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFrame) -> tuple[str, str]:
+    """(brief, full) from one set of `pareto_claims`: brief names the Pareto-efficient policies and how many
+    of the paired differences behind the frontier are established (for the headline); full gives every paired
+    claim, so a frontier that rests on a prompt or two reads "no evidence either way"."""
     efficient, made = pareto_claims(predictions, labeler, frontier)
     if not efficient:
-        return f"No policy of {labeler} labels has an accuracy, so none is Pareto-efficient."
+        none = f"No policy of {labeler} labels has an accuracy, so none is Pareto-efficient."
+        return none, none
     lead = f"Pareto-efficient on point estimates (accuracy against tokens, {labeler} labels)"
-    if brief:
-        established = sum(claims.status(c) == claims.ESTABLISHED for c in made)
-        if not made:
-            return f"{lead}: {', '.join(efficient)}."
-        return (f"{lead}: {', '.join(efficient)}; " + (
-            f"none of the {len(made)} paired accuracy differences behind the frontier is established (McNemar "
-            f"exact p < {claims.ALPHA:g}): it rests on differences within noise." if not established else
-            f"{established} of the {len(made)} paired accuracy differences behind the frontier "
-            f"{'is' if established == 1 else 'are'} established (McNemar exact p < {claims.ALPHA:g}), the others "
-            f"are within noise."))
+    established = sum(claims.status(c) == claims.ESTABLISHED for c in made)
+    brief = f"{lead}: {', '.join(efficient)}" + ("." if not made else "; " + (
+        f"none of the {len(made)} paired accuracy differences behind the frontier is established (McNemar "
+        f"exact p < {claims.ALPHA:g}): it rests on differences within noise." if not established else
+        f"{established} of the {len(made)} paired accuracy differences behind the frontier "
+        f"{'is' if established == 1 else 'are'} established (McNemar exact p < {claims.ALPHA:g}), the others "
+        f"are within noise."))
     steps = [f"{efficient[0]} (fewest tokens of the efficient ones)", *(claims.say(c) for c in made)]
-    return f"{lead}, paired on the same prompts: {'; '.join(steps)}."
+    return brief, f"{lead}, paired on the same prompts: {'; '.join(steps)}."

@@ -31,7 +31,7 @@ MIN_CLASS = 5  # fewer in the smaller class: a rank statistic's bootstrap CI (or
 
 BY_CONSTRUCTION, NOTHING_POOLED, NOT_ESTIMABLE = "by construction", "nothing pooled", "not estimable"
 DESCRIBED, NOT_TESTED, ESTABLISHED, LEANS, NO_EVIDENCE = "described", "not tested", "established", "leans", "no evidence"
-STATUSES = (BY_CONSTRUCTION, NOTHING_POOLED, NOT_ESTIMABLE, DESCRIBED, NOT_TESTED, ESTABLISHED, LEANS, NO_EVIDENCE)
+NUMBER_WORDS = {0: "no", 1: "one"}  # "one informative stratum"
 
 
 def _number(value: float, unit: str) -> str:
@@ -127,7 +127,14 @@ def _support(claim: Claim) -> str:
     return ", ".join(part for part in parts if part)
 
 
-def _why_not_estimable(claim: Claim) -> str:
+def _why(claim: Claim, rule: str) -> str:
+    """The reason a by-construction, not-estimable or not-tested claim gives."""
+    if rule == BY_CONSTRUCTION:
+        return claim.by_construction
+    if rule == NOT_TESTED:
+        return claim.not_tested
+    if rule != NOT_ESTIMABLE:
+        return ""
     if undefined(claim.value):
         return claim.undefined_why
     count, name = claim.smaller_class
@@ -156,12 +163,10 @@ def say(claim: Claim) -> str:
     """The claim as one clause (no final full stop), worded by WORDING for its `status`."""
     rule = status(claim)
     support = _support(claim if rule != NOT_TESTED else replace(claim, p=None))
-    why = {BY_CONSTRUCTION: claim.by_construction, NOT_ESTIMABLE: _why_not_estimable(claim) if rule == NOT_ESTIMABLE
-           else "", NOT_TESTED: claim.not_tested}.get(rule, "")
     text = WORDING[rule].format(
         q=claim.quantity, v=_number(claim.value, claim.unit), s=support, s_paren=f" ({support})" if support else "",
-        d=claim.direction, null=_null(claim) if claim.null is not None else "", why=why,
-        k={0: "no", 1: "one"}.get(claim.pooled_strata, claim.pooled_strata),
+        d=claim.direction, null=_null(claim) if claim.null is not None else "", why=_why(claim, rule),
+        k=NUMBER_WORDS.get(claim.pooled_strata, claim.pooled_strata),
         excl=f"; the CI excludes {_null(claim)}" if claim.ci_excludes_null else "")
     if not claim.primary and rule not in (BY_CONSTRUCTION, NOTHING_POOLED):
         family = f" across {claim.family}" if claim.family else ""

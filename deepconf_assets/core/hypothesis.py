@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from deepconf_assets.core.claims import MIN_CLASS
+from deepconf_assets.core.claims import MIN_CLASS, NUMBER_WORDS
 from deepconf_assets.core.formats import p_is
 from deepconf_assets.core.metrics import CATEGORIES, MIN_CATEGORY_N, as_float
 
@@ -50,7 +50,6 @@ OPPOSITE_WITHIN = {name: f"opposite direction within {name} prompts" for name in
 VERDICTS = (SUPPORTED, OPPOSITE, NO_EVIDENCE, INSUFFICIENT)
 COMBINED_VERDICTS = (*VERDICTS, CONFOUNDED, DEPENDS, *OPPOSITE_WITHIN.values(), NOT_CONFIRMED)
 DIRECTIONS = ("uncertain worse", "uncertain better", "equal")
-NUMBER_WORDS = {0: "no", 1: "one"}
 
 
 def _ratio(num: float, den: float) -> float:

@@ -281,8 +281,8 @@ def count_intervals(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def pair_claim(pair) -> Claim:
-    """One pair's accuracy difference (A - B) with its Newcombe CI and Holm-corrected McNemar p, stated from
-    the more accurate model's side when established."""
+    """One pair's accuracy difference (A - B) with its Newcombe CI and Holm-corrected McNemar p; the more
+    accurate model is named only where the difference is established."""
     return Claim(f"{pair.model_a} minus {pair.model_b} accuracy on the same {int(pair.n):,} prompts "
                  f"({fmt_pct(pair.accuracy_a)} against {fmt_pct(pair.accuracy_b)}; {int(pair.a_right_b_wrong):,} "
                  f"only {pair.model_a} got right, {int(pair.a_wrong_b_right):,} only {pair.model_b}; McNemar exact p "
@@ -298,7 +298,7 @@ def model_auroc_claim(row) -> Claim:
                        (row.auroc_ci_low, row.auroc_ci_high), int(row.tp + row.tn), int(row.fp + row.fn))
 
 
-def comparison_sentences(rows: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+def comparison_sentences(rows: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     """Across models: every pair's accuracy difference (`pairs`: core.paired's table, McNemar exact p
     Holm-corrected across the pairs, Newcombe CIs of the difference, in percentage points) and every model's
     AUROC (`rows`: the headline rows of model_comparison, with tp/fn/fp/tn), each worded from its claim.
