@@ -23,7 +23,8 @@ ABOVE, BELOW = "it goes up", "it goes down"
 def check_sentence(claim: Claim, text: str) -> None:
     """What a sentence may say, read from the claim's numbers (not from claims.status)."""
     finite = not (claim.value is None or math.isnan(claim.value) or math.isinf(claim.value))
-    side = 0 if claim.null is None or not finite or claim.value == claim.null else (1 if claim.value > claim.null else -1)
+    side = (0 if claim.null is None or not finite or claim.value == claim.null
+            else 1 if claim.value > claim.null else -1)
     ci_known = claim.ci is not None and all(math.isfinite(x) for x in claim.ci)
     excludes = ci_known and claim.null is not None and not (claim.ci[0] <= claim.null <= claim.ci[1])
     small = claim.smaller_class is not None and claim.smaller_class[0] < claims.MIN_CLASS
@@ -57,7 +58,8 @@ def check_sentence(claim: Claim, text: str) -> None:
 
 
 values = st.one_of(st.floats(-1.0, 3.0), st.just(NAN), st.sampled_from([0.0, 0.5, 1.0]))
-cis = st.one_of(st.none(), st.tuples(values, values).map(lambda t: tuple(sorted(t)) if not any(map(math.isnan, t)) else t))
+cis = st.one_of(st.none(),
+                st.tuples(values, values).map(lambda t: tuple(sorted(t)) if not any(map(math.isnan, t)) else t))
 
 
 @st.composite
@@ -95,7 +97,8 @@ def hypothesis_rows(draw):
            "accuracy_uncertain_compliance": draw(st.one_of(st.floats(0, 1), st.just(NAN))),
            "accuracy_confident_compliance": draw(st.one_of(st.floats(0, 1), st.just(NAN))),
            "p_holm": draw(st.one_of(st.floats(0, 1), st.just(NAN))),
-           "compliance_n_harmful": draw(n), "compliance_n_benign": draw(n), "cmh_strata": draw(st.sampled_from([0, 1, 2])),
+           "compliance_n_harmful": draw(n), "compliance_n_benign": draw(n),
+           "cmh_strata": draw(st.sampled_from([0, 1, 2])),
            "verdict_why": "why", "stratified_n_uncertain": draw(n), "stratified_n_confident": draw(n)}
     row["accuracy_difference"] = row["accuracy_uncertain_compliance"] - row["accuracy_confident_compliance"]
     low, high = sorted(draw(st.tuples(st.floats(-1, 1), st.floats(-1, 1))))

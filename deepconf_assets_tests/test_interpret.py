@@ -210,6 +210,11 @@ def test_pareto_sentence_tests_each_step_of_the_frontier():
                            "fixed_n=1 (more tokens; 75.0% against 50.0%), a difference of +25.0 pp (95% CI ")
     assert "McNemar exact p = 1, n = 4): no evidence either way" in text
     assert "dominated: fixed_n=all against decided (no fewer tokens; 75.0% against 75.0%), a difference of +0.0 pp" in text
+    # decided decides as fixed_n=all by construction: that pair is said so, not tested
+    said = pareto_sentences(predictions, "heuristic", frontier, {"decided": "the majority is settled"})[1]
+    assert ("dominated: fixed_n=all against decided (no fewer tokens; 75.0% against 75.0%), a difference of +0.0 pp, "
+            "identical by construction (the majority is settled), so nothing is tested") in said
+    assert said.count("McNemar") == 1  # only decided against fixed_n=1 is tested
     assert brief == (
         "Pareto-efficient on point estimates (accuracy against tokens, heuristic labels): fixed_n=1, decided; none of "
         "the 2 paired accuracy differences behind the frontier is established (McNemar exact p < 0.05): it rests on "

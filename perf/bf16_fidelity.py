@@ -104,13 +104,14 @@ def main() -> None:
     codes = {name: categories(values["conf_mean"].reshape(len(prompts), args.traces).mean(axis=1), decision)
              for name, values in per_trace.items()}
     decided = codes["float32"] >= 0
-    changed = float(np.mean(codes["float32"][decided] != codes["bfloat16"][decided])) if decided.any() else float("nan")
+    moved = int(np.sum(codes["float32"][decided] != codes["bfloat16"][decided]))
+    changed = moved / decided.sum() if decided.any() else float("nan")
 
     print(f"{len(traces)} traces of {len(prompts)} prompts, {tokens:,} tokens, group window {window}")
     print(f"per-token |C_bf16 - C_f32|: median {np.median(diff):.4f}, p99 {np.percentile(diff, 99):.4f}, "
           f"max {diff.max():.4f} (C itself: median {np.median(a):.3f})")
     print(f"Spearman float32 vs bfloat16: conf_mean {rho_mean:.4f}, conf_lowest_group {rho_lowest:.4f}")
-    print(f"categories changed at the within-decision threshold: {int(np.sum(codes['float32'][decided] != codes['bfloat16'][decided]))} "
+    print(f"categories changed at the within-decision threshold: {moved} "
           f"of {int(decided.sum())} decided instances ({changed:.1%})")
     print(f"median_dc={np.median(diff):.4f} p99_dc={np.percentile(diff, 99):.4f} spearman_mean={rho_mean:.4f} "
           f"spearman_lowest={rho_lowest:.4f} category_change_share={changed:.4f}")

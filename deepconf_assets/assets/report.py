@@ -120,7 +120,7 @@ def _pareto(settings: AnalysisSettings, summary: pd.DataFrame, predictions: pd.D
 
 def _decided_note(settings: AnalysisSettings) -> str:
     """Whether decided gives fixed_n=all's predictions by construction under these settings."""
-    why = stopping.POLICIES[stopping.DECIDED].identical_to_every_trace(settings)
+    why = settings.identical_to_every_trace().get(stopping.DECIDED)
     return (f"decided gives fixed_n=all's predictions with fewer traces by construction: {why}" if why else
             f"decided may differ from fixed_n=all under vote_rule={settings.vote_rule}")
 
@@ -151,7 +151,8 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
     headline = _headline(settings, summary, hypothesis_test, intervals)
     metrics = summary[["labeler", "policy", *analysis.HEADLINE_METRICS]]
     frontier = _pareto(settings, summary, predictions)
-    pareto_brief, pareto_full = pareto_sentences(predictions, settings.headline_labeler, frontier)
+    identical = settings.identical_to_every_trace()
+    pareto_brief, pareto_full = pareto_sentences(predictions, settings.headline_labeler, frontier, identical)
     headline += " " + pareto_brief
     warning = settings.consensus_warning(int(predictions["traces_available"].max()))
 
@@ -186,7 +187,7 @@ def report(context: AssetExecutionContext, analysis_settings: AnalysisSettingsRe
         headline, reading = f"{caution} {headline}", [caution, *reading]
     answer = hypothesis_summary(hypothesis_test, settings.headline_labeler)
     savings = savings_sentence(predictions, settings.headline_labeler, settings.headline.display,
-                               settings.headline_identical_to_every_trace)
+                               identical.get(settings.headline.display))
     answer_lines = [*([caution] if caution else []), f"Savings: {savings}",
                     f"Verdict ({settings.headline.display}, {settings.headline_labeler} labels): "
                     f"{reading_of_hypothesis or 'no hypothesis row for the headline policy'}"]

@@ -48,10 +48,11 @@ class AnalysisSettings:
     def headline(self) -> stopping.PolicyId:
         return stopping.headline_policy(self.headline_rule).configured(self)
 
-    @property
-    def headline_identical_to_every_trace(self) -> str | None:
-        """Why the headline policy decides every prompt as fixed_n=all does, when it does by construction."""
-        return stopping.headline_policy(self.headline_rule).identical_to_every_trace(self)
+    def identical_to_every_trace(self) -> dict[str, str]:
+        """{policy display: why it decides every prompt as fixed_n=all does} for the policies that do so by
+        construction under these settings (stopping.StoppingPolicy.identical_to_every_trace)."""
+        return {policy.configured(self).display: why for policy in stopping.POLICIES.values()
+                if (why := policy.identical_to_every_trace(self))}
 
     @property
     def live_policy(self) -> stopping.PolicyId:

@@ -83,7 +83,7 @@ def savings_sentence(predictions: pd.DataFrame, labeler: str, policy: str,
                      identical_because: str | None = None) -> str:
     """What `policy` saves against fixed_n=all and what it costs in accuracy, on the prompts both decided.
     `identical_because`: why the policy decides every prompt as fixed_n=all does, when it does by construction
-    (stopping.StoppingPolicy.identical_to_every_trace); then nothing is tested, and a difference is an error."""
+    (AnalysisSettings.identical_to_every_trace); then nothing is tested, and a difference is an error."""
     rows = analysis.with_traces(predictions)
     rows = rows[rows["labeler"] == labeler]
     if policy == analysis.ALL_TRACES:
@@ -104,11 +104,19 @@ def savings_sentence(predictions: pd.DataFrame, labeler: str, policy: str,
             f"{full['traces_used'].mean():.2f}) and saves {fmt_pct(saved)} of the tokens; {claims.say(change)}.")
 
 
-def pareto_claims(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFrame) -> tuple[list[str], list[Claim]]:
+def pareto_claims(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFrame,
+                  identical: dict[str, str] | None = None) -> tuple[list[str], list[Claim]]:
     """The Pareto-efficient policies on point estimates (accuracy against tokens; `frontier`: policy,
     tokens_used, accuracy, pareto_efficient), cheapest first, and the paired claims behind the frontier: each
     efficient policy against the next cheaper efficient one, each dominated policy against its cheapest
-    dominator (Newcombe CI, McNemar exact p on the same prompts)."""
+    dominator (Newcombe CI, McNemar exact p on the same prompts). `identical`: {policy: why} for the policies
+    that decide as fixed_n=all by construction (AnalysisSettings.identical_to_every_trace); such a pair is
+    said to be identical by construction, not tested."""
+    identical = identical or {}
+
+    def by_construction(a: str, b: str) -> str | None:
+        return identical.get(a) if b == analysis.ALL_TRACES else identical.get(b) if a == analysis.ALL_TRACES else None
+
     rows = analysis.with_traces(predictions)
     rows = rows[rows["labeler"] == labeler]
     ordered = frontier.sort_values(["tokens_used", "accuracy"], ascending=[True, False])
@@ -117,22 +125,25 @@ def pareto_claims(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFram
     for cheaper, policy in zip(efficient["policy"], efficient["policy"].iloc[1:]):
         made.append(_paired_claim(rows, policy, cheaper, f"{policy} against {cheaper} (more tokens; {{a}} against "
                                   f"{{b}}), a difference of", above=f"{policy}'s extra tokens buy accuracy",
-                                  below=f"{cheaper} is more accurate"))
+                                  below=f"{cheaper} is more accurate",
+                                  by_construction=by_construction(policy, cheaper)))
     for r in ordered[~ordered["pareto_efficient"] & ordered["accuracy"].notna()].itertuples(index=False):
         dominators = efficient[(efficient["tokens_used"] <= r.tokens_used) & (efficient["accuracy"] >= r.accuracy)]
         if len(dominators):
             by = dominators.iloc[0]["policy"]
             made.append(_paired_claim(rows, r.policy, by, f"dominated: {r.policy} against {by} (no fewer tokens; "
                                       f"{{a}} against {{b}}), a difference of", above=f"{r.policy} is more accurate",
-                                      below=f"{by} is more accurate with fewer tokens"))
+                                      below=f"{by} is more accurate with fewer tokens",
+                                      by_construction=by_construction(r.policy, by)))
     return list(efficient["policy"]), made
 
 
-def pareto_sentences(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFrame) -> tuple[str, str]:
+def pareto_sentences(predictions: pd.DataFrame, labeler: str, frontier: pd.DataFrame,
+                     identical: dict[str, str] | None = None) -> tuple[str, str]:
     """(brief, full) from one set of `pareto_claims`: brief names the Pareto-efficient policies and how many
     of the paired differences behind the frontier are established (for the headline); full gives every paired
     claim, so a frontier that rests on a prompt or two reads "no evidence either way"."""
-    efficient, made = pareto_claims(predictions, labeler, frontier)
+    efficient, made = pareto_claims(predictions, labeler, frontier, identical)
     if not efficient:
         none = f"No policy of {labeler} labels has an accuracy, so none is Pareto-efficient."
         return none, none

@@ -30,7 +30,8 @@ ALPHA = 0.05
 MIN_CLASS = 5  # fewer in the smaller class: a rank statistic's bootstrap CI (or its side of the null) is not estimable
 
 BY_CONSTRUCTION, NOTHING_POOLED, NOT_ESTIMABLE = "by construction", "nothing pooled", "not estimable"
-DESCRIBED, NOT_TESTED, ESTABLISHED, LEANS, NO_EVIDENCE = "described", "not tested", "established", "leans", "no evidence"
+DESCRIBED, NOT_TESTED, ESTABLISHED = "described", "not tested", "established"
+LEANS, NO_EVIDENCE = "leans", "no evidence"
 NUMBER_WORDS = {0: "no", 1: "one"}  # "one informative stratum"
 
 

@@ -229,8 +229,9 @@ def interpretation(intervals: pd.DataFrame, hypothesis_row: pd.Series | None, ca
                    share_longer_than_window: float | None = None, refusals: tuple[int, int] | None = None,
                    categories: dict[str, int] | None = None, policies: int | None = None) -> list[str]:
     """The report's reading of its own numbers, caveats first. `policies`: how many policies the hypothesis
-    table holds for the headline labeler (the family a secondary statistic is uncorrected across). `refusals`: (refused, labelled) answers of the
-    headline labeler over every trace; `categories`: prompts per confidence category under the headline policy."""
+    table holds for the headline labeler (the family a secondary statistic is uncorrected across).
+    `refusals`: (refused, labelled) answers of the headline labeler over every trace; `categories`: prompts
+    per confidence category under the headline policy."""
     sentences = []
     if refusals is not None and refusals[1] and refusals[0] / refusals[1] < LOW_REFUSAL_SHARE:
         counts = ", ".join(f"{name} {count:,}" for name, count in (categories or {}).items())
